@@ -1,0 +1,104 @@
+"""The ``gcref`` command line (typer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="gcref: geometric complexity (GC) and neural collapse (NC) in transfer learning, "
+         "computable and checkable (Munn, Dherin & Gonzalvo, NeurIPS 2024).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+
+@app.callback()
+def _root():
+    """gcref: geometric complexity and neural collapse, computable and checkable."""
+
+
+def _print_results(results, show_all: bool) -> None:
+    table = Table(title="gcref verification", show_lines=False)
+    table.add_column("check")
+    table.add_column("max rel. error", justify="right")
+    table.add_column("tolerance", justify="right")
+    table.add_column("result")
+    for r in results:
+        if show_all or not r.passed:
+            table.add_row(r.name, f"{r.error:.2e}", f"{r.tolerance:.0e}",
+                          "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {r.detail}")
+    console.print(table)
+
+
+@app.command()
+def check(
+    json_path: str = typer.Option(None, "--json", help="Also write the results as JSON to this file ('-' for stdout)."),
+    group: list[str] = typer.Option(None, "--group", "-g", help="Run only these check groups (repeatable)."),
+    seed: int = typer.Option(0, help="Seed for the random networks and directions."),
+    failures_only: bool = typer.Option(False, "--failures-only", help="Print only failing rows."),
+    backend: str = typer.Option("numpy", help="'numpy' (the reference) or 'cuda' (adds gcref_cuda agreement checks)."),
+):
+    """Verify everything numerically and print a table; exit code 1 if any check fails.
+
+    Hand-written VJPs, JVPs, local and network Jacobians against central finite differences and
+    against each other, on seeded random networks of every layer type and zoo architecture, plus
+    every group later parts of gcref register (metrics, estimators, bounds, training, backends).
+    """
+    from .check import GROUPS, _load_optional_groups, run_checks, summarize
+    if backend not in ("numpy", "cuda"):
+        raise typer.BadParameter(f"backend must be 'numpy' or 'cuda', got {backend!r}")
+    _load_optional_groups()
+    groups = list(group) if group else [g for g in GROUPS if backend == "cuda" or not g.startswith("cuda")]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise typer.BadParameter(f"unknown group(s) {unknown}; valid: {', '.join(GROUPS)}")
+    to_stdout = json_path == "-"
+    out_console = Console(stderr=True) if to_stdout else console
+    from rich.progress import Progress
+    with Progress(console=out_console, transient=True) as progress:
+        task = progress.add_task("checking", total=len(groups))
+
+        def step(name):
+            progress.update(task, description=f"checking {name}")
+            progress.advance(task)
+        results = run_checks(groups, seed=seed, progress=step)
+    passed, failed = summarize(results)
+    if not to_stdout:
+        _print_results(results, show_all=not failures_only)
+        console.print(f"[bold]{passed} passed, {failed} failed[/bold]")
+    if json_path:
+        payload = json.dumps({"passed": passed, "failed": failed,
+                              "results": [r.as_dict() for r in results]}, indent=2, default=float)
+        if to_stdout:
+            sys.stdout.write(payload + "\n")
+        else:
+            from .nn.params_io import atomic_write
+            atomic_write(json_path, lambda fh: fh.write(payload.encode()))
+    raise typer.Exit(code=1 if failed else 0)
+
+
+def _register_optional_commands():
+    # Commands defined by later parts (training, lab) attach themselves to ``app`` on import.
+    import importlib
+    try:
+        importlib.import_module("gcref.lab.commands")
+    except ModuleNotFoundError as err:
+        if err.name is None or not "gcref.lab.commands".startswith(err.name):
+            raise
+
+
+_register_optional_commands()
+
+
+def main():  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
