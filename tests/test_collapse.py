@@ -32,8 +32,8 @@ problems = st.tuples(
 def naive_stats(Z, y):
     """Independent computation: per-dimension np.var summed, np.mean per class."""
     classes = sorted(set(y.tolist()))
-    means = np.array([[np.mean(Z[y == c][:, l]) for l in range(Z.shape[1])] for c in classes])
-    var = np.array([sum(np.var(Z[y == c][:, l]) for l in range(Z.shape[1])) for c in classes])
+    means = np.array([[np.mean(Z[y == c][:, d]) for d in range(Z.shape[1])] for c in classes])
+    var = np.array([sum(np.var(Z[y == c][:, d]) for d in range(Z.shape[1])) for c in classes])
     return np.array(classes), means, var
 
 

@@ -74,7 +74,9 @@ class NCCErrorBound:
         ``2 C (ways - 1)(1 + 1/m) * NC`` (variance form) or the same with the GC-side pair
         mean (GC form), computed independently of ``pairwise``; ``None`` for capped forms.
     proven : bool
-        ``constant >= TIGHT_CONSTANT``: the value is a proven upper bound.
+        ``constant >= TIGHT_CONSTANT``: the value is a proven upper bound on the expected error
+        when the inputs are the population means and variances (for the GC forms, when each
+        ``rho_c`` is a valid Poincaré constant of class ``c``'s input law).
     """
 
     value: float
@@ -151,7 +153,8 @@ def ncc_error_bound(means, variances, shots: int, *, form: str = "variance",
         Class means ``mu_c`` of the embedding (population values; plug-in estimates give an
         estimate of the bound).
     variances : array_like, shape (k,) or None
-        Total class variances ``Var_c``; needed for ``"variance"`` and ``"capped"``.
+        Total class variances ``Var_c``; needed for ``"variance"`` and ``"capped"``, ignored
+        by the GC forms (pass ``None``).
     shots : int
         ``m``, support examples per class.
     form : {"variance", "gc", "capped", "capped_gc"}

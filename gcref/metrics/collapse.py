@@ -12,37 +12,36 @@ code make different small choices. gcref pins each choice below; the right-hand 
 the other sources do, so a user can convert. (The same table, with more words, is in
 ``docs/conventions.md``.)
 
-========================  ==========================  ===============================  =========================
-choice                    gcref                       Galanti et al. 2022 / Munn 2024  Papyan et al. 2020 (+code)
-========================  ==========================  ===============================  =========================
-class variance            total variance: SUM over    sum over dims (Var = E||f-mu||^2) trace of Sigma_W (sum
-                          dims of E||f - mu_c||^2                                      over dims)
-variance divisor          n_c (population, ddof=0)    n_c (expectation over D_c)        N = sum_c n_c for Sigma_W
-mean-over-dims variant    never (would divide Var     (some third-party code uses       --
-                          and ||dmu||^2 by p)         mean over dims for both: same
-                                                      ratio; mixing them is off by p)
-CDNV factor               (Var_i+Var_j)/(2 d_ij^2)    same, factor 1/2                  --
-distance                  SQUARED Euclidean d_ij^2    squared                           --
-NC aggregate              mean over ordered pairs     Avg_{i != j}                      --
-                          i != j (= unordered mean)
-geometric collapse        (GC_i+GC_j)/(2 d_ij^2),     Munn 2024: same                   --
-                          mean over pairs i != j
-global mean (Sigma_B)     UNWEIGHTED mean of class    --                                unweighted mean of class
-                          means                                                         means (muG in their code)
-Sigma_W                   (1/N) sum_c sum_x           --                                (1/N) sum over all samples
-                          (f-mu_c)(f-mu_c)^T
-NC1                       tr(Sigma_W Sigma_B^+)/k     --                                paper: /k; public code
-                                                                                       plots tr(Sw Sb^+) (no /k)
-NC2 std                   ddof=0 (population over     --                                torch.std: ddof=1 (factor
-                          the k classes / pairs)                                        sqrt(k/(k-1)) larger)
-NC2 angles                std of cosines over pairs   --                                paper: std of cosines;
-                          AND mean |cos + 1/(k-1)|                                      code: mean |cos+1/(k-1)|
-NC3                       ||W^T/||W||_F -             --                                same (squared Frobenius)
-                          M/||M||_F||_F^2, M centred
-NC4                       argmax(W z + b) (bias       --                                same: net's own argmax
-                          counted) vs NCC on the                                       (bias included) vs NCC
-                          uncentred class means
-========================  ==========================  ===============================  =========================
+=================  =============================  ===========================  ====================
+choice             gcref                          Galanti 2022 / Munn 2024     Papyan 2020 (+ code)
+=================  =============================  ===========================  ====================
+class variance     SUM over the p dims of         same: E||f - mu_c||^2        tr(Sigma_W): sum
+                   E||f - mu_c||^2                                             over dims
+variance divisor   n_c (ddof=0)                   n_c (expectation)            N for Sigma_W
+per-dim means      never (some third-party code   --                           --
+                   averages over dims: same
+                   ratio only if it does so for
+                   Var AND ||dmu||^2)
+CDNV               (Var_i + Var_j)/(2 d_ij^2)     same, factor 1/2             --
+distance           SQUARED Euclidean, from the    squared                      --
+                   difference vector
+NC aggregate       mean over pairs i != j         Avg_{i != j}                 --
+                   (ordered = unordered)
+geometric          (GC_i + GC_j)/(2 d_ij^2),      Munn 2024: same              --
+collapse           mean over pairs i != j
+global mean        UNWEIGHTED mean of class       --                           unweighted (muG)
+                   means
+Sigma_W            (1/N) sum over all samples     --                           same (Sw /= N)
+NC1                tr(Sigma_W Sigma_B^+)/k        --                           paper /k; code plots
+                                                                               tr(Sw Sb^+), no /k
+NC2 std            ddof=0                         --                           torch.std, ddof=1
+NC2 angles         std of cos AND                 --                           paper: std of cos;
+                   mean |cos + 1/(k-1)|                                        code: mean |.|
+NC3                ||W^T/||W|| - M/||M|| ||_F^2,  --                           same
+                   M centred class means
+NC4                argmax(W z + b), bias          --                           same (net's own
+                   counted, vs NCC                                             argmax)
+=================  =============================  ===========================  ====================
 
 Galanti et al.'s released code could not be inspected when gcref was written; the column gives
 the paper's definitions. Munn et al. 2024 adopt Galanti's CDNV and define geometric collapse by
