@@ -54,7 +54,7 @@ def test_capped_below_variance_form_and_one(params):
         assert c.closed_form is None and 0 <= c.value
         assert np.all(c.per_class <= 1.0)
         assert v.value == pytest.approx(
-            2 * 4.0 * (w - 1) * (1 + 1 / m) * neural_collapse_from_stats(means, var), rel=1e-12)
+            2 * TIGHT_CONSTANT * (w - 1) * (1 + 1 / m) * neural_collapse_from_stats(means, var), rel=1e-12)
 
 
 @given(stats_strategy)
@@ -68,7 +68,7 @@ def test_gc_form(params):
     v = ncc_error_bound(means, var, m)
     assert g.value >= v.value * (1 - 1e-12)              # Var <= rho GC makes it larger
     assert g.value == pytest.approx(
-        2 * 4.0 * (k - 1) * (1 + 1 / m) * neural_collapse_from_stats(means, rho * gc), rel=1e-12)
+        2 * TIGHT_CONSTANT * (k - 1) * (1 + 1 / m) * neural_collapse_from_stats(means, rho * gc), rel=1e-12)
     cg = ncc_error_bound(means, None, m, form="capped_gc", gc_per_class=gc, rho=rho)
     assert cg.value <= min(1.0, g.value) + 1e-15
     # Scalar rho and the rho_max * G relaxation.

@@ -7,8 +7,8 @@ draw from a uniformly chosen class. Ties count as errors. For a query of class `
 
     P(i -> j) <= b_ij = C (2 Var_i + (Var_i + Var_j) / m) / ||mu_i - mu_j||^2,
 
-with ``C = 2`` proved (and optimal for this form); DESIGN.md's ``C = 4`` is the default, which is
-also a valid, looser bound. A union bound over ``j`` and the average over query classes give
+with ``C = 2`` proved (and optimal for this form) and used by default; DESIGN.md's ``C = 4``
+(``DESIGN_CONSTANT``) is also a valid, looser bound, available through ``constant=``. A union bound over ``j`` and the average over query classes give
 
     variance form:  E[err] <= (1/k) sum_i sum_{j != i} b_ij = 2 C (k - 1) (1 + 1/m) NC
                     (= 8 (k - 1)(1 + 1/m) NC for C = 4,  4 (k - 1)(1 + 1/m) NC for C = 2)
@@ -91,7 +91,7 @@ class NCCErrorBound:
     proven: bool
 
 
-def ncc_pairwise_terms(means, spreads, shots: int, *, constant: float = DESIGN_CONSTANT,
+def ncc_pairwise_terms(means, spreads, shots: int, *, constant: float = TIGHT_CONSTANT,
                        spreads_name: str = "variances") -> np.ndarray:
     """Pairwise error terms ``b_ij = C (2 s_i + (s_i + s_j)/m) / ||mu_i - mu_j||^2``.
 
@@ -143,7 +143,7 @@ def ncc_pairwise_terms(means, spreads, shots: int, *, constant: float = DESIGN_C
 
 
 def ncc_error_bound(means, variances, shots: int, *, form: str = "variance",
-                    constant: float = DESIGN_CONSTANT, gc_per_class=None, rho=None,
+                    constant: float = TIGHT_CONSTANT, gc_per_class=None, rho=None,
                     ways: int | None = None) -> NCCErrorBound:
     """Upper bound on the expected few-shot NCC error from class means and spreads.
 
