@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gcref._validation import as_float_array, check_float
+from gcref._validation import as_float_array, as_labels, check_float
 from gcref.metrics.collapse import off_diagonal_mean, pairwise_ratio
 
 __all__ = [
@@ -301,3 +301,40 @@ def poincare_inequality_from_stats(variances, gc_per_class, rho_per_class, means
         neural_collapse=nc, rhs_mean=rhs_mean, rho_max=rho_max, geometric_collapse=gcol,
         chain_holds=bool(nc <= rhs_mean * factor and rhs_mean <= rho_max * gcol * factor),
         rtol=rtol)
+
+
+def poincare_inequality(net, params, X, y, rho, *, output: str = "embedding",
+                        rtol: float = 1e-9) -> PoincareReport:
+    """Evaluate the Poincaré inequality for a network on data: ``Var_c <= rho_c GC_c`` per class
+    and ``V_ij <= (rho_i GC_i + rho_j GC_j) / (2 ||mu_i - mu_j||^2)`` per pair (Munn et al. 2024).
+
+    Parameters
+    ----------
+    net, params : the network and its parameters.
+    X : ndarray, shape (n, *input_shape); y : int labels, shape (n,)
+        Samples of the class-conditional laws ``Q_c``.
+    rho : float, array_like of shape (k,), or "empirical"
+        Poincaré constants of the class-conditional INPUT laws (known for Gaussians and uniform
+        boxes, see :func:`gaussian_poincare_constant`). ``"empirical"`` uses
+        ``lambda_max(Cov)`` of each class's flattened inputs, which is only a LOWER bound on
+        ``rho`` (exact for Gaussians): the inequality can then fail for non-Gaussian laws.
+
+    Returns
+    -------
+    PoincareReport
+        Each side, the slack and whether it holds. With finite samples both sides are sample
+        estimates, so the inequality holds up to sampling error.
+    """
+    from .collapse import class_stats
+    from .complexity import per_class_gc
+    X = net.check_input(X)
+    y = as_labels(y, n=X.shape[0])
+    Z = net.embed(params, X) if output == "embedding" else net.forward(params, X)
+    stats = class_stats(Z, y)
+    _, gc = per_class_gc(net, params, X, y, output=output)
+    if isinstance(rho, str):
+        if rho != "empirical":
+            raise ValueError(f"rho must be a number, an array of per-class constants or 'empirical', got {rho!r}")
+        flat = X.reshape(X.shape[0], -1)
+        rho = np.array([empirical_poincare_lower_bound(flat[y == c]).value for c in stats.classes])
+    return poincare_inequality_from_stats(stats.variances, gc, rho, stats.means, rtol=rtol)

@@ -1,0 +1,363 @@
+"""The training loop: SGD on ``L(theta) + (l2/2)||theta||^2 + gc_reg * GC(f_theta, batch)``.
+
+Reproducible and resumable: the mini-batch of step ``t`` is drawn from
+``numpy.random.default_rng([seed, t])``, so a run resumed from its checkpoint at step ``t``
+continues with exactly the batches (and so exactly the parameters, bitwise) of an uninterrupted
+run. Checkpoints (parameters and momentum, ``.npz``) and the history (JSON Lines) are written
+atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._validation import as_labels, check_float, check_int
+from ..metrics.complexity import ESTIMATORS, estimate_gc, per_example_gc
+from ..nn.params_io import atomic_write
+from .gc_regularizer import gc_penalty_and_grad
+from .losses import softmax_cross_entropy
+from .optim import SGD
+
+__all__ = ["fit", "FitResult", "TrainingDiverged", "objective_and_grad", "evaluate", "load_history",
+           "HISTORY_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "train_step"]
+
+HISTORY_FILE = "history.jsonl"
+CHECKPOINT_FILE = "checkpoint.npz"
+CONFIG_FILE = "config.json"
+_MOMENTUM_PREFIX = "__momentum__/"
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised by ``fit(..., on_divergence="raise")``; carries the history so far."""
+
+    def __init__(self, message, history):
+        super().__init__(message)
+        self.history = history
+
+
+@dataclass
+class FitResult:
+    """Final parameters, the history records, and how the run ended."""
+
+    params: dict
+    history: list = field(default_factory=list)
+    status: str = "completed"          # "completed" or "diverged"
+    message: str = ""
+    steps: int = 0
+
+
+def _as_xy(data, name):
+    if data is None:
+        return None
+    if hasattr(data, "X") and hasattr(data, "y"):
+        return np.asarray(data.X, dtype=np.float64), np.asarray(data.y)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1]
+    raise TypeError(f"{name} must be a gcref.data.Dataset or an (X, y) pair, got {type(data).__name__}")
+
+
+def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, gc_rows=None, seed=0):
+    """The regularized objective on a batch and its exact gradient.
+
+    ``J(theta) = L(theta) + (l2/2) ||theta||^2 + gc_reg * GC(f_theta, X)`` with ``L`` the mean
+    softmax cross-entropy and the L2 sum over every trainable parameter.
+
+    Returns ``(objective, parts, grads)`` where ``parts`` holds ``loss``, ``l2_term``, ``gc``
+    (``None`` when ``gc_reg == 0``), ``accuracy`` and ``grad_norm_sq`` (``||grad L||^2``, the
+    learning-path flatness) and ``grads`` the gradient of the whole objective.
+    """
+    Z, logits, cache = net.forward_cache(params, X)
+    loss, dlogits = softmax_cross_entropy(logits, y)
+    _, grads = net.vjp_cached(params, cache, dlogits, output="logits")
+    parts = {"loss": loss, "accuracy": float(np.mean(logits.argmax(axis=1) == y)),
+             "grad_norm_sq": float(sum(np.sum(g ** 2) for g in grads.values())), "gc": None}
+    objective = loss
+    if l2:
+        sq = sum(float(np.sum(params[k] ** 2)) for k in net.param_names)
+        parts["l2_term"] = 0.5 * l2 * sq
+        objective += parts["l2_term"]
+        grads = {k: g + l2 * params[k] for k, g in grads.items()}
+    if gc_reg:
+        value, ggc = gc_penalty_and_grad(net, params, X, rows=gc_rows, seed=seed)
+        parts["gc"] = value
+        objective += gc_reg * value
+        grads = {k: g + gc_reg * ggc[k] for k, g in grads.items()}
+    return objective, parts, grads
+
+
+def train_step(net, params, state, X, y, optimizer: SGD, l2=0.0, gc_reg=0.0, gc_rows=None, seed=0):
+    """One optimizer step on a batch: returns ``(params, state, objective, parts)``."""
+    objective, parts, grads = objective_and_grad(net, params, X, y, l2, gc_reg, gc_rows, seed)
+    new_params, new_state = optimizer.step(params, grads, state)
+    return new_params, new_state, objective, parts
+
+
+def _eval_subset(y, size, seed):
+    """A fixed, class-balanced subset of at most ``size`` indices (at least 2 per class if possible)."""
+    y = np.asarray(y)
+    if size is None or size >= y.shape[0]:
+        return np.arange(y.shape[0])
+    rng = np.random.default_rng([seed, 7919])
+    classes = np.unique(y)
+    per = max(2, int(math.ceil(size / len(classes))))
+    idx = [rng.permutation(np.flatnonzero(y == c))[:per] for c in classes]
+    return np.sort(np.concatenate(idx))
+
+
+def evaluate(net, params, X, y, gc_method="exact", gc_size=None, seed=0) -> dict:
+    """Embedding metrics on ``(X, y)``: accuracy, GC (exact or estimated), NC, geometric collapse.
+
+    Metrics that are undefined for these features (e.g. coinciding class means) are recorded as
+    ``None`` with the reason under ``"<name>_error"``, never as ``nan``.
+    """
+    from ..metrics.collapse import class_stats, geometric_collapse_from_stats, neural_collapse_from_stats
+    Z, logits, _ = net.forward_cache(params, X)
+    out = {"accuracy": float(np.mean(logits.argmax(axis=1) == y))}
+    pe = per_example_gc(net, params, X) if gc_method == "exact" else None
+    if gc_method == "exact":
+        out["gc"] = float(pe.mean())
+    else:
+        est = estimate_gc(net, params, X, method=gc_method, size=gc_size, seed=seed)
+        out["gc"], out["gc_stderr"] = est.value, est.stderr
+    try:
+        stats = class_stats(Z, y)
+        out["nc"] = neural_collapse_from_stats(stats.means, stats.variances)
+        if pe is not None:
+            gc_c = np.array([pe[y == c].mean() for c in stats.classes])
+            out["geometric_collapse"] = geometric_collapse_from_stats(stats.means, gc_c)
+    except ValueError as err:
+        out["nc"] = None
+        out["nc_error"] = str(err)
+    return out
+
+
+def load_history(path) -> list[dict]:
+    """Read a ``history.jsonl`` file (one JSON record per line)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, HISTORY_FILE)
+    records = []
+    with open(path) as fh:
+        for i, line in enumerate(fh, 1):
+            line = line.strip()
+            if line:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}: line {i} is not valid JSON ({err})") from None
+    return records
+
+
+def _write_history(out_dir, history):
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in history)
+    atomic_write(os.path.join(out_dir, HISTORY_FILE), lambda fh: fh.write(text.encode()))
+
+
+def _write_checkpoint(out_dir, params, state, step):
+    arrays = {k: v for k, v in params.items()}
+    arrays.update({_MOMENTUM_PREFIX + k: v for k, v in state.items()})
+    arrays["__step__"] = np.array(step)
+    atomic_write(os.path.join(out_dir, CHECKPOINT_FILE), lambda fh: np.savez(fh, **arrays))
+
+
+def _read_checkpoint(out_dir, net):
+    path = os.path.join(out_dir, CHECKPOINT_FILE)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    step = int(arrays.pop("__step__"))
+    state = {k[len(_MOMENTUM_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(_MOMENTUM_PREFIX)}
+    params = net.check_params(arrays, name=f"parameters in {path}")
+    return params, state, step
+
+
+def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float = 0.0,
+        gc_reg: float = 0.0, momentum: float = 0.0, seed=0, test_data=None, target_data=None,
+        eval_every: int | None = None, eval_size: int | None = 512, gc_method: str = "exact",
+        gc_size=None, gc_rows: int | None = None, few_shot: dict | None = None,
+        out_dir=None, resume: bool = False, max_param_norm: float = 1e6,
+        on_divergence: str = "stop", progress=None, config_extra: dict | None = None) -> FitResult:
+    """Train ``net`` with SGD on the regularized objective and record a history.
+
+    Parameters
+    ----------
+    net : gcref.nn.Network
+    params : dict[str, ndarray]
+        Initial parameters (e.g. ``net.init(seed)``).
+    data : Dataset or (X, y)
+        Training data.
+    lr : float > 0
+        Learning rate.
+    batch_size : int
+        Mini-batch size, at most the number of training examples.
+    steps : int
+        Number of SGD steps.
+    l2 : float >= 0
+        ``lambda_2`` of the term ``(lambda_2 / 2) ||theta||^2`` (all trainable parameters).
+    gc_reg : float >= 0
+        ``lambda_GC`` of the explicit term ``lambda_GC * GC(f_theta, batch)``; its gradient is exact
+        (double backprop by hand), or sampled over ``gc_rows`` embedding rows when given.
+    momentum : float in [0, 1)
+        Heavy-ball momentum (PyTorch's convention); 0 is plain SGD.
+    seed : int
+        Batch order (step ``t`` uses ``default_rng([seed, t])``), evaluation subsets and estimators.
+    test_data, target_data : Dataset or (X, y), optional
+        Held-out source data (test accuracy) and new target classes (target NC and, with
+        ``few_shot``, k-way m-shot NCC accuracy with a 95% CI).
+    eval_every : int, optional
+        Steps between history records (default ``max(1, steps // 20)``); step 0 and the last step
+        are always recorded.
+    eval_size : int, optional
+        Examples (class-balanced, fixed) on which GC, NC and geometric collapse are measured.
+    gc_method : "exact" or an estimator of :func:`gcref.estimate_gc`
+    few_shot : dict, optional
+        ``ways``, ``shots``, ``queries``, ``episodes`` for the target few-shot evaluation.
+    out_dir : path, optional
+        Where ``config.json``, ``history.jsonl`` and ``checkpoint.npz`` go (atomically, at each
+        record).
+    resume : bool
+        Continue from ``out_dir``'s checkpoint (bitwise the same result as an uninterrupted run).
+    max_param_norm : float
+        Divergence guard: the run stops if ``||theta||`` exceeds it or the loss is not finite.
+    on_divergence : {"stop", "raise"}
+        ``"stop"`` returns with ``status="diverged"`` and the history so far; ``"raise"`` raises
+        :class:`TrainingDiverged`.
+    progress : callable, optional
+        ``progress(step, steps, record_or_None)`` after every step.
+
+    Returns
+    -------
+    FitResult
+        Each history record has ``step``, ``loss`` (mean batch loss since the last record),
+        ``objective``, ``flatness`` (mean ``||grad L||^2`` since the last record), ``train_accuracy``,
+        ``gc``, ``nc``, ``geometric_collapse`` (train subset), and if given ``test_accuracy``,
+        ``target_nc``, ``target_gc``, ``few_shot_accuracy`` and ``few_shot_ci95``.
+    """
+    # ---- validate everything before any work
+    lr = check_float(lr, "lr", minimum=0.0, strict_min=True)
+    l2 = check_float(l2, "l2", minimum=0.0)
+    gc_reg = check_float(gc_reg, "gc_reg", minimum=0.0)
+    momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0, strict_max=True)
+    steps = check_int(steps, "steps", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    max_param_norm = check_float(max_param_norm, "max_param_norm", minimum=0.0, strict_min=True)
+    if gc_method != "exact" and gc_method not in ESTIMATORS:
+        raise ValueError(f"gc_method must be 'exact' or one of {ESTIMATORS}, got {gc_method!r}")
+    if on_divergence not in ("stop", "raise"):
+        raise ValueError(f"on_divergence must be 'stop' or 'raise', got {on_divergence!r}")
+    X, y = _as_xy(data, "data")
+    X = net.check_input(X, "data.X")
+    y = as_labels(y, "data.y", n=X.shape[0])
+    if y.min() < 0 or y.max() >= net.num_classes:
+        raise ValueError(f"data.y must lie in 0..{net.num_classes - 1} for a {net.num_classes}-class head, "
+                         f"got labels {y.min()}..{y.max()}")
+    n = X.shape[0]
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} is larger than the training data ({n} examples)")
+    eval_every = max(1, steps // 20) if eval_every is None else check_int(eval_every, "eval_every", minimum=1)
+    test = _as_xy(test_data, "test_data")
+    if test is not None:
+        test = (net.check_input(test[0], "test_data.X"), as_labels(test[1], "test_data.y", n=len(test[0])))
+    target = _as_xy(target_data, "target_data")
+    if target is not None:
+        tX = np.asarray(target[0], dtype=np.float64)
+        target = (net.check_input(tX, "target_data.X"), as_labels(target[1], "target_data.y", n=len(tX)))
+    if few_shot is not None and target is None:
+        raise ValueError("few_shot needs target_data")
+    params = net.check_params(params)
+    optimizer = SGD(lr, momentum=momentum)
+    state = optimizer.init_state(params)
+
+    history: list[dict] = []
+    start = 0
+    if out_dir is not None:
+        out_dir = os.fspath(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        config = {"lr": lr, "batch_size": batch_size, "steps": steps, "l2": l2, "gc_reg": gc_reg,
+                  "momentum": momentum, "seed": seed, "eval_every": eval_every, "eval_size": eval_size,
+                  "gc_method": gc_method, "gc_rows": gc_rows, "network": net.name,
+                  "num_params": net.num_params(), **(config_extra or {})}
+        if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
+            params, state, start = _read_checkpoint(out_dir, net)
+            if os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
+                history = [r for r in load_history(out_dir) if r["step"] <= start]
+        atomic_write(os.path.join(out_dir, CONFIG_FILE),
+                     lambda fh: fh.write(json.dumps(config, indent=2, default=str).encode()))
+
+    eval_idx = _eval_subset(y, eval_size, seed)
+    target_idx = None if target is None else _eval_subset(target[1], eval_size, seed + 1)
+
+    def record(step, losses, objectives, flats):
+        rec = {"step": step}
+        if losses:
+            rec.update(loss=float(np.mean(losses)), objective=float(np.mean(objectives)),
+                       flatness=float(np.mean(flats)))
+        ev = evaluate(net, params, X[eval_idx], y[eval_idx], gc_method, gc_size, seed=[seed, step])
+        rec["train_accuracy"] = ev.pop("accuracy")
+        rec.update(ev)
+        if test is not None:
+            logits = net.forward_cache(params, test[0])[1]
+            rec["test_accuracy"] = float(np.mean(logits.argmax(axis=1) == test[1]))
+        if target is not None:
+            from ..metrics.collapse import neural_collapse
+            tX, ty = target[0][target_idx], target[1][target_idx]
+            Zt = net.embedding.forward(params, tX)[0]
+            try:
+                rec["target_nc"] = neural_collapse(Zt, ty)
+            except ValueError as err:
+                rec["target_nc"], rec["target_nc_error"] = None, str(err)
+            rec["target_gc"] = float(per_example_gc(net, params, tX).mean()) if gc_method == "exact" else \
+                estimate_gc(net, params, tX, method=gc_method, size=gc_size, seed=[seed, step, 1]).value
+            if few_shot is not None:
+                from ..metrics.ncc import few_shot_accuracy_features
+                res = few_shot_accuracy_features(net.embedding.forward(params, target[0])[0], target[1],
+                                                 seed=seed, **few_shot)
+                rec["few_shot_accuracy"], rec["few_shot_ci95"] = res.mean, res.ci95
+        return rec
+
+    if start == 0:
+        history = [record(0, [], [], [])]
+        if out_dir is not None:
+            _write_history(out_dir, history)
+            _write_checkpoint(out_dir, params, state, 0)
+    losses, objectives, flats = [], [], []
+    status, message = "completed", ""
+    step = start
+    for step in range(start + 1, steps + 1):
+        rng = np.random.default_rng([seed, step])
+        idx = rng.choice(n, size=batch_size, replace=False)
+        new_params, new_state, objective, parts = train_step(
+            net, params, state, X[idx], y[idx], optimizer, l2, gc_reg, gc_rows, seed=[seed, step, 2])
+        norm = math.sqrt(sum(float(np.sum(v ** 2)) for k, v in new_params.items() if k in net.param_specs()))
+        if not (math.isfinite(objective) and math.isfinite(norm)) or norm > max_param_norm:
+            status = "diverged"
+            message = (f"training diverged at step {step}: objective={objective:.4g}, ||theta||={norm:.4g} "
+                       f"(limit {max_param_norm:g}); try a smaller lr (now {lr:g}) or gc_reg (now {gc_reg:g})")
+            rec = {"step": step, "diverged": True, "message": message}
+            history.append(rec)
+            if out_dir is not None:
+                _write_history(out_dir, history)
+            break
+        params, state = new_params, new_state
+        losses.append(parts["loss"])
+        objectives.append(objective)
+        flats.append(parts["grad_norm_sq"])
+        rec = None
+        if step % eval_every == 0 or step == steps:
+            rec = record(step, losses, objectives, flats)
+            history.append(rec)
+            losses, objectives, flats = [], [], []
+            if out_dir is not None:
+                _write_history(out_dir, history)
+                _write_checkpoint(out_dir, params, state, step)
+        if progress is not None:
+            progress(step, steps, rec)
+    if status == "diverged" and on_divergence == "raise":
+        raise TrainingDiverged(message, history)
+    return FitResult(params=params, history=history, status=status, message=message,
+                     steps=step if status == "completed" else step - 1)
