@@ -118,14 +118,20 @@ def check_probability(q, name: str) -> float:
 
 
 def as_generator(seed, name: str = "seed") -> np.random.Generator:
-    """Return a ``numpy.random.Generator`` from an int seed or an existing Generator.
+    """Return a ``numpy.random.Generator`` from an int seed, a list of ints or a Generator.
 
     ``None`` is rejected on purpose: every random choice in gcref must be reproducible.
     """
     if isinstance(seed, np.random.Generator):
         return seed
+    if isinstance(seed, (list, tuple)) and seed and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seed):
+        # a sequence of ints is SeedSequence entropy: derived, independent streams ([seed, step])
+        if any(s < 0 for s in seed):
+            raise ValueError(f"{name} entries must be non-negative, got {list(seed)}")
+        return np.random.default_rng([int(s) for s in seed])
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name} must be an int or a numpy.random.Generator, got {seed!r}")
+        raise TypeError(f"{name} must be an int, a list of ints or a numpy.random.Generator, got {seed!r}")
     if seed < 0:
         raise ValueError(f"{name} must be non-negative, got {seed}")
     return np.random.default_rng(int(seed))

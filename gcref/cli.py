@@ -15,7 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+# Wide enough for the check names when output is not a terminal (CI logs, pipes).
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @app.callback()
