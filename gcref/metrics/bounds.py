@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from gcref._validation import as_float_array, check_float, check_int
-from gcref.metrics.collapse import (COINCIDING_MEANS_RTOL, ClassStats, off_diagonal_mean,
-                                    pairwise_ratio)
+from gcref.metrics.collapse import (COINCIDING_MEANS_RTOL, ClassStats, check_means_values,
+                                    off_diagonal_mean, pairwise_ratio)
+from gcref.metrics.poincare import per_class_constants
 
 __all__ = [
     "DESIGN_CONSTANT",
@@ -116,13 +117,8 @@ def ncc_pairwise_terms(means, spreads, shots: int, *, constant: float = TIGHT_CO
     ``P(query of class i is assigned to j) <= b_ij`` for ``C >= 2``; see ``docs/theory.md``.
     Distances are computed from difference vectors; coinciding means raise ``ValueError``.
     """
-    means = as_float_array(means, "means", ndim=2)
+    means, s = check_means_values(means, spreads, spreads_name)
     k = means.shape[0]
-    if k < 2:
-        raise ValueError(f"means: need at least 2 classes, got {k}")
-    s = as_float_array(spreads, spreads_name, shape=(k,))
-    if np.any(s < 0):
-        raise ValueError(f"{spreads_name} must be non-negative")
     m = check_int(shots, "shots", minimum=1)
     C = check_float(constant, "constant", minimum=0.0, strict_min=True)
     norms = np.sqrt(np.sum(means * means, axis=1))
@@ -210,13 +206,9 @@ def ncc_error_bound(means, variances, shots: int, *, form: str = "variance",
         if gc_per_class is None or rho is None:
             raise ValueError(f"form={form!r} needs gc_per_class and rho")
         gc = as_float_array(gc_per_class, "gc_per_class", shape=(k,))
-        rho_arr = as_float_array(rho, "rho")
-        if rho_arr.ndim == 0:
-            rho_arr = np.full(k, float(rho_arr))
-        elif rho_arr.shape != (k,):
-            raise ValueError(f"rho must be a scalar or have shape ({k},), got {rho_arr.shape}")
-        if np.any(gc < 0) or np.any(rho_arr < 0):
-            raise ValueError("gc_per_class and rho must be non-negative")
+        rho_arr = per_class_constants(rho, k, "rho")
+        if np.any(gc < 0):
+            raise ValueError("gc_per_class must be non-negative")
         spreads = rho_arr * gc
         name = "rho * gc_per_class"
 

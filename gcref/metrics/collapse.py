@@ -169,7 +169,7 @@ def class_stats(Z, y) -> ClassStats:
                       variances=_freeze(variances), counts=_freeze(counts.astype(np.int64)))
 
 
-def _check_means_values(means, values, values_name: str):
+def check_means_values(means, values, values_name: str):
     means = as_float_array(means, "means", ndim=2)
     k = means.shape[0]
     if k < 2:
@@ -217,7 +217,7 @@ def pairwise_ratio(means, values, *, rtol: float = COINCIDING_MEANS_RTOL,
     expansion ``||mu_i||^2 + ||mu_j||^2 - 2 <mu_i, mu_j>`` would cancel catastrophically.
     Source: Galanti et al. 2022 (CDNV), Munn et al. 2024 (geometric collapse).
     """
-    means, values = _check_means_values(means, values, values_name)
+    means, values = check_means_values(means, values, values_name)
     rtol = check_float(rtol, "rtol", minimum=0.0)
     k = means.shape[0]
     norms = np.sqrt(np.sum(means * means, axis=1))

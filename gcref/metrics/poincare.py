@@ -33,6 +33,18 @@ __all__ = [
 ]
 
 
+
+def per_class_constants(rho, k: int, name: str = "rho") -> np.ndarray:
+    """Broadcast a Poincaré constant (a scalar, or one per class) to shape ``(k,)``, validated."""
+    arr = as_float_array(rho, name)
+    if arr.ndim == 0:
+        arr = np.full(k, float(arr))
+    elif arr.shape != (k,):
+        raise ValueError(f"{name} must be a scalar or have shape ({k},), got {arr.shape}")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative")
+    return arr
+
 def gaussian_poincare_constant(cov) -> float:
     """Poincaré constant of a Gaussian ``N(m, Sigma)``: ``lambda_max(Sigma)``.
 
@@ -274,11 +286,7 @@ def poincare_inequality_from_stats(variances, gc_per_class, rho_per_class, means
     k = means.shape[0]
     variances = as_float_array(variances, "variances", shape=(k,))
     gc = as_float_array(gc_per_class, "gc_per_class", shape=(k,))
-    rho = as_float_array(rho_per_class, "rho_per_class")
-    if rho.ndim == 0:
-        rho = np.full(k, float(rho))
-    elif rho.shape != (k,):
-        raise ValueError(f"rho_per_class must be a scalar or have shape ({k},), got {rho.shape}")
+    rho = per_class_constants(rho_per_class, k, "rho_per_class")
     for name, arr in (("variances", variances), ("gc_per_class", gc), ("rho_per_class", rho)):
         if np.any(arr < 0):
             raise ValueError(f"{name} must be non-negative")
