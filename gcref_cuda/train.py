@@ -1,0 +1,127 @@
+"""Training steps with L2 and explicit GC regularization, batched (``gcref.train``'s twins).
+
+Same objective, same gradient, same optimizer and same return values as
+``gcref.train.objective_and_grad`` / ``train_step`` / ``gc_penalty_and_grad``:
+
+    J(theta) = L(theta) + (l2/2) ||theta||^2 + gc_reg * GC(f_theta, batch)
+
+The GC term's gradient is the reference's double backprop by hand (DESIGN.md section 6), batched
+over rows: every (example, output row ``k``) pair with ``J^T e_k != 0`` becomes one row of a
+batch that runs the embedding forward, the VJP ``s_k = J^T e_k`` and then each layer's
+``second_order`` with ``g = e_k`` and ``u = 2 s_k``; rows whose top ReLU is off contribute
+nothing and are skipped (exactly). Parameters stay host dicts (so ``gcref.train.SGD`` and the
+checkpoint files are shared); the compute runs on the backend.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gcref._validation import as_generator, as_labels, check_int
+from gcref.train.losses import softmax_cross_entropy
+from gcref.train.optim import SGD
+
+from .backend import cpu_compute, get_xp, to_device, to_host
+from .nn import ChainOp, ReLUOp, as_fast
+
+__all__ = ["gc_penalty_and_grad", "objective_and_grad", "train_step", "SGD"]
+
+
+def _host_grads(grads: dict) -> dict:
+    return {k: np.asarray(to_host(v), dtype=np.float64) for k, v in grads.items()}
+
+
+def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, dtype=None, memory_budget=None):
+    """``GC(f, X)`` and its exact gradient for every trainable parameter (host), as
+    ``gcref.train.gc_penalty_and_grad`` (same ``rows`` sampling from the same ``seed``)."""
+    fnet = as_fast(net, dtype, memory_budget)
+    P = fnet.prepare(params)
+    X = fnet.check_input(X)
+    n, p = X.shape[0], fnet.embedding_dim
+    if rows is None:
+        chosen, scale = np.arange(p), 1.0
+    else:
+        s = check_int(rows, "rows", minimum=1, maximum=p)
+        chosen, scale = np.sort(as_generator(seed).choice(p, size=s, replace=False)), p / s
+    xp = get_xp()
+    ctx = fnet.ctx(keep_inputs=True)
+    chain = ChainOp(fnet.ops, fnet.input_shape)
+    grads: dict = {}
+    value = 0.0
+    with cpu_compute():
+        # Which (example, row) pairs can be non-zero: the embedding's top ReLU mask.
+        ex = np.repeat(np.arange(n), chosen.shape[0])
+        kk = np.tile(chosen, n)
+        if isinstance(fnet.ops[-1], ReLUOp):
+            Z = fnet.embed_device(params, X)
+            keep = to_host(Z[to_device(ex), to_device(kk)] > 0)
+            ex, kk = ex[keep], kk[keep]
+        step = max(1, (fnet.memory_budget // 4) // max(1, 3 * fnet.example_bytes()))
+        for r0 in range(0, ex.shape[0], step):
+            e, k = ex[r0:r0 + step], kk[r0:r0 + step]
+            R = e.shape[0]
+            # rows as a batch: the forward of each row's example, then J^T e_k, then the
+            # second-order pass with g = e_k and u = 2 J^T e_k
+            _, caches = chain.forward(P, fnet.to_layout(X[e], ctx), ctx)
+            g = xp.zeros((R, p), dtype=ctx.dtype)
+            g[xp.arange(R), to_device(k)] = 1.0
+            s_rows = chain.vjp(P, caches, g, None, ctx).copy()
+            value += float(to_host(xp.sum(s_rows * s_rows)))
+            gp, _ = chain.second_order(P, caches, g, 2.0 * s_rows, ctx)
+            for name, v in gp.items():
+                grads[name] = grads[name] + v if name in grads else v
+    factor = scale / n
+    out = {}
+    host = _host_grads(grads)
+    for name in fnet.param_names:
+        shape = fnet.net.param_specs()[name]
+        out[name] = host[name] * factor if name in host else np.zeros(shape)
+    return value * factor, out
+
+
+def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, gc_rows=None,
+                       seed=0, *, dtype=None, memory_budget=None):
+    """``(objective, parts, grads)`` of ``L + (l2/2)||theta||^2 + gc_reg GC`` on a batch, as
+    ``gcref.train.objective_and_grad`` (host values; ``parts`` has ``loss``, ``accuracy``,
+    ``grad_norm_sq``, ``gc`` and, with ``l2``, ``l2_term``)."""
+    fnet = as_fast(net, dtype, memory_budget)
+    params = fnet.check_params({k: to_host(v) for k, v in params.items()})
+    X = fnet.check_input(X)
+    y = as_labels(to_host(y), "y", n=X.shape[0])
+    P = fnet.prepare(params)
+    ctx = fnet.ctx(keep_inputs=True)
+    with cpu_compute():
+        logits, caches = fnet.forward_layout(P, fnet.to_layout(X, ctx), ctx, "logits")
+        logits_h = np.asarray(to_host(logits), dtype=np.float64)
+        loss, dlogits = softmax_cross_entropy(logits_h, y)
+        g = to_device(dlogits, ctx.dtype)
+        grads = {}
+        for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
+            g, gp = op.vjp_params(P[id(op)], c, g, ctx)
+            grads.update(gp)
+    grads = _host_grads(grads)
+    parts = {"loss": loss, "accuracy": float(np.mean(logits_h.argmax(axis=1) == y)),
+             "grad_norm_sq": float(sum(np.sum(v ** 2) for v in grads.values())), "gc": None}
+    objective = loss
+    if l2:
+        sq = sum(float(np.sum(params[k] ** 2)) for k in fnet.param_names)
+        parts["l2_term"] = 0.5 * l2 * sq
+        objective += parts["l2_term"]
+        grads = {k: v + l2 * params[k] for k, v in grads.items()}
+    if gc_reg:
+        value, ggc = gc_penalty_and_grad(fnet, params, X, rows=gc_rows, seed=seed)
+        parts["gc"] = value
+        objective += gc_reg * value
+        grads = {k: v + gc_reg * ggc[k] for k, v in grads.items()}
+    return objective, parts, grads
+
+
+def train_step(net, params, state, X, y, optimizer: SGD, l2=0.0, gc_reg=0.0, gc_rows=None, seed=0,
+               *, dtype=None, memory_budget=None):
+    """One optimizer step on a batch: ``(params, state, objective, parts)``, as
+    ``gcref.train.train_step``."""
+    objective, parts, grads = objective_and_grad(net, params, X, y, l2, gc_reg, gc_rows, seed,
+                                                 dtype=dtype, memory_budget=memory_budget)
+    params = {k: np.asarray(to_host(v), dtype=np.float64) for k, v in params.items()}
+    new_params, new_state = optimizer.step(params, grads, state)
+    return new_params, new_state, objective, parts
