@@ -247,7 +247,7 @@ def _check_means_values(means, values, values_name):
     return means, values
 
 
-def _pair_distances(means_host, rtol, what="the pairwise ratio is undefined"):
+def _pair_distances(means_host, rtol, ncc_message=False):
     """Squared distances ``||mu_i - mu_j||^2`` (device ``(k, k)``) from the Gram matrix of the
     centred means, with cancellation-prone pairs recomputed from their differences; raises when
     two means coincide (same rule and message as ``gcref``)."""
@@ -279,8 +279,10 @@ def _pair_distances(means_host, rtol, what="the pairwise ratio is undefined"):
         i, j = (int(v) for v in np.argwhere(bad_h)[0])
         dist = float(np.sqrt(to_host(d2[i, j])))
         sc = float(to_host(scale[i, j]))
+        if ncc_message:
+            raise ValueError(f"means: class means {i} and {j} coincide; the NCC bound is undefined")
         raise ValueError(f"means: class means {i} and {j} coincide (||mu_i - mu_j|| = "
-                         f"{dist:.3g}, mean norm {sc:.3g}); {what}")
+                         f"{dist:.3g}, mean norm {sc:.3g}); the pairwise ratio is undefined")
     return d2
 
 
@@ -357,7 +359,7 @@ def ncc_error_bound(means, variances, shots: int, *, form: str = "variance",
         name = "rho * gc_per_class"
     means, s = _check_means_values(means, spreads, name)
     xp = get_xp()
-    d2 = _pair_distances(means, COINCIDING_MEANS_RTOL, "the NCC bound is undefined")
+    d2 = _pair_distances(means, COINCIDING_MEANS_RTOL, ncc_message=True)
     sd = to_device(s)
     eye = xp.eye(k, dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
