@@ -1,0 +1,466 @@
+"""``gcref train``, ``gcref sweep``, ``gcref transfer`` and ``gcref plot`` (attached to gcref's typer app).
+
+Every command is a thin layer over :mod:`gcref.lab`: it turns options into a
+:class:`~gcref.lab.TrainConfig`, validates everything before any work, shows rich progress bars
+(on stderr), prints a summary table and, with ``--json``, writes the summary as JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import os
+import sys
+import threading
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..cli import app
+from . import config as lab_config
+
+_err = Console(stderr=True)
+
+_INT_FIELDS = {"batch_size", "steps", "seed", "eval_every", "eval_size", "gc_rows", "max_per_class",
+               "num_source", "split_seed", "ways", "shots", "queries", "episodes", "threads"}
+_FLOAT_FIELDS = {"lr", "l2", "gc_reg", "momentum", "width", "gc_size"}
+_STR_FIELDS = {"dataset", "arch", "gc_method", "data_root"}
+
+
+class _Usage(Exception):
+    """A bad option value, reported as ``Error: ...`` with exit code 2."""
+
+
+# ---------------------------------------------------------------------------- shared options
+
+def _datasets():
+    from ..data import DATASETS
+    return ", ".join(DATASETS)
+
+
+def _archs():
+    from ..nn.zoo import ARCHITECTURES
+    return ", ".join(ARCHITECTURES)
+
+
+_D = lab_config.TrainConfig()
+
+#: (name, type, default, help) of the options that make a TrainConfig, shared by train/sweep/transfer.
+_CONFIG_OPTIONS = [
+    ("dataset", str, _D.dataset, f"Dataset: {_datasets()}."),
+    ("data_root", Optional[str], None, "Folder of the dataset files (mnist, fashion_mnist, cifar10, cifar100, cifar_fs)."),
+    ("arch", str, _D.arch, f"Architecture: {_archs()}."),
+    ("width", float, _D.width, "Width factor (channels / hidden units)."),
+    ("hidden", Optional[str], None, "MLP hidden widths, comma-separated (default 128,128,32), or the CNN's embedding width."),
+    ("lr", float, _D.lr, "Learning rate (> 0)."),
+    ("batch_size", int, _D.batch_size, "Mini-batch size (at most the training set)."),
+    ("steps", int, _D.steps, "SGD steps."),
+    ("l2", float, _D.l2, "L2 strength lambda_2 of (lambda_2/2)||theta||^2."),
+    ("gc_reg", float, _D.gc_reg, "Explicit GC regularization strength lambda_GC."),
+    ("momentum", float, _D.momentum, "Heavy-ball momentum in [0, 1)."),
+    ("seed", int, _D.seed, "Seed of the initial weights and the batch order."),
+    ("eval_every", Optional[int], None, "Steps between history records (default steps // 20)."),
+    ("eval_size", int, _D.eval_size, "Training examples (class-balanced) on which GC and NC are measured."),
+    ("gc_method", str, _D.gc_method, "GC in the history: exact, or an estimator (examples, outputs, mask, projection)."),
+    ("gc_rows", Optional[int], None, "Embedding rows sampled for the GC-penalty gradient (default: all, exact)."),
+    ("source_classes", Optional[str], None, "Transfer: source classes, comma-separated indices or names (e.g. 0,1,2,3,4)."),
+    ("target_classes", Optional[str], None, "Transfer: target classes (e.g. 5,6,7,8,9)."),
+    ("num_source", Optional[int], None, "Transfer: a random class split with this many source classes."),
+    ("split_seed", int, _D.split_seed, "Seed of the train/test split and of the random class split."),
+    ("ways", Optional[int], None, "Few-shot ways (default min(5, #target classes))."),
+    ("shots", int, _D.shots, "Few-shot shots per class."),
+    ("queries", int, _D.queries, "Few-shot queries per class."),
+    ("episodes", int, _D.episodes, "Few-shot episodes (for the mean and its 95% CI)."),
+    ("max_per_class", Optional[int], None, "Keep at most this many training examples per class."),
+    ("threads", int, 1, "BLAS threads per run (0: leave BLAS alone)."),
+]
+_CONFIG_NAMES = [o[0] for o in _CONFIG_OPTIONS]
+
+
+def _with_config_options(func):
+    """Add the shared TrainConfig options to a command; it receives them as ``config_options``."""
+    sig = inspect.signature(func)
+    own = [p for p in sig.parameters.values() if p.name != "config_options"]
+    extra = []
+    annotations = {k: v for k, v in func.__annotations__.items() if k != "config_options"}
+    for name, typ, default, help_text in _CONFIG_OPTIONS:
+        flag = "--" + name.replace("_", "-")
+        extra.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=typ,
+                                       default=typer.Option(default, flag, help=help_text,
+                                                            rich_help_panel="Run settings")))
+        annotations[name] = typ
+
+    @functools.wraps(func)
+    def wrapper(**kwargs):
+        opts = {k: kwargs.pop(k) for k in _CONFIG_NAMES}
+        return func(config_options=opts, **kwargs)
+
+    del wrapper.__wrapped__
+    wrapper.__signature__ = sig.replace(parameters=own + extra)
+    wrapper.__annotations__ = annotations
+    return wrapper
+
+
+def _parse_list(text, name, integer_ok=True):
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise _Usage(f"--{name.replace('_', '-')} is empty")
+    out = []
+    for t in items:
+        out.append(int(t) if integer_ok and t.lstrip("-").isdigit() else t)
+    return out
+
+
+def _config_from_options(opts) -> dict:
+    cfg = dict(opts)
+    if cfg["hidden"] is not None:
+        try:
+            cfg["hidden"] = [int(t) for t in cfg["hidden"].split(",") if t.strip()]
+        except ValueError:
+            raise _Usage(f"--hidden must be comma-separated integers, got {opts['hidden']!r}") from None
+    for name in ("source_classes", "target_classes"):
+        if cfg[name] is not None:
+            cfg[name] = _parse_list(cfg[name], name)
+    cfg["threads"] = None if cfg["threads"] == 0 else cfg["threads"]
+    return cfg
+
+
+def _parse_value(key, text):
+    t = text.strip()
+    if t.lower() == "none":
+        return None
+    try:
+        if key in _INT_FIELDS:
+            return int(t)
+        if key in _FLOAT_FIELDS:
+            v = float(t)
+            if not math.isfinite(v):
+                raise ValueError
+            return v
+    except ValueError:
+        kind = "an integer" if key in _INT_FIELDS else "a number"
+        raise _Usage(f"--param {key}: {t!r} is not {kind}") from None
+    if key in _STR_FIELDS:
+        return t
+    raise _Usage(f"--param {key}: this setting cannot be swept from the command line; sweepable: "
+                 f"{', '.join(sorted(_INT_FIELDS | _FLOAT_FIELDS | _STR_FIELDS))}")
+
+
+def _parse_grid(params) -> dict:
+    grid = {}
+    for item in params or []:
+        if "=" not in item:
+            raise _Usage(f"--param must look like name=v1,v2,..., got {item!r}")
+        key, _, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in lab_config.FIELDS:
+            raise _Usage(f"--param: unknown setting {key!r}; valid settings are: {', '.join(lab_config.FIELDS)}")
+        if key in grid:
+            raise _Usage(f"--param {key} is given twice; list all its values in one --param {key}=v1,v2")
+        vals = [v for v in values.split(",") if v.strip()]
+        if not vals:
+            raise _Usage(f"--param {key}: no values")
+        grid[key] = [_parse_value(key, v) for v in vals]
+    return grid
+
+
+def _parse_seeds(text):
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise _Usage(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise _Usage("--seeds is empty")
+    return seeds
+
+
+def _fail(message, as_json):
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    _err.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _emit_json(obj):
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def _fmt(v, digits=4):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------- train
+
+_METRIC_LABELS = {"loss": "training loss", "gc": "embedding GC", "nc": "NC (CDNV)",
+                  "geometric_collapse": "geometric collapse", "train_accuracy": "train accuracy",
+                  "test_accuracy": "test accuracy", "flatness": "flatness ||grad L||^2",
+                  "target_gc": "target GC", "target_nc": "target NC (CDNV)",
+                  "few_shot_accuracy": "few-shot NCC accuracy", "few_shot_ci95": "  95% CI half-width"}
+
+
+@app.command()
+@_with_config_options
+def train(
+    out: str = typer.Option("runs/train", "--out", "-o", help="Run folder (config, history, checkpoint, params, done marker)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh, deleting the run files in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout (progress on stderr)."),
+    config_options: dict = None,
+):
+    """Train one network and record GC, NC, geometric collapse and accuracies over the steps.
+
+    Defaults: the digits (8x8, bundled with scikit-learn), MLP 64-128-128-32-10, lr 0.05, batch 32, L2 0.005, 3000 steps. A finished run in --out with the same settings is not run again; an interrupted one resumes from its checkpoint.
+    """
+    from .run import run_training
+    from .config import load_run_data, validate_config
+    try:
+        cfg = validate_config(_config_from_options(config_options))
+        data = load_run_data(cfg)
+        cfg = validate_config(cfg, n_train=data.train.n)
+    except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
+        _fail(str(err), as_json)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
+        task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.steps)
+
+        def progress(step, steps, record):
+            bar.update(task, completed=step)
+            if record is not None and record.get("gc") is not None:
+                bar.update(task, description=f"train: loss {_fmt(record.get('loss'), 3)}  "
+                                             f"GC {_fmt(record.get('gc'), 4)}  NC {_fmt(record.get('nc'), 3)}")
+        try:
+            summary = run_training(cfg, out, progress=progress, overwrite=overwrite)
+        except (ValueError, FileNotFoundError) as err:
+            bar.stop()
+            _fail(str(err), as_json)
+        bar.update(task, completed=summary["steps"])
+    if as_json:
+        _emit_json(summary)
+    else:
+        _print_run(summary)
+    raise typer.Exit(code=0 if summary["status"] == "completed" else 1)
+
+
+def _print_run(summary):
+    console = Console()
+    t = Table(title=f"gcref train: {summary['dir']}")
+    t.add_column("quantity")
+    t.add_column("final value", justify="right")
+    for k, v in summary["final"].items():
+        t.add_row(_METRIC_LABELS.get(k, k), _fmt(v))
+    console.print(t)
+    wall = summary.get("wall_time_s")
+    note = " (already finished: not run again; --overwrite to redo)" if summary.get("skipped") else ""
+    console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps, "
+                  f"status [bold]{summary['status']}[/bold]"
+                  + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
+    if summary.get("message"):
+        console.print(f"[yellow]{summary['message']}[/yellow]")
+
+
+# ---------------------------------------------------------------------------- sweep / transfer
+
+def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_scheduler, out,
+                   overwrite, as_json):
+    from .sweep import plan_sweep, run_sweep, sweep_progress, _check_backend
+    from .transfer import transfer_config, DEFAULT_TRANSFER_GRID
+    try:
+        base = _config_from_options(config_options)
+        grid = _parse_grid(params)
+        seed_list = _parse_seeds(seeds)
+        if "seed" in grid:
+            raise _Usage("sweep seeds with --seeds, not --param seed=...")
+        if not grid:
+            grid = dict(DEFAULT_TRANSFER_GRID) if kind == "transfer" else {"lr": [0.01, 0.05, 0.2]}
+        base = lab_config.validate_config(base)
+        if kind == "transfer":
+            base = transfer_config(base)
+        points = plan_sweep(base, grid, seed_list)         # validates every point before any work
+        _check_backend(backend)
+        if n_jobs == 0 or n_jobs < -1:
+            raise _Usage(f"--n-jobs must be a positive integer or -1 (all cores), got {n_jobs}")
+    except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
+        _fail(str(err), as_json)
+
+    total_steps = sum(p.config.steps for p in points)
+    stop = threading.Event()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=_err) as bar:
+        runs_task = bar.add_task(f"{kind}: runs finished", total=len(points))
+        steps_task = bar.add_task(f"{kind}: steps (all runs)", total=total_steps)
+
+        def poll():
+            while not stop.wait(0.5):
+                try:
+                    done_steps, _, _, _ = sweep_progress(out, points)
+                    bar.update(steps_task, completed=done_steps)
+                except (OSError, ValueError, KeyError):
+                    pass
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+
+        def progress(finished, total, result):
+            bar.update(runs_task, completed=finished)
+            if result is not None and result.get("status") == "error":
+                _err.print(f"[red]run {os.path.basename(result['dir'])} failed:[/red] {result['message']}",
+                           highlight=False)
+        try:
+            summary = run_sweep(base, grid, seed_list, out, n_jobs=n_jobs, backend=backend,
+                                progress=progress, overwrite=overwrite, dask_scheduler=dask_scheduler,
+                                kind=kind)
+        except (ValueError, FileNotFoundError) as err:
+            stop.set()
+            bar.stop()
+            _fail(str(err), as_json)
+        finally:
+            stop.set()
+            poller.join()
+        bar.update(steps_task, completed=sweep_progress(out, points)[0])
+    if as_json:
+        _emit_json(summary)
+    else:
+        _print_sweep(summary)
+    raise typer.Exit(code=1 if summary["counts"]["error"] else 0)
+
+
+_RHO_ORDER = ("gc_vs_nc", "gc_vs_geometric_collapse", "gc_vs_target_nc", "gc_vs_few_shot_accuracy",
+              "target_nc_vs_few_shot_accuracy", "nc_vs_target_nc", "nc_vs_test_accuracy", "gc_vs_test_accuracy")
+
+
+def _print_sweep(summary):
+    console = Console()
+    transfer = any("few_shot_accuracy" in r["final"] for r in summary["runs"])
+    t = Table(title=f"gcref {summary['kind']}: {summary['dir']}")
+    setting_keys = list(dict.fromkeys(k for r in summary["runs"] for k in r["settings"]))
+    for k in setting_keys:
+        t.add_column(k, no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    cols = ["loss", "gc", "nc", "geometric_collapse", "test_accuracy"]
+    heads = ["loss", "GC", "NC", "geom. coll.", "test acc."]
+    if transfer:
+        cols = ["gc", "nc", "target_nc", "few_shot_accuracy"]
+        heads = ["source GC", "source NC", "target NC", "few-shot acc. ± 95% CI"]
+    for h in heads:
+        t.add_column(h, justify="right")
+    for r in summary["runs"]:
+        f = r["final"]
+        cells = [_fmt(f.get(c)) for c in cols]
+        if transfer and f.get("few_shot_accuracy") is not None:
+            cells[-1] = f"{f['few_shot_accuracy']:.3f} ± {f.get('few_shot_ci95') or 0:.3f}"
+        t.add_row(*[_fmt(r["settings"].get(k)) for k in setting_keys], r["status"], *cells)
+    console.print(t)
+    corr = summary["correlations"]
+    c = Table(title="Spearman rank correlations across completed runs")
+    c.add_column("x vs y")
+    c.add_column("rho", justify="right")
+    c.add_column("p-value", justify="right")
+    c.add_column("n", justify="right")
+    order = [k for k in _RHO_ORDER if k in corr] + [k for k in corr if k not in _RHO_ORDER]
+    for k in order:
+        v = corr[k]
+        rho = "n/a" if v["rho"] is None else f"{v['rho']:+.3f}"
+        c.add_row(f"{v['x']} vs {v['y']}", rho + ("" if v["rho"] is not None else f" ({v.get('note', '')})"),
+                  _fmt(v["pvalue"], 2), str(v["n"]))
+    console.print(c)
+    for key, words in (("gc_vs_nc", "GC and NC"), ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy"),
+                       ("gc_vs_target_nc", "source GC and target NC")):
+        v = corr.get(key)
+        if v and v["rho"] is not None:
+            sign = "move together" if v["rho"] > 0 else ("move oppositely" if v["rho"] < 0 else "are unrelated")
+            console.print(f"measured: {words} {sign} (Spearman rho = {v['rho']:+.2f}, n = {v['n']})",
+                          highlight=False)
+    counts = summary["counts"]
+    console.print(f"{counts['completed']} completed, {counts['diverged']} diverged, {counts['error']} failed; "
+                  f"{summary.get('ran', 0)} run now, {summary.get('skipped', 0)} already finished (skipped). "
+                  f"Summary: {os.path.join(summary['dir'], 'summary.json')} and summary.csv", highlight=False)
+
+
+_PARAM_HELP = ("Swept setting: name=v1,v2,... (repeatable; the runs are the Cartesian product), "
+               "e.g. --param lr=0.01,0.05,0.2 --param batch_size=8,32,128.")
+_BACKEND_HELP = ("joblib backend: loky (processes, default), multiprocessing, threading, sequential; "
+                 "dask (needs dask[distributed]; --dask-scheduler ADDRESS, else a local cluster) or ray "
+                 "(needs ray; RAY_ADDRESS picks the cluster) send the runs to a cluster.")
+
+
+@app.command()
+@_with_config_options
+def sweep(
+    param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
+    seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
+    n_jobs: int = typer.Option(-1, "--n-jobs", "-j", help="Parallel runs (-1: all cores)."),
+    parallel_backend: str = typer.Option("loky", "--parallel-backend", help=_BACKEND_HELP),
+    dask_scheduler: Optional[str] = typer.Option(None, "--dask-scheduler", help="Dask scheduler address for --parallel-backend dask."),
+    out: str = typer.Option("runs/sweep", "--out", "-o", help="Sweep folder (one subfolder per run, summary.json, summary.csv)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Run every point again, deleting its files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the sweep summary as JSON on stdout."),
+    config_options: dict = None,
+):
+    """Sweep settings (Cartesian product x seeds) in parallel, resumably; Spearman rho of GC vs NC.
+
+    Every point is validated before any run starts. Finished runs (done.json) are skipped when the same command runs again; unfinished ones resume from their checkpoints.
+    """
+    _sweep_command("sweep", config_options, param, seeds, n_jobs, parallel_backend, dask_scheduler,
+                   out, overwrite, as_json)
+
+
+@app.command()
+@_with_config_options
+def transfer(
+    param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
+    seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
+    n_jobs: int = typer.Option(-1, "--n-jobs", "-j", help="Parallel runs (-1: all cores)."),
+    parallel_backend: str = typer.Option("loky", "--parallel-backend", help=_BACKEND_HELP),
+    dask_scheduler: Optional[str] = typer.Option(None, "--dask-scheduler", help="Dask scheduler address for --parallel-backend dask."),
+    out: str = typer.Option("runs/transfer", "--out", "-o", help="Transfer sweep folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Run every point again, deleting its files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    config_options: dict = None,
+):
+    """Pretrain on source classes, freeze the embedding, report target NC and few-shot NCC accuracy.
+
+    Default: digits 0-4 -> 5-9, 5-way 5-shot (15 queries, 200 episodes, 95% CI), over lr=0.01,0.05,0.2 and seeds 0,1; reports Spearman rho of source GC vs 5-shot accuracy and vs target NC.
+    """
+    _sweep_command("transfer", config_options, param, seeds, n_jobs, parallel_backend, dask_scheduler,
+                   out, overwrite, as_json)
+
+
+# ---------------------------------------------------------------------------- plot
+
+@app.command()
+def plot(
+    run_dir: str = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR", help="A folder written by gcref train, sweep or transfer."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for the PNGs (default RUN_OR_SWEEP_DIR/figures)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the list of figures as JSON on stdout."),
+):
+    """Draw PNG figures of a run or a sweep (training curves, final values, transfer scatter).
+
+    curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy.
+    """
+    from .plots import plot_run_or_sweep
+    if not os.path.isdir(run_dir):
+        _fail(f"{run_dir} is not a folder", as_json)
+    try:
+        with _err.status("drawing figures"):
+            paths = plot_run_or_sweep(run_dir, out)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err), as_json)
+    if as_json:
+        _emit_json({"figures": paths})
+    else:
+        for p in paths:
+            Console().print(f"wrote {p}", highlight=False)

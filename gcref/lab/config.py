@@ -1,0 +1,367 @@
+"""The settings of one training run (:class:`TrainConfig`), their validation, and the data they name.
+
+Everything a run needs is in its ``TrainConfig``; validation happens before any work, so a bad
+learning rate or batch size, an unknown dataset or architecture, or an impossible class split is
+reported at once (for a sweep: for every point of the grid before the first run starts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["TrainConfig", "RunData", "as_config", "validate_config", "load_run_data",
+           "build_network", "DEFAULT_MLP_HIDDEN", "RESULT_FIELDS", "SWEEPABLE"]
+
+#: Hidden widths of the lab's default MLP (``d -> 128 -> 128 -> 32 -> k``): small enough that a
+#: sweep on the digits runs in about a minute on two cores.
+DEFAULT_MLP_HIDDEN = (128, 128, 32)
+
+#: Settings that change nothing in the result (they are not compared when a run is resumed).
+_NON_RESULT_FIELDS = ("threads", "data_root")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (the lab's defaults are a teaching run on the digits).
+
+    Data
+    ----
+    dataset : str
+        A name of :data:`gcref.data.DATASETS` (default ``"digits"``: scikit-learn's 8x8 digits,
+        bundled, no download).
+    data_root : str, optional
+        Folder of the files for ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``,
+        ``cifar_fs``.
+    dataset_options : dict
+        Extra keyword arguments of the loader (e.g. ``{"num_classes": 8}`` for
+        ``gaussian_mixture``).
+    max_per_class : int, optional
+        Keep at most this many training examples per class (the first ones, in file order).
+    source_classes, target_classes : list of int or str, optional
+        Train on the source classes only; the target classes (all their examples, train and
+        test) are never trained on and are used to measure target NC and few-shot accuracy on
+        the frozen embedding.
+    num_source : int, optional
+        Instead of listing classes: a random split with this many source classes (seed
+        ``split_seed``), the rest target.
+    split_seed : int
+        Seed of the random class split and of the digits' train/test split.
+
+    Network
+    -------
+    arch : str
+        A name of :data:`gcref.nn.zoo.ARCHITECTURES` (default ``"mlp"``).
+    width : float
+        Width factor (channel / hidden-unit multiplier).
+    hidden : list of int, optional
+        MLP hidden widths (default :data:`DEFAULT_MLP_HIDDEN`), or the CNN's embedding width.
+
+    Optimisation (see :func:`gcref.train.fit`)
+    ------------
+    lr, batch_size, steps, l2, gc_reg, momentum, seed
+        ``seed`` sets the initial weights and the batch order.
+
+    Recording
+    ---------
+    eval_every, eval_size, gc_method, gc_size, gc_rows
+        As in :func:`gcref.train.fit`.
+    ways, shots, queries, episodes
+        Few-shot NCC protocol on the target classes (``ways=None``: ``min(5, #target classes)``).
+    threads : int, optional
+        BLAS threads inside the run (default 1: the lab's networks are small, and one thread per
+        process is much faster than several competing for the cores); ``None`` leaves BLAS alone.
+    """
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+    max_per_class: int | None = None
+    source_classes: list | None = None
+    target_classes: list | None = None
+    num_source: int | None = None
+    split_seed: int = 0
+    arch: str = "mlp"
+    width: float = 1.0
+    hidden: list | None = None
+    lr: float = 0.05
+    batch_size: int = 32
+    steps: int = 3000
+    l2: float = 0.005
+    gc_reg: float = 0.0
+    momentum: float = 0.0
+    seed: int = 0
+    eval_every: int | None = None
+    eval_size: int = 512
+    gc_method: str = "exact"
+    gc_size: float | None = None
+    gc_rows: int | None = None
+    ways: int | None = None
+    shots: int = 5
+    queries: int = 15
+    episodes: int = 200
+    threads: int | None = 1
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict of every setting (lists, not tuples)."""
+        out = dataclasses.asdict(self)
+        for k in ("source_classes", "target_classes", "hidden"):
+            if out[k] is not None:
+                out[k] = list(out[k])
+        return out
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some settings changed (names checked)."""
+        return as_config({**self.to_dict(), **changes})
+
+    @property
+    def transfer(self) -> bool:
+        """Whether the run has target classes (source classes trained, target classes held out)."""
+        return (self.source_classes is not None or self.num_source is not None
+                or self.dataset == "cifar_fs")
+
+    def result_key(self) -> dict:
+        """The settings that determine the result (everything but threads and paths)."""
+        d = self.to_dict()
+        for k in _NON_RESULT_FIELDS:
+            d.pop(k)
+        return d
+
+
+#: Field names of :class:`TrainConfig`.
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+RESULT_FIELDS = tuple(k for k in FIELDS if k not in _NON_RESULT_FIELDS)
+#: Settings a sweep may vary (any scalar setting; these are the usual ones).
+SWEEPABLE = ("lr", "batch_size", "l2", "gc_reg", "momentum", "seed", "steps", "width", "arch",
+             "dataset", "gc_method", "num_source", "split_seed", "max_per_class")
+
+
+def as_config(config=None, **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` from a ``TrainConfig``, a dict, or ``None`` (the defaults).
+
+    Unknown setting names raise a ``ValueError`` listing the valid ones.
+    """
+    if config is None:
+        data = {}
+    elif isinstance(config, TrainConfig):
+        data = config.to_dict()
+    elif isinstance(config, dict):
+        data = dict(config)
+    else:
+        raise TypeError(f"config must be a TrainConfig or a dict, got {type(config).__name__}")
+    data.update(overrides)
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown}; valid settings are: {', '.join(FIELDS)}")
+    return TrainConfig(**data)
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def validate_config(config, n_train: int | None = None) -> TrainConfig:
+    """Check every setting of a run; raise ``ValueError`` naming the first bad one.
+
+    Parameters
+    ----------
+    config : TrainConfig or dict
+    n_train : int, optional
+        Number of training examples, when known: ``batch_size`` must not exceed it.
+
+    Returns
+    -------
+    TrainConfig
+        The validated settings (numbers normalised to float/int).
+    """
+    from ..data import DATASETS
+    from ..metrics.complexity import ESTIMATORS
+    from ..nn.zoo import ARCHITECTURES
+
+    cfg = as_config(config)
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names are: {', '.join(DATASETS)}")
+    if cfg.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; valid names are: {', '.join(ARCHITECTURES)}")
+    if cfg.gc_method != "exact" and cfg.gc_method not in ESTIMATORS:
+        raise ValueError(f"unknown gc_method {cfg.gc_method!r}; valid: exact, {', '.join(ESTIMATORS)}")
+
+    def positive(name, integer=False, allow_zero=False, upper=None):
+        v = getattr(cfg, name)
+        ok = _is_int(v) if integer else _is_real(v)
+        if not ok or (v < 0 if allow_zero else v <= 0) or (upper is not None and v >= upper):
+            need = ("a non-negative" if allow_zero else "a positive") + (" integer" if integer else " number")
+            if upper is not None:
+                need += f" below {upper}"
+            raise ValueError(f"{name} must be {need}, got {v!r}")
+        setattr(cfg, name, int(v) if integer else float(v))
+
+    positive("lr")
+    positive("batch_size", integer=True)
+    positive("steps", integer=True)
+    positive("l2", allow_zero=True)
+    positive("gc_reg", allow_zero=True)
+    positive("momentum", allow_zero=True, upper=1.0)
+    positive("seed", integer=True, allow_zero=True)
+    positive("split_seed", integer=True, allow_zero=True)
+    positive("width")
+    positive("eval_size", integer=True)
+    positive("shots", integer=True)
+    positive("queries", integer=True)
+    positive("episodes", integer=True)
+    if cfg.episodes < 2:
+        raise ValueError(f"episodes must be at least 2 (the 95% CI needs a standard deviation), got {cfg.episodes}")
+    for name in ("eval_every", "gc_rows", "max_per_class", "num_source", "ways", "threads"):
+        if getattr(cfg, name) is not None:
+            positive(name, integer=True)
+    if cfg.gc_size is not None:
+        positive("gc_size")
+    if cfg.eval_every is not None and cfg.eval_every > cfg.steps:
+        raise ValueError(f"eval_every={cfg.eval_every} is larger than steps={cfg.steps}")
+    if cfg.hidden is not None:
+        if isinstance(cfg.hidden, (str, bytes)) or not hasattr(cfg.hidden, "__iter__"):
+            raise ValueError(f"hidden must be a list of positive integers, got {cfg.hidden!r}")
+        cfg.hidden = list(cfg.hidden)
+        if not cfg.hidden or not all(_is_int(h) and h > 0 for h in cfg.hidden):
+            raise ValueError(f"hidden must be a list of positive integers, got {cfg.hidden!r}")
+        if cfg.arch not in ("mlp", "cnn"):
+            raise ValueError(f"hidden applies to the mlp and cnn architectures only, not {cfg.arch!r}")
+        if cfg.arch == "cnn" and len(cfg.hidden) != 1:
+            raise ValueError(f"hidden for the cnn is one embedding width, got {cfg.hidden!r}")
+    if not isinstance(cfg.dataset_options, dict):
+        raise ValueError(f"dataset_options must be a dict, got {cfg.dataset_options!r}")
+    if (cfg.source_classes is None) != (cfg.target_classes is None):
+        raise ValueError("give both source_classes and target_classes, or neither")
+    if cfg.source_classes is not None and cfg.num_source is not None:
+        raise ValueError("give either source_classes/target_classes or num_source, not both")
+    if cfg.dataset == "cifar_fs" and (cfg.source_classes is not None or cfg.num_source is not None):
+        raise ValueError("cifar_fs has its own class split (64 source, 20 target classes); "
+                         "do not give source_classes or num_source")
+    for name in ("source_classes", "target_classes"):
+        v = getattr(cfg, name)
+        if v is not None:
+            if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+                raise ValueError(f"{name} must be a list of class indices or names, got {v!r}")
+            setattr(cfg, name, list(v))
+    if n_train is not None and cfg.batch_size > n_train:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the training data "
+                         f"({n_train} examples of {cfg.dataset})")
+    return cfg
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The data of a run: training set, held-out test set of the same classes, target set (or None)."""
+
+    train: object
+    test: object
+    target: object = None
+
+
+def _first_per_class(ds, m):
+    if m is None:
+        return ds
+    keep = np.concatenate([np.flatnonzero(ds.y == c)[:m] for c in range(ds.num_classes)])
+    return ds.subset(np.sort(keep))
+
+
+_DATA_CACHE: dict = {}
+
+
+def _data_key(cfg: TrainConfig):
+    import json
+    return json.dumps({k: getattr(cfg, k) for k in ("dataset", "data_root", "dataset_options",
+                                                    "max_per_class", "source_classes", "target_classes",
+                                                    "num_source", "split_seed")},
+                      sort_keys=True, default=str)
+
+
+def load_run_data(config) -> RunData:
+    """Load (and cache, per process) the data a run's settings name, split into train/test/target.
+
+    - plain runs: the dataset's train and test splits (the digits: a stratified 75/25 split with
+      ``split_seed``; synthetic sets: independent draws);
+    - transfer runs: train and test restricted to the source classes (relabelled ``0..k_s-1``),
+      and all examples (train and test) of the target classes;
+    - ``cifar_fs``: the 64 train classes (CIFAR-100 train / test images) and the 20 test classes.
+    """
+    from ..data import class_split, concat, load_dataset, random_class_split
+
+    cfg = as_config(config)
+    key = _data_key(cfg)
+    if key in _DATA_CACHE:
+        return _DATA_CACHE[key]
+    opts = dict(cfg.dataset_options)
+    name = cfg.dataset
+    if name == "digits":
+        opts.setdefault("seed", cfg.split_seed)
+    if name in ("mnist", "fashion_mnist", "cifar10", "cifar100", "cifar_fs") and cfg.max_per_class:
+        opts.setdefault("max_per_class", cfg.max_per_class)
+    if name == "cifar_fs":
+        train = load_dataset(name, cfg.data_root, split="train", part="train", **opts)
+        test = load_dataset(name, cfg.data_root, split="test", part="train", **opts)
+        target = load_dataset(name, cfg.data_root, split="all", part="test", **opts)
+        data = RunData(_first_per_class(train, cfg.max_per_class), test, target)
+    else:
+        train = load_dataset(name, cfg.data_root, split="train", **opts)
+        test = load_dataset(name, cfg.data_root, split="test", **opts)
+        train = _first_per_class(train, cfg.max_per_class)
+        if cfg.source_classes is not None or cfg.num_source is not None:
+            if cfg.num_source is not None:
+                if train.num_classes < 2 or cfg.num_source >= train.num_classes:
+                    raise ValueError(f"num_source={cfg.num_source} must be below the number of classes "
+                                     f"({train.num_classes}) of {name}")
+                src, tgt = random_class_split(train, cfg.num_source, seed=cfg.split_seed)
+                src_classes, tgt_classes = list(src.classes), list(tgt.classes)
+            else:
+                src_classes, tgt_classes = cfg.source_classes, cfg.target_classes
+            src_train, tgt_train = class_split(train, src_classes, tgt_classes)
+            src_test, tgt_test = class_split(test, src_classes, tgt_classes)
+            data = RunData(src_train, src_test, concat([tgt_train, tgt_test], name=f"{name}-target"))
+        else:
+            data = RunData(train, test, None)
+    if data.target is not None:
+        ways = cfg.ways if cfg.ways is not None else min(5, data.target.num_classes)
+        if data.target.num_classes < 2:
+            raise ValueError("a transfer run needs at least 2 target classes, got "
+                             f"{data.target.num_classes}")
+        if ways > data.target.num_classes:
+            raise ValueError(f"ways={ways} is more than the {data.target.num_classes} target classes")
+        need = cfg.shots + cfg.queries
+        counts = data.target.class_counts()
+        if counts.min() < need:
+            raise ValueError(f"shots + queries = {need} examples per target class are needed, but a "
+                             f"target class has only {int(counts.min())}")
+    if len(_DATA_CACHE) > 4:
+        _DATA_CACHE.clear()
+    _DATA_CACHE[key] = data
+    return data
+
+
+def few_shot_protocol(cfg: TrainConfig, data: RunData) -> dict | None:
+    """The ``few_shot`` argument of :func:`gcref.train.fit` for a run (None without targets)."""
+    if data.target is None:
+        return None
+    ways = cfg.ways if cfg.ways is not None else min(5, data.target.num_classes)
+    return {"ways": ways, "shots": cfg.shots, "queries": cfg.queries, "episodes": cfg.episodes}
+
+
+def build_network(config, data: RunData):
+    """The network of a run: ``gcref.nn.zoo.build(arch, input shape, #classes, width, ...)``."""
+    from ..nn import zoo
+
+    cfg = as_config(config)
+    kw = {}
+    if cfg.arch == "mlp":
+        kw["hidden"] = tuple(cfg.hidden) if cfg.hidden is not None else DEFAULT_MLP_HIDDEN
+    elif cfg.arch == "cnn" and cfg.hidden is not None:
+        kw["hidden"] = int(cfg.hidden[0])
+    return zoo.build(cfg.arch, data.train.input_shape, data.train.num_classes, width=cfg.width, **kw)

@@ -1,0 +1,214 @@
+"""Figures of runs and sweeps in the style of the paper (matplotlib, Agg backend, PNG).
+
+- ``curves.png``: GC, NC, geometric collapse and the training loss over the steps, one curve per
+  setting (seeds of a setting share its colour), log scale.
+- ``final.png`` (sweeps over a numeric setting): final GC and NC against the swept setting, and
+  NC against GC across all runs, with Spearman's rho.
+- ``transfer.png`` (runs with target classes): source GC against target NC and against the
+  few-shot NCC accuracy (95% CI error bars), with Spearman's rho.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+from ..nn.params_io import atomic_write
+from ..train.fit import CONFIG_FILE, HISTORY_FILE, load_history
+from .sweep import SWEEP_FILE, spearman, sweep_histories
+
+__all__ = ["plot_run_or_sweep", "FIGURES"]
+
+FIGURES = ("curves.png", "final.png", "transfer.png")
+
+_LABELS = {"gc": "embedding GC", "nc": "NC (CDNV)", "geometric_collapse": "geometric collapse",
+           "loss": "training loss", "target_nc": "target NC (CDNV)",
+           "few_shot_accuracy": "few-shot NCC accuracy", "lr": "learning rate",
+           "batch_size": "batch size", "l2": "L2 strength", "gc_reg": "GC regularization"}
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    data = buf.getvalue()
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def _series(history, key):
+    pts = [(r["step"], r[key]) for r in history
+           if not r.get("diverged") and isinstance(r.get(key), (int, float)) and r[key] is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _setting_label(settings, swept):
+    parts = [f"{k}={v}" for k, v in settings.items() if k in swept]
+    return ", ".join(parts) if parts else "run"
+
+
+def _colours(n):
+    plt = _pyplot()
+    cmap = plt.get_cmap("viridis")
+    return [cmap(0.9 * i / max(1, n - 1)) for i in range(n)]
+
+
+def _load(run_or_sweep):
+    """``(kind, runs, swept)``: runs as ``[(name, settings, history)]``."""
+    d = os.fspath(run_or_sweep)
+    if os.path.exists(os.path.join(d, SWEEP_FILE)):
+        with open(os.path.join(d, SWEEP_FILE)) as fh:
+            plan = json.load(fh)
+        runs = sweep_histories(d)
+        if not runs:
+            raise ValueError(f"{d}: the sweep has no run with a history yet ({HISTORY_FILE})")
+        swept = [k for k in plan["grid"] if k != "seed"]
+        return "sweep", runs, swept
+    if os.path.exists(os.path.join(d, HISTORY_FILE)):
+        settings = {}
+        if os.path.exists(os.path.join(d, CONFIG_FILE)):
+            with open(os.path.join(d, CONFIG_FILE)) as fh:
+                cfg = json.load(fh)
+            settings = {k: cfg.get(k) for k in ("lr", "batch_size", "l2", "gc_reg", "seed")}
+        return "run", [(os.path.basename(os.path.normpath(d)), settings, load_history(d))], []
+    raise FileNotFoundError(f"{d} holds neither a run ({HISTORY_FILE}) nor a sweep ({SWEEP_FILE}); "
+                            "give a folder written by gcref train, sweep or transfer")
+
+
+def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
+    """Draw the figures of a run folder or a sweep folder; return the PNG paths written.
+
+    Parameters
+    ----------
+    run_or_sweep_dir : path
+        A folder written by :func:`gcref.lab.run_training` (``history.jsonl``) or by
+        :func:`gcref.lab.run_sweep` / :func:`gcref.lab.run_transfer` (``sweep.json``).
+    out_dir : path, optional
+        Where the PNGs go (default ``<run_or_sweep_dir>/figures``).
+
+    Returns
+    -------
+    list of str
+        The files written (``curves.png`` always; ``final.png`` for a sweep over a numeric
+        setting; ``transfer.png`` when the runs measured target classes).
+    """
+    kind, runs, swept = _load(run_or_sweep_dir)
+    out_dir = os.path.join(os.fspath(run_or_sweep_dir), "figures") if out_dir is None else os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    plt = _pyplot()
+    written = []
+
+    # one colour per setting (seeds share it)
+    labels = list(dict.fromkeys(_setting_label(s, swept) for _, s, _ in runs))
+    colour = dict(zip(labels, _colours(len(labels))))
+
+    # ---- curves
+    keys = ["gc", "nc", "geometric_collapse", "loss"]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
+    seen = set()
+    for name, settings, history in runs:
+        label = _setting_label(settings, swept)
+        for ax, key in zip(axes, keys):
+            x, y = _series(history, key)
+            if x:
+                ax.plot(x, y, color=colour[label], lw=1.6, alpha=0.9,
+                        label=None if label in seen else label)
+        seen.add(label)
+    for ax, key in zip(axes, keys):
+        ax.set_title(_LABELS[key])
+        ax.set_xlabel("step")
+        if ax.lines and all(v > 0 for line in ax.lines for v in line.get_ydata()):
+            ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    if swept or kind == "run":
+        axes[0].legend(fontsize=8, title=", ".join(swept) or None)
+    fig.suptitle(f"{os.path.basename(os.path.normpath(os.path.abspath(run_or_sweep_dir)))}: training curves")
+    path = os.path.join(out_dir, "curves.png")
+    _save(fig, path)
+    plt.close(fig)
+    written.append(path)
+
+    # diverged runs are drawn in the curves but left out of the final-value panels (as in the summary)
+    finals = [(settings, _last(history)) for _, settings, history in runs
+              if not any(r.get("diverged") for r in history)]
+
+    # ---- finals against the swept setting
+    numeric = [k for k in swept if all(isinstance(s.get(k), (int, float)) and not isinstance(s.get(k), bool)
+                                       for s, _ in finals)]
+    if kind == "sweep" and numeric:
+        k = numeric[0]
+        fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.6), layout="constrained")
+        for ax, key in zip(axes[:2], ("gc", "nc")):
+            xs = [s[k] for s, f in finals if f.get(key) is not None]
+            ys = [f[key] for s, f in finals if f.get(key) is not None]
+            ax.scatter(xs, ys, color="tab:blue", alpha=0.8)
+            means = {}
+            for x, y in zip(xs, ys):
+                means.setdefault(x, []).append(y)
+            mx = sorted(means)
+            ax.plot(mx, [sum(means[v]) / len(means[v]) for v in mx], color="tab:blue", lw=1.2)
+            r = spearman(xs, ys)
+            ax.set_title(f"final {_LABELS[key]}\n{_rho(r)}", fontsize=10)
+            ax.set_xlabel(_LABELS.get(k, k))
+            if xs and min(xs) > 0 and max(xs) / min(xs) >= 10:
+                ax.set_xscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+        ax = axes[2]
+        for settings, f in finals:
+            if f.get("gc") is not None and f.get("nc") is not None:
+                ax.scatter(f["gc"], f["nc"], color=colour[_setting_label(settings, swept)], alpha=0.9)
+        r = spearman([f.get("gc") for _, f in finals], [f.get("nc") for _, f in finals])
+        ax.set_title(f"NC vs GC, all runs\n{_rho(r)}", fontsize=10)
+        ax.set_xlabel(_LABELS["gc"])
+        ax.set_ylabel(_LABELS["nc"])
+        ax.grid(True, alpha=0.3)
+        path = os.path.join(out_dir, "final.png")
+        _save(fig, path)
+        plt.close(fig)
+        written.append(path)
+
+    # ---- transfer
+    if any(f.get("few_shot_accuracy") is not None for _, f in finals):
+        fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
+        for settings, f in finals:
+            c = colour[_setting_label(settings, swept)]
+            if f.get("target_nc") is not None and f.get("gc") is not None:
+                axes[0].scatter(f["gc"], f["target_nc"], color=c)
+            if f.get("few_shot_accuracy") is not None and f.get("gc") is not None:
+                axes[1].errorbar(f["gc"], f["few_shot_accuracy"], yerr=f.get("few_shot_ci95") or 0,
+                                 fmt="o", color=c, capsize=3)
+        gcs = [f.get("gc") for _, f in finals]
+        axes[0].set_title("target NC vs source GC\n"
+                          f"{_rho(spearman(gcs, [f.get('target_nc') for _, f in finals]))}", fontsize=10)
+        axes[0].set_ylabel(_LABELS["target_nc"])
+        axes[1].set_title("few-shot accuracy vs source GC\n"
+                          f"{_rho(spearman(gcs, [f.get('few_shot_accuracy') for _, f in finals]))}", fontsize=10)
+        axes[1].set_ylabel(_LABELS["few_shot_accuracy"] + " (95% CI)")
+        for ax in axes:
+            ax.set_xlabel("source " + _LABELS["gc"])
+            ax.grid(True, alpha=0.3)
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colour[lab], label=lab) for lab in labels]
+        if swept:
+            axes[1].legend(handles=handles, fontsize=8, title=", ".join(swept))
+        path = os.path.join(out_dir, "transfer.png")
+        _save(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _last(history):
+    for rec in reversed(history):
+        if not rec.get("diverged"):
+            return rec
+    return {}
+
+
+def _rho(r):
+    return "Spearman rho n/a" if r["rho"] is None else f"Spearman \u03c1 = {r['rho']:+.2f} (n = {r['n']})"

@@ -1,0 +1,123 @@
+"""``gcref train / sweep / transfer / plot`` through typer's CliRunner, on tiny settings."""
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from gcref.cli import app
+from gcref.train import load_history
+
+runner = CliRunner()
+TINY = ["--steps", "20", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
+        "--batch-size", "16"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_commands_are_registered_and_check_untouched():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in ("check", "train", "sweep", "transfer", "plot"):
+        assert name in result.stdout
+
+
+def test_train_writes_files_and_json(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("train", *TINY, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "embedding GC" in result.stdout and "NC (CDNV)" in result.stdout
+    for name in ("config.json", "history.jsonl", "checkpoint.npz", "params.npz", "done.json"):
+        assert (out / name).exists()
+    result = invoke("train", *TINY, "--out", out, "--json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] is True and summary["steps"] == 20
+    assert summary["final"]["gc"] == load_history(out)[-1]["gc"]
+
+
+def test_sweep_resumable_json_and_table(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", *TINY, "--param", "lr=0.02,0.1,0.3", "--seeds", "0", "--n-jobs", "2",
+            "--parallel-backend", "threading", "--out", out]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "Spearman" in result.stdout and "measured: GC and NC" in result.stdout
+    assert {"summary.json", "summary.csv", "sweep.json", "lr=0.02_seed=0", "lr=0.3_seed=0"} <= set(os.listdir(out))
+    result = invoke(*args, "--json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["skipped"] == 3 and summary["ran"] == 0
+    rho = summary["correlations"]["gc_vs_nc"]["rho"]
+    assert rho is None or -1 <= rho <= 1
+    os.unlink(out / "lr=0.3_seed=0" / "done.json")
+    summary = json.loads(invoke(*args, "--json").stdout)
+    assert summary["ran"] == 1 and summary["skipped"] == 2
+
+
+def test_sweep_two_params_loky(tmp_path):
+    out = tmp_path / "s2"
+    result = invoke("sweep", *TINY, "--param", "lr=0.05,0.2", "--param", "l2=0,0.01", "--seeds", "0",
+                    "--n-jobs", "2", "--parallel-backend", "loky", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"]["completed"] == 4
+    assert {r["name"] for r in summary["runs"]} == {"lr=0.05_l2=0.0_seed=0", "lr=0.05_l2=0.01_seed=0",
+                                                    "lr=0.2_l2=0.0_seed=0", "lr=0.2_l2=0.01_seed=0"}
+
+
+def test_transfer_and_plot(tmp_path):
+    out = tmp_path / "transfer"
+    result = invoke("transfer", *TINY, "--episodes", "4", "--queries", "5", "--param", "lr=0.05,0.2",
+                    "--seeds", "0", "--parallel-backend", "sequential", "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "transfer"
+    for run in summary["runs"]:
+        assert run["final"]["few_shot_accuracy"] is not None and run["final"]["target_nc"] is not None
+    result = invoke("plot", out)
+    assert result.exit_code == 0, result.output
+    for name in ("curves.png", "final.png", "transfer.png"):
+        path = out / "figures" / name
+        assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+    result = invoke("plot", out, "--out", tmp_path / "figs", "--json")
+    assert result.exit_code == 0
+    assert len(json.loads(result.stdout)["figures"]) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--lr", "0"], "lr must be a positive number"),
+    (["train", "--lr", "-0.5"], "lr must be a positive number"),
+    (["train", "--batch-size", "100000"], "larger than the training data"),
+    (["train", "--dataset", "imagenet"], "valid names are: digits"),
+    (["train", "--arch", "vit"], "valid names are: mlp, cnn, vgg11"),
+    (["train", "--dataset", "mnist", "--data-root", "{tmp}"], "looked for"),
+    (["train", "--source-classes", "0,1,2", "--target-classes", "2,3"], "disjoint"),
+    (["sweep", "--param", "lr=0.1,0"], "sweep point lr=0.0_seed=0: lr must be"),
+    (["sweep", "--param", "batch_size=8,100000"], "larger than the training data"),
+    (["sweep", "--param", "learning_rate=0.1"], "unknown setting 'learning_rate'"),
+    (["sweep", "--param", "lr=fast"], "is not a number"),
+    (["sweep", "--parallel-backend", "spark"], "unknown parallel backend 'spark'"),
+    (["sweep", "--seeds", "a,b"], "--seeds must be"),
+    (["transfer", "--arch", "transformer"], "valid names are"),
+    (["plot", "{tmp}"], "neither a run"),
+])
+def test_bad_input_fails_before_work(tmp_path, args, message):
+    out = tmp_path / "out"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if args[0] != "plot":
+        args += ["--out", str(out)]
+    result = invoke(*args)
+    assert result.exit_code != 0
+    text = " ".join((result.stderr + result.stdout).split())      # undo rich's line wrapping
+    assert message in text, text
+    assert not out.exists()
+
+
+def test_json_error_is_machine_readable(tmp_path):
+    result = invoke("train", "--lr", "0", "--json", "--out", tmp_path / "r")
+    assert result.exit_code == 2
+    assert "lr must be a positive number" in json.loads(result.stdout)["error"]
