@@ -222,3 +222,13 @@ def test_plots_of_run_sweep_and_transfer(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="neither a run"):
         lab.plot_run_or_sweep(tmp_path)
+
+
+def test_diverged_run_is_finished_but_not_correlated(tmp_path):
+    s = lab.run_sweep(TINY, {"lr": [0.05, 1e4, 0.1, 0.2]}, out_dir=tmp_path / "s", backend="sequential")
+    assert s["counts"]["completed"] == 3 and s["counts"]["diverged"] == 1
+    assert s["correlations"]["gc_vs_nc"]["n"] == 3
+    diverged = next(r for r in s["runs"] if r["status"] == "diverged")
+    assert "diverged" in diverged["message"] and "smaller lr" in diverged["message"]
+    assert lab.run_sweep(TINY, {"lr": [0.05, 1e4, 0.1, 0.2]}, out_dir=tmp_path / "s",
+                         backend="sequential")["skipped"] == 4

@@ -18,6 +18,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -182,7 +183,7 @@ def _parse_seeds(text):
 def _fail(message, as_json):
     if as_json:
         sys.stdout.write(json.dumps({"error": message}) + "\n")
-    _err.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
+    _err.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -270,7 +271,7 @@ def _print_run(summary):
                   f"status [bold]{summary['status']}[/bold]"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
     if summary.get("message"):
-        console.print(f"[yellow]{summary['message']}[/yellow]")
+        console.print(f"[yellow]{escape(summary['message'])}[/yellow]")
 
 
 # ---------------------------------------------------------------------------- sweep / transfer
@@ -317,7 +318,7 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
         def progress(finished, total, result):
             bar.update(runs_task, completed=finished)
             if result is not None and result.get("status") == "error":
-                _err.print(f"[red]run {os.path.basename(result['dir'])} failed:[/red] {result['message']}",
+                _err.print(f"[red]run {escape(os.path.basename(result['dir']))} failed:[/red] {escape(result['message'])}",
                            highlight=False)
         try:
             summary = run_sweep(base, grid, seed_list, out, n_jobs=n_jobs, backend=backend,
