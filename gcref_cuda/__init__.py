@@ -15,7 +15,7 @@ from .metrics import (ESTIMATORS, Estimate, cdnv, class_stats, estimate_gc,
                       geometric_complexity, ncc_error_bound, neural_collapse, pairwise_ratio,
                       per_class_gc, per_example_gc)
 from .nn import DEFAULT_MEMORY_BUDGET, FastNetwork, as_fast
-from .train import gc_penalty_and_grad, objective_and_grad, train_step
+from .train import evaluate, fit, gc_penalty_and_grad, objective_and_grad, train_step
 
 __all__ = [
     "backend_name", "get_xp", "gpu_available", "set_backend", "using", "to_device", "to_host",
@@ -23,5 +23,5 @@ __all__ = [
     "per_example_gc", "geometric_complexity", "per_class_gc", "estimate_gc", "Estimate",
     "ESTIMATORS", "geometric_collapse", "class_stats", "cdnv", "neural_collapse",
     "pairwise_ratio", "ncc_error_bound", "few_shot_accuracy", "few_shot_accuracy_features",
-    "train_step", "objective_and_grad", "gc_penalty_and_grad",
+    "train_step", "objective_and_grad", "gc_penalty_and_grad", "evaluate", "fit",
 ]

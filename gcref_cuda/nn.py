@@ -135,6 +135,16 @@ def _prod(shape) -> int:
 
 # ============================================================================== ops
 
+def _split_view(a, shape):
+    """``a`` (C, R, H, W), possibly strided, viewed as ``shape`` = (C, R, Ho, k, Wo, k)."""
+    C, R, Ho, k, Wo, k2 = shape
+    s0, s1, s2, s3 = a.strides
+    xp = get_xp()
+    if xp is np:
+        return np.lib.stride_tricks.as_strided(a, shape, (s0, s1, s2 * k, s2, s3 * k2, s3))
+    return xp.lib.stride_tricks.as_strided(a, shape, (s0, s1, s2 * k, s2, s3 * k2, s3))
+
+
 class Op:
     """A compiled layer. ``in_shape``/``out_shape`` are per-example shapes as in ``gcref``.
 
@@ -147,6 +157,7 @@ class Op:
 
     prefix = ""
     keys: tuple = ()
+    accepts_out = False            # vjp(..., out=view) writes its result into a given view
 
     def __init__(self, in_shape, out_shape):
         self.in_shape = tuple(in_shape)
@@ -310,18 +321,38 @@ class Conv2dOp(Op):
             xp.matmul(Wm, cols, out=out.reshape(self.O, -1))
         return out
 
-    def _conv_transpose(self, g, WmT, ctx, out):
-        """``out = J_x^T g`` (col2im): one GEMM, then ``k^2`` shifted adds."""
+    def grid_input(self, R: int, ctx):
+        """``(grid, interior)`` for the flat transpose of ``R`` rows: the zero-bordered grid the
+        output cotangent must sit on, and its ``(O, R, Ho, Wo)`` interior, which the op above
+        can write straight into (saving a copy); ``None`` where there is no such grid."""
+        if not self.flat or (self.Ho == self.Hp and self.Wo == self.Wp):
+            return None
+        Hp, Wp, Ho, Wo = self.Hp, self.Wp, self.Ho, self.Wo
+        gg = ctx.ws.get((id(self), "T_gg"), (self.O, R * Hp * Wp), ctx.dtype)
+        g4 = gg.reshape(self.O, R, Hp, Wp)
+        g4[:, :, Ho:, :] = 0
+        g4[:, :, :Ho, Wo:] = 0
+        return gg, g4[:, :, :Ho, :Wo]
+
+    def _conv_transpose(self, g, WmT, ctx, out, on_grid=False, view=False):
+        """``out = J_x^T g`` (col2im): one GEMM, then ``k^2`` shifted adds. ``on_grid``: ``g``
+        is already the grid of :meth:`grid_input`; ``view``: return a view of the result in
+        the accumulator instead of copying it into ``out``."""
         xp, k, s, q = ctx.xp, self.k, self.s, self.q
-        C, R = self.C, g.shape[1]
+        C = self.C
         Hp, Wp, Ho, Wo = self.Hp, self.Wp, self.Ho, self.Wo
         if self.flat:
-            Lg = R * Hp * Wp
-            if Ho == Hp and Wo == Wp:
-                gg = g.reshape(self.O, Lg)
+            if on_grid:
+                gg = g
+                R = g.shape[1] // (Hp * Wp)
             else:
-                gg = ctx.ws.get((id(self), "T_gg"), (self.O, Lg), ctx.dtype, zero=True)
-                gg.reshape(self.O, R, Hp, Wp)[:, :, :Ho, :Wo] = g
+                R = g.shape[1]
+                if Ho == Hp and Wo == Wp:
+                    gg = g.reshape(self.O, R * Hp * Wp)
+                else:
+                    gg, interior = self.grid_input(R, ctx)
+                    interior[...] = g
+            Lg = R * Hp * Wp
             if k == 1 and q == 0:
                 xp.matmul(WmT, gg, out=out.reshape(C, Lg))
                 return out
@@ -336,14 +367,20 @@ class Conv2dOp(Op):
                     if a or e:
                         off = a * Wp + e
                         acc[:, off:off + Lg] += cols[:, a, e]
-            out[...] = acc[:, :Lg].reshape(C, R, Hp, Wp)[:, :, q:q + self.H, q:q + self.W]
+            inner = acc[:, :Lg].reshape(C, R, Hp, Wp)[:, :, q:q + self.H, q:q + self.W]
+            if view:
+                return inner
+            out[...] = inner
             return out
+        R = g.shape[1]
         cols = ctx.ws.get((id(self), "T_scols"), (C, k, k, R, Ho, Wo), ctx.dtype)
         xp.matmul(WmT, g.reshape(self.O, -1), out=cols.reshape(C * k * k, -1))
         gxp = ctx.ws.get((id(self), "T_gxp"), (C, R, Hp, Wp), ctx.dtype, zero=True)
         for a in range(k):
             for e in range(k):
                 gxp[:, :, a:a + s * (Ho - 1) + 1:s, e:e + s * (Wo - 1) + 1:s] += cols[:, a, e]
+        if view:
+            return gxp[:, :, q:q + self.H, q:q + self.W]
         out[...] = gxp[:, :, q:q + self.H, q:q + self.W]
         return out
 
@@ -354,9 +391,10 @@ class Conv2dOp(Op):
             y += P["b"][:, None, None, None]
         return y, (x if ctx.keep_inputs else None)
 
-    def vjp(self, P, cache, g, rows, ctx):
-        out = ctx.ws.get((id(self), "gx"), (self.C, g.shape[1], self.H, self.W), ctx.dtype)
-        return self._conv_transpose(g, P["WmT"], ctx, out)
+    def vjp(self, P, cache, g, rows, ctx, on_grid=False, view=False):
+        R = g.shape[1] // (self.Hp * self.Wp) if on_grid else g.shape[1]
+        out = None if view else ctx.ws.get((id(self), "gx"), (self.C, R, self.H, self.W), ctx.dtype)
+        return self._conv_transpose(g, P["WmT"], ctx, out, on_grid=on_grid, view=view)
 
     def jvp(self, P, cache, t, rows, ctx):
         out = ctx.ws.get((id(self), "ty"), (self.O, t.shape[1], self.Ho, self.Wo), ctx.dtype)
@@ -402,11 +440,18 @@ class ReLUOp(Op):
         mask = (x > 0).astype(ctx.dtype)
         return x * mask, mask
 
-    def vjp(self, P, cache, g, rows, ctx):
-        out = ctx.ws.get((id(self), "gx"), g.shape, ctx.dtype)
+    def vjp(self, P, cache, g, rows, ctx, out=None):
+        if out is None:
+            out = ctx.ws.get((id(self), "gx"), g.shape, ctx.dtype)
         return rowmul(ctx, g, cache, rows, self.row_axis_in, out=out)
 
-    jvp = vjp
+    def jvp(self, P, cache, t, rows, ctx):
+        out = ctx.ws.get((id(self), "ty"), t.shape, ctx.dtype)
+        return rowmul(ctx, t, cache, rows, self.row_axis_in, out=out)
+
+    @property
+    def accepts_out(self):
+        return len(self.in_shape) == 3
 
     def cache_bytes(self, itemsize):
         return 2 * itemsize * _prod(self.in_shape)
@@ -443,46 +488,53 @@ class PoolOp(Op):
         # Non-overlapping windows tiling the input: reshape instead of strided slices.
         self.block = self.k == self.s and self.H == self.k * self.Ho and self.W == self.k * self.Wo
 
-    def _windows(self, x, xp):
-        """``(k*k, C, N, Ho, Wo)`` stack of the window entries, in the reference's (a, e) order."""
-        k, Ho, Wo = self.k, self.Ho, self.Wo
-        if self.block:
-            C, N = x.shape[0], x.shape[1]
-            x6 = x.reshape(C, N, Ho, k, Wo, k)
-            return x6.transpose(3, 5, 0, 1, 2, 4).reshape(k * k, C, N, Ho, Wo)
-        return xp.stack([self._slice(x, a, e) for a in range(k) for e in range(k)])
-
     def forward(self, P, x, ctx):
         xp, k = ctx.xp, self.k
-        C, N = x.shape[0], x.shape[1]
         if self.kind == "avg":
             if self.block:
+                C, N = x.shape[0], x.shape[1]
                 y = x.reshape(C, N, self.Ho, k, self.Wo, k).mean(axis=(3, 5))
             else:
                 y = sum(self._slice(x, a, e) for a in range(k) for e in range(k)) / (k * k)
             return y, None
-        win = self._windows(x, xp)
-        idx = win.argmax(axis=0)                                 # first maximum, as the reference
-        y = xp.take_along_axis(win, idx[None], axis=0)[0]
-        onehot = (xp.arange(k * k).reshape(-1, 1, 1, 1, 1) == idx[None])
-        if self.relu:
-            pos = y > 0
-            y = y * pos
-            onehot = onehot & pos[None]
-        route = onehot.astype(ctx.dtype)                          # (k*k, C, N, Ho, Wo)
+        # Max over the window entries in the reference's (a, e) order; the derivative routes to
+        # the FIRST maximal entry (argmax's rule): entry j is chosen when it equals the maximum
+        # and no earlier entry does.
+        entries = [self._slice(x, a, e) for a in range(k) for e in range(k)]
+        y = entries[0].copy()
+        for w in entries[1:]:
+            xp.maximum(y, w, out=y)
+        route = xp.empty((k * k,) + y.shape, dtype=ctx.dtype)
+        taken = xp.zeros(y.shape, dtype=bool)
+        pos = y > 0 if self.relu else None
+        for j, w in enumerate(entries):
+            hit = (w == y) & ~taken
+            taken |= hit
+            if pos is not None:
+                hit &= pos
+            route[j] = hit
+        if pos is not None:
+            y *= pos                                   # maxpool(relu(x)) = relu(maxpool(x))
         return y, route
 
     def _slice(self, x, a, e):
         s = self.s
         return x[:, :, a:a + s * (self.Ho - 1) + 1:s, e:e + s * (self.Wo - 1) + 1:s]
 
-    def vjp(self, P, cache, g, rows, ctx):
+    @property
+    def accepts_out(self):
+        return self.block
+
+    def vjp(self, P, cache, g, rows, ctx, out=None):
         # Max: each window offset j = (a, e) gets g times its one-hot choice mask; written with
         # one call per offset so every loop runs over a contiguous mask (6-d broadcasting with
         # an inner axis of length k is several times slower in NumPy).
         k, C, R, s = self.k, self.C, g.shape[1], self.s
         if self.block:
-            out = ctx.ws.get((id(self), "gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
+            if out is None:
+                out = ctx.ws.get((id(self), "gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
+            else:                                   # a (C, R, H, W) view: split H and W
+                out = _split_view(out, (C, R, self.Ho, k, self.Wo, k))
             for j in range(k * k):
                 a, e = divmod(j, k)
                 dst = out[:, :, :, a, :, e]
@@ -490,7 +542,7 @@ class PoolOp(Op):
                     rowmul(ctx, g, cache[j], rows, 1, out=dst)
                 else:
                     ctx.xp.multiply(g, 1.0 / (k * k), out=dst)
-            return out.reshape(C, R, self.H, self.W)
+            return out.reshape(C, R, self.H, self.W) if out.flags.c_contiguous else None
         out = ctx.ws.get((id(self), "gx"), (C, R, self.H, self.W), ctx.dtype, zero=True)
         tmp = ctx.ws.get((id(self), "tmp"), g.shape, ctx.dtype)
         for j in range(k * k):
@@ -566,11 +618,16 @@ class BatchNormOp(Op):
         y = xhat * P["gamma"][:, None, None, None] + P["beta"][:, None, None, None]
         return y, (xhat if ctx.keep_inputs else None)
 
-    def vjp(self, P, cache, g, rows, ctx):
-        out = ctx.ws.get((id(self), "gx"), g.shape, ctx.dtype)
+    accepts_out = True
+
+    def vjp(self, P, cache, g, rows, ctx, out=None):
+        if out is None:
+            out = ctx.ws.get((id(self), "gx"), g.shape, ctx.dtype)
         return ctx.xp.multiply(g, P["scale"], out=out)
 
-    jvp = vjp
+    def jvp(self, P, cache, t, rows, ctx):
+        out = ctx.ws.get((id(self), "ty"), t.shape, ctx.dtype)
+        return ctx.xp.multiply(t, P["scale"], out=out)
 
     def vjp_params(self, P, cache, g, ctx):
         grads = {self.prefix + "weight": (g * cache).sum(axis=(1, 2, 3)),

@@ -21,10 +21,13 @@ from gcref._validation import as_generator, as_labels, check_int
 from gcref.train.losses import softmax_cross_entropy
 from gcref.train.optim import SGD
 
+import contextlib
+import threading
+
 from .backend import cpu_compute, get_xp, to_device, to_host
 from .nn import ChainOp, ReLUOp, as_fast
 
-__all__ = ["gc_penalty_and_grad", "objective_and_grad", "train_step", "SGD"]
+__all__ = ["gc_penalty_and_grad", "objective_and_grad", "train_step", "evaluate", "fit", "SGD"]
 
 
 def _host_grads(grads: dict) -> dict:
@@ -125,3 +128,84 @@ def train_step(net, params, state, X, y, optimizer: SGD, l2=0.0, gc_reg=0.0, gc_
     params = {k: np.asarray(to_host(v), dtype=np.float64) for k, v in params.items()}
     new_params, new_state = optimizer.step(params, grads, state)
     return new_params, new_state, objective, parts
+
+
+def evaluate(net, params, X, y, gc_method="exact", gc_size=None, seed=0, *, dtype=None,
+             memory_budget=None) -> dict:
+    """Embedding metrics on ``(X, y)`` as ``gcref.train.evaluate``: accuracy, GC (exact or
+    estimated), NC and geometric collapse; undefined metrics are ``None`` with the reason."""
+    from . import metrics as M
+    fnet = as_fast(net, dtype, memory_budget)
+    y = as_labels(to_host(y), "y", n=np.shape(X)[0])
+    logits = fnet.forward(params, X)
+    Z = fnet.embed(params, X)
+    out = {"accuracy": float(np.mean(logits.argmax(axis=1) == y))}
+    pe = M.per_example_gc(fnet, params, X) if gc_method == "exact" else None
+    if gc_method == "exact":
+        out["gc"] = float(pe.mean())
+    else:
+        est = M.estimate_gc(fnet, params, X, method=gc_method, size=gc_size, seed=seed)
+        out["gc"], out["gc_stderr"] = est.value, est.stderr
+    try:
+        stats = M.class_stats(Z, y)
+        out["nc"] = M._off_diagonal_mean(M.pairwise_ratio(stats.means, stats.variances,
+                                                          values_name="variances"))
+        if pe is not None:
+            gc_c = np.array([pe[y == c].mean() for c in stats.classes])
+            out["geometric_collapse"] = M._off_diagonal_mean(
+                M.pairwise_ratio(stats.means, gc_c, values_name="gc_per_class"))
+    except ValueError as err:
+        out["nc"] = None
+        out["nc_error"] = str(err)
+    return out
+
+
+_FIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fast_fit_module(dtype, memory_budget):
+    """``gcref.train.fit``'s module with its step, evaluation and GC functions swapped for the
+    fast ones while the block runs (same signatures, same values)."""
+    import importlib
+    # the module, not the function gcref.train re-exports under the same name
+    ref_fit = importlib.import_module("gcref.train.fit")
+    from . import metrics as M
+
+    def _train_step(*a, **k):
+        return train_step(*a, dtype=dtype, memory_budget=memory_budget, **k)
+
+    def _evaluate(*a, **k):
+        return evaluate(*a, dtype=dtype, memory_budget=memory_budget, **k)
+
+    def _per_example_gc(*a, **k):
+        return M.per_example_gc(*a, dtype=dtype, memory_budget=memory_budget, **k)
+
+    def _estimate_gc(*a, **k):
+        return M.estimate_gc(*a, dtype=dtype, memory_budget=memory_budget, **k)
+
+    swaps = {"train_step": _train_step, "evaluate": _evaluate, "per_example_gc": _per_example_gc,
+             "estimate_gc": _estimate_gc}
+    with _FIT_LOCK:
+        saved = {name: getattr(ref_fit, name) for name in swaps if hasattr(ref_fit, name)}
+        if "train_step" not in saved:
+            raise RuntimeError("gcref.train.fit has no train_step to replace; update gcref_cuda.fit")
+        try:
+            for name in saved:
+                setattr(ref_fit, name, swaps[name])
+            yield ref_fit
+        finally:
+            for name, fn in saved.items():
+                setattr(ref_fit, name, fn)
+
+
+def fit(net, params, data, *, dtype=None, memory_budget=None, **kwargs):
+    """``gcref.train.fit`` with the training steps and the GC/NC evaluations on this backend.
+
+    Same arguments (see ``gcref.train.fit``), same reproducible batches, same checkpoint and
+    ``history.jsonl`` files (so ``gcref plot`` reads the run), same :class:`FitResult`. The loop
+    itself is the reference's: its step, evaluation and GC functions are swapped for the fast
+    twins while it runs (one fit at a time per process).
+    """
+    with _fast_fit_module(dtype, memory_budget) as ref_fit:
+        return ref_fit.fit(net, params, data, **kwargs)

