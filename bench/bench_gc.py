@@ -194,13 +194,14 @@ def _torch_model(net, params, dtype):
     embed = nn.Sequential(*mods)
     head = nn.Linear(net.embedding_dim, net.num_classes)
     tdt = torch.float64 if dtype == "float64" else torch.float32
+    embed, head = embed.to(tdt), head.to(tdt)       # before loading: no float32 rounding
     with torch.no_grad():
         for name, mod in zip(names, mods):
             for local, prm in mod.named_parameters():
                 prm.copy_(torch.as_tensor(params[f"{name}.{local}"]))
         head.weight.copy_(torch.as_tensor(params[f"{net.head_name}.weight"]))
         head.bias.copy_(torch.as_tensor(params[f"{net.head_name}.bias"]))
-    return embed.to(tdt), head.to(tdt), tdt
+    return embed, head, tdt
 
 
 def impl_torch(spec, net, params, X, y, chunk=None):
@@ -337,7 +338,9 @@ def worker_time(case, impls, repeats, quick, budget_s):
         t0 = time.perf_counter()
         values[name] = _value(fn())                 # warm-up (and JAX's compile)
         runs[name] = {"fn": fn, "times": [], "first": time.perf_counter() - t0}
+    rates = []
     for r in range(repeats):
+        rates.append(gemm_rate(np.dtype(spec["dtype"]), repeats=2))   # same conditions as the runs
         for name, run in runs.items():
             # a slow implementation gets fewer repeats (at least two timed runs)
             if r >= 2 and sum(run["times"]) > budget_s:
@@ -347,6 +350,8 @@ def worker_time(case, impls, repeats, quick, budget_s):
             run["times"].append(time.perf_counter() - t0)
     out = {name: {"times": run["times"], "first": run["first"], "value": values[name]}
            for name, run in runs.items()}
+    out["__gemm_rates__"] = rates
+    out["__loadavg__"] = os.getloadavg()
     json.dump(out, sys.stdout)
 
 
@@ -403,8 +408,11 @@ def run_all(cases, repeats, quick, timeout, budget_s):
         spec = case_spec(case, quick)
         impls = [i for i in IMPLS if available(i, spec)]
         print(f"... case {spec['title']}: {', '.join(impls)}", file=sys.stderr, flush=True)
+        load_before = os.getloadavg()
         timing = _child(["--worker-time", case, "--impls", *impls, "--repeats", str(repeats),
                          "--budget", str(budget_s)] + (["--quick"] if quick else []), timeout)
+        rates_in_run = timing.pop("__gemm_rates__")
+        load_after = timing.pop("__loadavg__")
         memory = {}
         for impl in timing:
             try:
@@ -414,8 +422,10 @@ def run_all(cases, repeats, quick, timeout, budget_s):
                 memory[impl] = {"error": str(err)[-300:]}
         net = build_net(spec["arch"])
         flops = dense_flops(net, spec)
+        rate = statistics.median(rates_in_run)
         results["cases"][case] = {"spec": spec, "timing": timing, "memory": memory, "flops": flops,
-                                  "floor_s": flops / rates[spec["dtype"]]}
+                                  "gemm_rate": rate, "gemm_rates": rates_in_run,
+                                  "floor_s": flops / rate, "loadavg": [load_before, load_after]}
     return results
 
 
@@ -440,8 +450,8 @@ def _environment():
 def format_table(results) -> str:
     lines = []
     r64, r32 = results["gemm_rate"]["float64"], results["gemm_rate"]["float32"]
-    lines.append(f"GEMM rate measured in this run: float64 {r64 / 1e9:.1f} GFLOP/s, "
-                 f"float32 {r32 / 1e9:.1f} GFLOP/s")
+    lines.append(f"GEMM rate at the start: float64 {r64 / 1e9:.1f} GFLOP/s, float32 {r32 / 1e9:.1f} "
+                 f"GFLOP/s; each case's floor uses the median rate measured between its rounds.")
     head = (f"| {'case':<42} | {'implementation':<14} | {'median s':>9} | {'x gcref_cuda':>12} | "
             f"{'peak RSS MB':>11} | {'+RSS MB':>8} | {'value rel.diff':>14} |")
     lines.append(head)
@@ -466,6 +476,9 @@ def format_table(results) -> str:
         lines.append(f"| {'':<42} | {'FLOP floor':<14} | {res['floor_s']:9.3f} | "
                      f"{res['floor_s'] / fast:12.2f} | {'':>11} | {'':>8} | "
                      f"{res['flops'] / 1e9:10.1f} GF |")
+        la = res.get("loadavg", [[math.nan] * 3] * 2)
+        lines.append(f"| {'':<42} | {'(GEMM, load)':<14} | {res['gemm_rate'] / 1e9:6.1f} GF/s at median; "
+                     f"load avg {la[0][0]:.1f} -> {la[1][0]:.1f} |")
     return "\n".join(lines)
 
 
