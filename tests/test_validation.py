@@ -1,0 +1,219 @@
+"""The validation scripts (validation/claim*.py) cannot rot: each runs at --scale smoke, and each
+paper-scale configuration runs end to end (--tiny) on fake datasets written here in the original
+file formats (CIFAR-10 / CIFAR-100 binary, MNIST IDX), so a GPU user's run will not fail on a
+path or a format. Everything in-process, one process (--jobs 1)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+VALIDATION = Path(__file__).resolve().parents[1] / "validation"
+sys.path.insert(0, str(VALIDATION))
+
+import common  # noqa: E402
+
+SCRIPTS = {1: "claim1_hyperparams", 2: "claim2_sampled_gc", 3: "claim3_ncc_bound", 4: "claim4_transfer",
+           5: "claim5_gc_regularization", 6: "claim6_inequalities"}
+
+
+def _module(claim):
+    return importlib.import_module(SCRIPTS[claim])
+
+
+def _check_outputs(out: Path, claim: int, summary: dict, scale: str):
+    path = out / f"claim{claim}.json"
+    assert path.is_file(), f"claim{claim}.json not written"
+    on_disk = json.loads(path.read_text())
+    for key in common.SUMMARY_FIELDS:
+        assert key in on_disk, f"claim{claim}.json lacks {key!r}"
+    assert on_disk["claim"] == claim
+    assert on_disk["scale"] == scale
+    assert on_disk["verdict"] in common.VERDICTS
+    assert isinstance(on_disk["setting"], str) and on_disk["setting"]
+    assert isinstance(on_disk["statistic"], dict) and "name" in on_disk["statistic"]
+    assert isinstance(on_disk["uncertainty"], dict)
+    assert isinstance(on_disk["parts"], list) and on_disk["parts"]
+    for part in on_disk["parts"]:
+        assert part["verdict"] in common.VERDICTS
+    assert on_disk["verdict"] == common.combine_verdicts(on_disk["parts"])
+    assert on_disk["figure"] == f"claim{claim}.png"
+    png = out / f"claim{claim}.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["verdict"] == on_disk["verdict"]
+    assert not list(out.glob(".tmp-*")), "a temporary file was left behind"
+
+
+# ------------------------------------------------------------------------------- smoke runs
+@pytest.mark.parametrize("claim", sorted(SCRIPTS))
+def test_smoke(claim, tmp_path):
+    out = tmp_path / "results"
+    summary = _module(claim).main(["--scale", "smoke", "--out", str(out), "--jobs", "1", "--quiet"])
+    _check_outputs(out, claim, summary, "smoke")
+
+
+def test_run_all_writes_the_index(tmp_path):
+    import run_all
+    assert run_all.main(["--claims", "6", "--scale", "smoke", "--out", str(tmp_path), "--jobs", "1",
+                         "--quiet"]) == 0
+    index = json.loads((tmp_path / "summary.json").read_text())
+    assert [c["claim"] for c in index["claims"]] == [6] and index["scale"] == "smoke"
+    assert (tmp_path / "claim6.json").is_file() and (tmp_path / "claim6.png").is_file()
+    assert "| 6 |" in run_all.table([json.loads((tmp_path / "claim6.json").read_text())])
+
+
+# ----------------------------------------------------------------- fake datasets, original formats
+def _images(rng, labels, shape):
+    # class-dependent mean so that training has something to fit
+    base = (labels[:, None] * 23 % 200).astype(np.int64)
+    noise = rng.integers(0, 56, size=(labels.size, int(np.prod(shape))))
+    return (base + noise).astype(np.uint8)
+
+
+def write_cifar10(root: Path, per_class_train=2, per_class_test=3):
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, per in [(f"data_batch_{i}.bin", per_class_train) for i in range(1, 6)] + [("test_batch.bin", per_class_test)]:
+        labels = np.repeat(np.arange(10, dtype=np.uint8), per)
+        rec = np.concatenate([labels[:, None], _images(rng, labels, (3, 32, 32))], axis=1)
+        (folder / name).write_bytes(rec.astype(np.uint8).tobytes())
+    from gcref.data import CIFAR10_CLASSES
+    (folder / "batches.meta.txt").write_text("\n".join(CIFAR10_CLASSES) + "\n")
+
+
+def write_cifar100(root: Path, per_class_train=2, per_class_test=1):
+    folder = root / "cifar-100-binary"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, per in (("train.bin", per_class_train), ("test.bin", per_class_test)):
+        fine = np.repeat(np.arange(100, dtype=np.uint8), per)
+        coarse = (fine % 20).astype(np.uint8)
+        rec = np.concatenate([coarse[:, None], fine[:, None], _images(rng, fine, (3, 32, 32))], axis=1)
+        (folder / name).write_bytes(rec.astype(np.uint8).tobytes())
+    from gcref.data import CIFAR100_COARSE_LABELS, CIFAR100_FINE_LABELS
+    (folder / "fine_label_names.txt").write_text("\n".join(CIFAR100_FINE_LABELS) + "\n")
+    (folder / "coarse_label_names.txt").write_text("\n".join(CIFAR100_COARSE_LABELS) + "\n")
+
+
+def _idx(data: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, data.ndim]) + b"".join(struct.pack(">i", d) for d in data.shape)
+    return header + data.astype(np.uint8).tobytes()
+
+
+def write_mnist(root: Path, per_class_train=3, per_class_test=3):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    for stem, per in (("train", per_class_train), ("t10k", per_class_test)):
+        labels = np.repeat(np.arange(10, dtype=np.uint8), per)
+        images = _images(rng, labels, (28, 28)).reshape(-1, 28, 28)
+        (root / f"{stem}-images-idx3-ubyte").write_bytes(_idx(images))
+        (root / f"{stem}-labels-idx1-ubyte").write_bytes(_idx(labels))
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fake-datasets")
+    write_cifar10(root)
+    write_cifar100(root)
+    write_mnist(root)
+    return root
+
+
+def test_fake_files_read_back(fake_root):
+    from gcref.data import load_cifar_fs, load_dataset
+    c10 = load_dataset("cifar10", fake_root, "train")
+    assert c10.X.shape == (100, 3, 32, 32) and c10.num_classes == 10
+    mn = load_dataset("mnist", fake_root, "test")
+    assert mn.X.shape == (30, 1, 28, 28)
+    fs = load_cifar_fs(fake_root, part="test", split="all")
+    assert fs.num_classes == 20 and fs.n == 60
+
+
+@pytest.mark.parametrize("claim", sorted(SCRIPTS))
+def test_paper_config_on_fake_files(claim, fake_root, tmp_path):
+    """The paper-scale configuration, shrunk by --tiny (same datasets, files and architectures)."""
+    out = tmp_path / "results"
+    argv = ["--scale", "paper", "--tiny", "--data-root", str(fake_root), "--out", str(out), "--jobs", "1",
+            "--quiet", "--seeds", "1"]
+    # one swept hyperparameter per setting is enough to run every dataset and architecture
+    n_settings = {1: 2, 4: 1}.get(claim, 0)
+    for i in range(n_settings):
+        argv += ["--set", f"settings.{i}.sweeps={{'lr': [0.01, 0.02]}}"]
+    summary = _module(claim).main(argv)
+    _check_outputs(out, claim, summary, "paper")
+    cfg = summary["config"]
+    text = json.dumps(cfg)
+    expected = {1: ["cifar10", "vgg13", "mnist", "vgg11"], 2: ["cifar10", "vgg13"], 3: ["cifar10", "vgg13"],
+                4: ["cifar_fs", "resnet18"], 5: ["cifar10", "vgg13"], 6: ["gaussian"]}[claim]
+    for word in expected:
+        assert word in text, f"claim {claim}'s paper configuration should use {word}"
+
+
+def test_cuda_backend_trains_through_gcref_cuda(tmp_path, monkeypatch):
+    """--backend cuda: fit's step comes from gcref_cuda (NumPy here), and the results match."""
+    import gcref_cuda.train as cuda_train
+    calls = []
+    original = cuda_train.train_step
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cuda_train, "train_step", counting)
+    ref = _module(5).main(["--scale", "smoke", "--out", str(tmp_path / "ref"), "--jobs", "1", "--quiet"])
+    fast = _module(5).main(["--scale", "smoke", "--out", str(tmp_path / "cuda"), "--jobs", "1", "--quiet",
+                            "--backend", "cuda"])
+    assert calls, "the cuda backend did not train through gcref_cuda.train.train_step"
+    assert fast["backend"]["name"] == "cuda" and ref["backend"]["name"] == "reference"
+    for a, b in zip(ref["parts"], fast["parts"]):
+        assert a["spearman_rho"] == pytest.approx(b["spearman_rho"], abs=1e-9)
+    # the swap is undone afterwards
+    assert importlib.import_module("gcref.train.fit").train_step.__module__ == "gcref.train.fit"
+
+
+def test_paper_scale_without_data_root_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="--data-root"):
+        _module(5).main(["--scale", "paper", "--tiny", "--out", str(tmp_path), "--jobs", "1", "--quiet"])
+
+
+# ------------------------------------------------------------------------------ the helpers
+def test_spearman_test_direction_and_pvalue():
+    x = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], 3)
+    y = -x + np.random.default_rng(0).normal(0, 0.3, x.size)
+    t = common.spearman_test(x, y, groups=x)
+    from scipy.stats import spearmanr
+    assert t.rho == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+    assert t.p_value < 0.01 and t.ci95[1] < 0
+    assert common.direction_verdict(t, -1)["verdict"] == "reproduced"
+    assert common.direction_verdict(t, +1) == {"verdict": "not reproduced", "direction": "opposite"}
+    flat = common.spearman_test(x, np.random.default_rng(1).normal(size=x.size))
+    assert flat.p_value > 0.01
+    constant = common.spearman_test([1, 1, 1], [1, 2, 3])
+    assert np.isnan(constant.rho) and common.direction_verdict(constant, 1)["verdict"] == "not reproduced"
+
+
+def test_overrides_seeds_and_tiny():
+    cfg = {"a": {"b": 1}, "settings": [{"steps": 100}], "seeds": [0, 1, 2]}
+    out = common.apply_overrides(cfg, ["a.b=0.5", "settings.0.steps=3"])
+    assert out["a"]["b"] == 0.5 and out["settings"][0]["steps"] == 3 and cfg["a"]["b"] == 1
+    with pytest.raises(KeyError, match="unknown key"):
+        common.apply_overrides(cfg, ["a.c=1"])
+    assert common.parse_seeds("3", [9]) == [0, 1, 2]
+    assert common.parse_seeds("4,7", [9]) == [4, 7]
+    assert common.parse_seeds(None, [9]) == [9]
+    tiny = common.apply_tiny({"config": {"steps": 20000, "batch_size": 256, "width": 1.0, "dataset": "cifar10"},
+                              "sweeps": {"lr": [0.1, 0.2, 0.3], "batch_size": [32, 64, 128]}})
+    assert tiny["config"] == {"steps": 1, "batch_size": 4, "width": 1 / 64, "dataset": "cifar10"}
+    assert tiny["sweeps"] == {"lr": [0.1, 0.2], "batch_size": [2, 4]}
+
+
+def test_write_json_is_strict_json(tmp_path):
+    p = common.write_json(tmp_path / "x.json", {"a": float("nan"), "b": np.float64(1.5), "c": np.arange(2)})
+    assert json.loads(p.read_text()) == {"a": None, "b": 1.5, "c": [0, 1]}

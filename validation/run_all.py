@@ -1,0 +1,147 @@
+"""Run every claim script at one scale, then write ``results/summary.json`` and the README table.
+
+    python validation/run_all.py --scale small                 # CPU, 7-13 min on 2 cores
+    python validation/run_all.py --scale paper --data-root DATA --backend cuda   # GPU, hours
+    python validation/run_all.py --scale smoke --out /tmp/v     # seconds (what the tests run)
+
+Every option but ``--claims``, ``--no-readme`` and ``--table-only`` is passed on to each script
+(see ``validation/common.py``); ``--table-only`` runs nothing and rebuilds the index and the
+table from the JSON files already there (after re-running one claim alone). At ``--scale small`` with the default ``--out``, the table between
+the ``results-table`` markers of ``validation/README.md`` is rewritten from the JSON files, so
+the README always shows what the committed scripts measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+SCRIPTS = {1: "claim1_hyperparams", 2: "claim2_sampled_gc", 3: "claim3_ncc_bound", 4: "claim4_transfer",
+           5: "claim5_gc_regularization", 6: "claim6_inequalities"}
+README = common.HERE / "README.md"
+START, END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _measured(s: dict) -> str:
+    stat = s.get("statistic") or {}
+    value = stat.get("value")
+    if value is None:
+        return ""
+    out = f"{stat.get('name', '')}: **{common.fmt(value)}**"
+    unc = s.get("uncertainty") or {}
+    extra = []
+    if "p_value_permutation" in unc:
+        extra.append(f"permutation p = {common.fmt(unc['p_value_permutation'], 2)}")
+    if unc.get("ci95_bootstrap"):
+        lo, hi = unc["ci95_bootstrap"]
+        extra.append(f"bootstrap 95% CI [{common.fmt(lo, 2)}, {common.fmt(hi, 2)}]")
+    if "final_gc_bound_range_over_seeds" in unc:
+        lo, hi = unc["final_gc_bound_range_over_seeds"]
+        extra.append(f"range over seeds [{common.fmt(lo)}, {common.fmt(hi)}]; NCC test error "
+                     f"{common.fmt(stat.get('ncc_test_error'))}")
+    if "coverage_2se_range" in unc:
+        lo, hi = unc["coverage_2se_range"]
+        extra.append(f"+-2 s.e. coverage {common.fmt(lo, 2)}-{common.fmt(hi, 2)}")
+    if "max_z_of_violation" in unc:
+        extra.append(f"largest z of Var - rho GC: {common.fmt(unc['max_z_of_violation'], 3)} "
+                     f"(violation if > {common.fmt(unc['z_threshold'])})")
+    return out + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def table(summaries: list[dict]) -> str:
+    """The Markdown table of the claims' summaries (one row per claim), then each claim's reason."""
+    lines = ["| # | claim (paper) | setting | measured statistic | verdict | time |",
+             "|---|---|---|---|---|---|"]
+    for s in summaries:
+        verdict = s["verdict"]
+        if s.get("parts"):
+            n_ok = sum(p.get("verdict") == "reproduced" for p in s["parts"])
+            verdict += f" ({n_ok}/{len(s['parts'])} parts)"
+        lines.append(f"| {s['claim']} | {_cell(s['title'])} ({_cell(s['paper'])}) | {_cell(s['setting'])} | "
+                     f"{_cell(_measured(s))} | **{verdict}** | {s['runtime_s']:.0f} s |")
+    lines.append("")
+    lines += [f"- **Claim {s['claim']}** ({s['verdict']}): {s['reason']}" for s in summaries]
+    return "\n".join(lines)
+
+
+def update_readme(summaries, scale: str):
+    if not README.exists():
+        return False
+    text = README.read_text()
+    if START not in text or END not in text:
+        return False
+    block = (f"{START}\n<!-- written by validation/run_all.py --scale {scale}; do not edit by hand -->\n"
+             f"{table(summaries)}\n{END}")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    common.atomic_write_text(README, head + block + tail)
+    return True
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--claims", default="1,2,3,4,5,6", help="comma list of claims to run (default all)")
+    ap.add_argument("--no-readme", action="store_true", help="do not rewrite the README table")
+    ap.add_argument("--table-only", action="store_true",
+                    help="run nothing: rebuild summary.json (and the README table) from the claimN.json "
+                         "files already in --out")
+    known, rest = ap.parse_known_args(argv)
+    args = common.parse_args(rest, claim=0, description="")
+    claims = [int(c) for c in known.claims.split(",") if c.strip()]
+    unknown = [c for c in claims if c not in SCRIPTS]
+    if unknown:
+        raise SystemExit(f"--claims: unknown claim(s) {unknown}; valid: {sorted(SCRIPTS)}")
+    out = Path(args.out)
+    summaries, failures = [], []
+    t_all = time.time()
+    for c in claims:
+        if known.table_only:
+            summaries.append(json.loads((out / f"claim{c}.json").read_text()))
+            continue
+        module = importlib.import_module(SCRIPTS[c])
+        t0 = time.time()
+        print(f"=== claim {c}: {module.TITLE} ({args.scale})", flush=True)
+        try:
+            summaries.append(module.main(rest))
+        except SystemExit as err:           # e.g. a missing --data-root at paper scale
+            failures.append({"claim": c, "error": str(err)})
+            summaries.append(common.not_run_summary(
+                argparse.Namespace(**{**vars(args), "claim": c}), c, module.TITLE, module.PAPER, str(err)))
+        except Exception as err:            # noqa: BLE001 - keep going, report at the end
+            traceback.print_exc()
+            failures.append({"claim": c, "error": f"{type(err).__name__}: {err}"})
+        print(f"=== claim {c}: done in {time.time() - t0:.0f} s", flush=True)
+    total = sum(s["runtime_s"] for s in summaries) if known.table_only else time.time() - t_all
+    index = {"scale": args.scale, "backend": args.backend, "total_runtime_s": total,
+             "claims": [{"claim": s["claim"], "title": s["title"], "verdict": s["verdict"],
+                         "runtime_s": s["runtime_s"], "json": f"claim{s['claim']}.json",
+                         "figure": s.get("figure", "")} for s in summaries],
+             "failures": failures, "versions": common.versions()}
+    common.write_json(out / "summary.json", index)
+    print(table(summaries))
+    print(f"total {total:.0f} s; results in {out}")
+    if (not known.no_readme and args.scale == "small"
+            and out.resolve() == common.RESULTS.resolve() and set(claims) == set(SCRIPTS)):
+        if update_readme(summaries, args.scale):
+            print(f"updated the table in {README}")
+    if failures:
+        print(json.dumps(failures, indent=2), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
