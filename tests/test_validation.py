@@ -157,7 +157,7 @@ def test_paper_config_on_fake_files(claim, fake_root, tmp_path):
 
 
 def test_cuda_backend_trains_through_gcref_cuda(tmp_path, monkeypatch):
-    """--backend cuda: fit's step comes from gcref_cuda (NumPy here), and the results match."""
+    """--backend cuda: training goes through gcref_cuda.fit (NumPy here), and the results match."""
     import gcref_cuda.train as cuda_train
     calls = []
     original = cuda_train.train_step
@@ -174,8 +174,9 @@ def test_cuda_backend_trains_through_gcref_cuda(tmp_path, monkeypatch):
     assert fast["backend"]["name"] == "cuda" and ref["backend"]["name"] == "reference"
     for a, b in zip(ref["parts"], fast["parts"]):
         assert a["spearman_rho"] == pytest.approx(b["spearman_rho"], abs=1e-9)
-    # the swap is undone afterwards
+    # the swaps are undone afterwards
     assert importlib.import_module("gcref.train.fit").train_step.__module__ == "gcref.train.fit"
+    assert importlib.import_module("gcref.lab.run").fit.__module__ == "gcref.train.fit"
 
 
 def test_paper_scale_without_data_root_says_so(tmp_path):

@@ -260,31 +260,29 @@ def load_backend(name: str) -> Backend:
                    device="gpu" if gpu else "cpu")
 
 
+_FAST_FIT = None     # gcref_cuda.fit while training_backend("cuda") is active
+
+
 @contextlib.contextmanager
 def training_backend(name: str):
-    """With ``--backend cuda``: the SGD step (loss, L2 and GC-penalty gradients) and the GC
-    metrics of :func:`gcref.train.fit` come from :mod:`gcref_cuda` (same signatures, same
-    results up to the dtype), in this process, for the duration of the block.
-
-    ``fit`` takes no backend argument, so its module-level ``train_step``, ``per_example_gc``
-    and ``estimate_gc`` are swapped and restored afterwards; the claim scripts then run every
-    run in this one process (one GPU), so the lab's sweeps see the swap too. Other forward
-    passes inside ``fit`` (test accuracy, target embeddings) stay on the reference.
-    """
+    """With ``--backend cuda``, train with :func:`gcref_cuda.fit` (``gcref.train.fit``'s loop with
+    the fast step and metrics) for the duration of the block: directly in
+    :func:`train_checkpoints`, and in :mod:`gcref.lab`'s runs by pointing the name ``fit`` of
+    ``gcref.lab.run`` at it (the lab takes no backend argument). Runs then go one after the other
+    in this process (one device)."""
+    global _FAST_FIT
     if name != "cuda":
         yield
         return
     import importlib
     import gcref_cuda
-    F = importlib.import_module("gcref.train.fit")   # the module (gcref.train exports fit())
-    from gcref_cuda import train as T
-    saved = (F.train_step, F.per_example_gc, F.estimate_gc)
-    F.train_step, F.per_example_gc, F.estimate_gc = (T.train_step, gcref_cuda.per_example_gc,
-                                                     gcref_cuda.estimate_gc)
+    lab_run = importlib.import_module("gcref.lab.run")
+    saved = lab_run.fit
+    lab_run.fit, _FAST_FIT = gcref_cuda.fit, gcref_cuda.fit
     try:
         yield
     finally:
-        F.train_step, F.per_example_gc, F.estimate_gc = saved
+        lab_run.fit, _FAST_FIT = saved, None
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -400,6 +398,7 @@ def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, **kw):
     ``t`` depends only on ``(seed, t)``). History records are only written at the checkpoints.
     """
     from gcref.train import fit
+    fit = _FAST_FIT or fit
     params = net.init(seed=seed)
     steps = sorted(set(int(s) for s in checkpoints))
     fit_kw = {k: v for k, v in kw.items() if k in TRAIN_KEYS and k not in ("steps", "eval_every")}
@@ -688,6 +687,7 @@ def atomic_write_text(path, text: str):
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -736,6 +736,7 @@ def save_figure(fig, path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
