@@ -232,3 +232,17 @@ def test_diverged_run_is_finished_but_not_correlated(tmp_path):
     assert "diverged" in diverged["message"] and "smaller lr" in diverged["message"]
     assert lab.run_sweep(TINY, {"lr": [0.05, 1e4, 0.1, 0.2]}, out_dir=tmp_path / "s",
                          backend="sequential")["skipped"] == 4
+
+
+def test_backend_setting_and_estimated_gc_size():
+    from gcref.lab import run_training
+    kw = {"steps": 6, "eval_every": 3, "eval_size": 60, "gc_method": "outputs", "gc_size": 4}
+    ref = run_training(kw)
+    fast = run_training({**kw, "backend": "cuda"})   # gcref_cuda on NumPy here: the same numbers
+    assert ref["final"]["gc"] == pytest.approx(fast["final"]["gc"], rel=1e-10)
+    with pytest.raises(ValueError, match="unknown backend"):
+        run_training({**kw, "backend": "tpu"})
+    with pytest.raises(ValueError, match="gc_size must be a positive integer"):
+        run_training({**kw, "gc_size": 2.5})
+    with pytest.raises(ValueError, match="keep probability"):
+        run_training({**kw, "gc_method": "mask", "gc_size": 2.0})

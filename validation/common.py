@@ -261,28 +261,25 @@ def load_backend(name: str) -> Backend:
 
 
 _FAST_FIT = None     # gcref_cuda.fit while training_backend("cuda") is active
+_BACKEND = "reference"
 
 
 @contextlib.contextmanager
 def training_backend(name: str):
     """With ``--backend cuda``, train with :func:`gcref_cuda.fit` (``gcref.train.fit``'s loop with
     the fast step and metrics) for the duration of the block: directly in
-    :func:`train_checkpoints`, and in :mod:`gcref.lab`'s runs by pointing the name ``fit`` of
-    ``gcref.lab.run`` at it (the lab takes no backend argument). Runs then go one after the other
-    in this process (one device)."""
-    global _FAST_FIT
+    :func:`train_checkpoints`, and in :mod:`gcref.lab`'s runs through their ``backend`` setting
+    (:func:`lab_config`)."""
+    global _FAST_FIT, _BACKEND
     if name != "cuda":
         yield
         return
-    import importlib
     import gcref_cuda
-    lab_run = importlib.import_module("gcref.lab.run")
-    saved = lab_run.fit
-    lab_run.fit, _FAST_FIT = gcref_cuda.fit, gcref_cuda.fit
+    _FAST_FIT, _BACKEND = gcref_cuda.fit, "cuda"
     try:
         yield
     finally:
-        lab_run.fit, _FAST_FIT = saved, None
+        _FAST_FIT, _BACKEND = None, "reference"
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -456,6 +453,7 @@ def lab_config(base: dict, args) -> dict:
     for the file datasets, and Fashion-MNIST replaced by the digits (said in the returned
     ``note``) when its files are nowhere to be found."""
     cfg = dict(base)
+    cfg.setdefault("backend", _BACKEND)
     note = ""
     if cfg.get("dataset") == "fashion_mnist":
         root = fashion_root(args.data_root)

@@ -79,6 +79,7 @@ _CONFIG_OPTIONS = [
     ("episodes", int, _D.episodes, "Few-shot episodes (for the mean and its 95% CI)."),
     ("max_per_class", Optional[int], None, "Keep at most this many training examples per class."),
     ("threads", int, 1, "BLAS threads per run (0: leave BLAS alone)."),
+    ("backend", str, _D.backend, "reference (gcref, NumPy float64) or cuda (gcref_cuda: CuPy on a GPU, NumPy elsewhere)."),
 ]
 _CONFIG_NAMES = [o[0] for o in _CONFIG_OPTIONS]
 

@@ -75,6 +75,10 @@ class TrainConfig:
     threads : int, optional
         BLAS threads inside the run (default 1: the lab's networks are small, and one thread per
         process is much faster than several competing for the cores); ``None`` leaves BLAS alone.
+    backend : {"reference", "cuda"}
+        ``"reference"`` trains with :func:`gcref.train.fit` (NumPy float64); ``"cuda"`` with
+        :func:`gcref_cuda.fit` (the same loop, batches and files, on CuPy where a GPU is usable,
+        NumPy elsewhere).
     """
 
     dataset: str = "digits"
@@ -105,6 +109,7 @@ class TrainConfig:
     queries: int = 15
     episodes: int = 200
     threads: int | None = 1
+    backend: str = "reference"
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every setting (lists, not tuples)."""
@@ -138,6 +143,9 @@ RESULT_FIELDS = tuple(k for k in FIELDS if k not in _NON_RESULT_FIELDS)
 #: Settings a sweep may vary (any scalar setting; these are the usual ones).
 SWEEPABLE = ("lr", "batch_size", "l2", "gc_reg", "momentum", "seed", "steps", "width", "arch",
              "dataset", "gc_method", "num_source", "split_seed", "max_per_class")
+
+
+BACKENDS = ("reference", "cuda")
 
 
 def as_config(config=None, **overrides) -> TrainConfig:
@@ -223,7 +231,13 @@ def validate_config(config, n_train: int | None = None) -> TrainConfig:
         if getattr(cfg, name) is not None:
             positive(name, integer=True)
     if cfg.gc_size is not None:
-        positive("gc_size")
+        # the mask estimator's budget is a keep probability; the others count samples
+        positive("gc_size", integer=cfg.gc_method != "mask", upper=None)
+        if cfg.gc_method == "mask" and cfg.gc_size > 1:
+            raise ValueError(f"gc_size is the keep probability of the mask estimator: it must be in (0, 1], "
+                             f"got {cfg.gc_size}")
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"unknown backend {cfg.backend!r}; valid: {', '.join(BACKENDS)}")
     if cfg.eval_every is not None and cfg.eval_every > cfg.steps:
         raise ValueError(f"eval_every={cfg.eval_every} is larger than steps={cfg.steps}")
     if cfg.hidden is not None:

@@ -118,6 +118,17 @@ def _blas_threads(n):
         yield
 
 
+def _fit_for(backend: str):
+    """The training loop of a backend: gcref's reference, or gcref_cuda's fast twin."""
+    if backend == "cuda":
+        try:
+            import gcref_cuda
+        except ImportError as err:  # pragma: no cover - gcref_cuda ships with gcref
+            raise ValueError(f"backend 'cuda' needs gcref_cuda: {err}") from None
+        return gcref_cuda.fit
+    return fit
+
+
 def run_training(config=None, out_dir=None, *, progress=None, resume: bool = True,
                  overwrite: bool = False) -> dict:
     """Train one network as its settings say and return a summary.
@@ -179,7 +190,7 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
                  "n_test": data.test.n, "classes": list(data.train.classes)}
         if data.target is not None:
             extra.update(n_target=data.target.n, target_classes_names=list(data.target.classes))
-        result = fit(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps,
+        result = _fit_for(cfg.backend)(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps,
                      l2=cfg.l2, gc_reg=cfg.gc_reg, momentum=cfg.momentum, seed=cfg.seed,
                      test_data=data.test, target_data=data.target, eval_every=cfg.eval_every,
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
