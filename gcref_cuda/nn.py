@@ -52,6 +52,7 @@ class Workspace:
     def __init__(self, xp):
         self.xp = xp
         self._bufs: dict = {}
+        self.tags: dict = {}          # per-buffer facts that survive reuse (e.g. "border zeroed")
 
     def get(self, key, shape, dtype, zero: bool = False):
         n = int(np.prod(shape, dtype=np.int64))
@@ -59,6 +60,7 @@ class Workspace:
         if buf is None or buf.size < n or buf.dtype != dtype:
             buf = self.xp.empty(max(n, 1), dtype=dtype)
             self._bufs[key] = buf
+            self.tags.pop(key, None)
         out = buf[:n].reshape(shape)
         if zero:
             out.fill(0)
@@ -328,10 +330,13 @@ class Conv2dOp(Op):
         if not self.flat or (self.Ho == self.Hp and self.Wo == self.Wp):
             return None
         Hp, Wp, Ho, Wo = self.Hp, self.Wp, self.Ho, self.Wo
-        gg = ctx.ws.get((id(self), "T_gg"), (self.O, R * Hp * Wp), ctx.dtype)
+        key = (id(self), "T_gg")
+        gg = ctx.ws.get(key, (self.O, R * Hp * Wp), ctx.dtype)
         g4 = gg.reshape(self.O, R, Hp, Wp)
-        g4[:, :, Ho:, :] = 0
-        g4[:, :, :Ho, Wo:] = 0
+        if ctx.ws.tags.get(key) != R:
+            # Only interiors are ever written, so the border stays zero while R stays the same.
+            gg.fill(0)
+            ctx.ws.tags[key] = R
         return gg, g4[:, :, :Ho, :Wo]
 
     def _conv_transpose(self, g, WmT, ctx, out, on_grid=False, view=False):
