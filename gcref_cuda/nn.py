@@ -107,6 +107,20 @@ class Ctx:
         self.dtype = dtype
         self.ws = ws if ws is not None else Workspace(xp)
         self.keep_inputs = keep_inputs
+        self._children: dict = {}
+
+    def child(self, role: str) -> "Ctx":
+        """A context with its own scratch space for one role (kept and reused across calls).
+
+        The product rule of ``second_order`` holds three families of per-op results at once
+        (forward tangents, backward cotangents, the primal-chain term); each lives in its own
+        role's buffers, so no op's result overwrites another family's. Within a role every op
+        writes only its own slots.
+        """
+        c = self._children.get(role)
+        if c is None:
+            c = self._children[role] = Ctx(self.xp, self.dtype, Workspace(self.xp), self.keep_inputs)
+        return c
 
 
 def rowmul(ctx: Ctx, g, m, rows: Rows | None, axis: int, out=None):
@@ -256,7 +270,9 @@ class Conv2dOp(Op):
         _, self.H, self.W = in_shape
         _, self.Ho, self.Wo = self.out_shape
         self.Hp, self.Wp = self.H + 2 * self.q, self.W + 2 * self.q
-        self.flat = self.s == 1
+        # Flat shifts compute on the whole padded grid: worth it while the padding is a small
+        # part of it (a 4x4 map padded to 6x6 would more than double the GEMM).
+        self.flat = self.s == 1 and self.Hp * self.Wp <= 1.35 * self.Ho * self.Wo
 
     def param_names(self):
         return [self.prefix + "weight"] + ([self.prefix + "bias"] if self.bias else [])
@@ -279,9 +295,16 @@ class Conv2dOp(Op):
         if k == 1 and q == 0:
             return x.reshape(C, Lg)
         margin = (k - 1) * Wp + (k - 1)
-        xb = ctx.ws.get((id(self), slot + "xb"), (C, Lg + margin), ctx.dtype, zero=True)
+        key = (id(self), slot + "xb")
+        xb = ctx.ws.get(key, (C, Lg + margin), ctx.dtype)
+        if ctx.ws.tags.get(key) != N:          # only the interior is written: zero the rest once
+            xb.fill(0)
+            ctx.ws.tags[key] = N
         xb[:, :Lg].reshape(C, N, Hp, Wp)[:, :, q:q + self.H, q:q + self.W] = x
-        cols = ctx.ws.get((id(self), slot + "cols"), (C, k, k, Lg), ctx.dtype)
+        if slot == "keep_":                     # kept in a cache: its own memory
+            cols = ctx.xp.empty((C, k, k, Lg), dtype=ctx.dtype)
+        else:
+            cols = ctx.ws.get((id(self), slot + "cols"), (C, k, k, Lg), ctx.dtype)
         for a in range(k):
             for e in range(k):
                 off = a * Wp + e
@@ -299,13 +322,16 @@ class Conv2dOp(Op):
             xpd[:, :, q:q + self.H, q:q + self.W] = x
         else:
             xpd = x
-        cols = ctx.ws.get((id(self), slot + "scols"), (C, k, k, N, Ho, Wo), ctx.dtype)
+        if slot == "keep_":
+            cols = ctx.xp.empty((C, k, k, N, Ho, Wo), dtype=ctx.dtype)
+        else:
+            cols = ctx.ws.get((id(self), slot + "scols"), (C, k, k, N, Ho, Wo), ctx.dtype)
         for a in range(k):
             for e in range(k):
                 cols[:, a, e] = xpd[:, :, a:a + s * (Ho - 1) + 1:s, e:e + s * (Wo - 1) + 1:s]
         return cols.reshape(C * k * k, N * Ho * Wo)
 
-    def _conv(self, x, Wm, ctx, slot, out=None):
+    def _conv(self, x, Wm, ctx, slot, out=None, return_cols=False):
         xp = ctx.xp
         N = x.shape[1]
         if out is None:
@@ -321,7 +347,7 @@ class Conv2dOp(Op):
         else:
             cols = self._cols_strided(x, ctx, slot)
             xp.matmul(Wm, cols, out=out.reshape(self.O, -1))
-        return out
+        return (out, cols) if return_cols else out
 
     def grid_input(self, R: int, ctx):
         """``(grid, interior)`` for the flat transpose of ``R`` rows: the zero-bordered grid the
@@ -391,10 +417,17 @@ class Conv2dOp(Op):
 
     # -------------------------------------------------------------- interface
     def forward(self, P, x, ctx):
-        y = self._conv(x, P["Wm"], ctx, "F_")
+        # Cache for the weight gradient: the input, or (ctx.keep_inputs == "cols", one batch of
+        # training) its im2col patches, so the backward pass does not build them again.
+        if ctx.keep_inputs == "cols":
+            y, cols = self._conv(x, P["Wm"], ctx, "keep_", return_cols=True)
+            cache = ("cols", cols)
+        else:
+            y = self._conv(x, P["Wm"], ctx, "F_")
+            cache = x if ctx.keep_inputs else None
         if self.bias:
             y += P["b"][:, None, None, None]
-        return y, (x if ctx.keep_inputs else None)
+        return y, cache
 
     def vjp(self, P, cache, g, rows, ctx, on_grid=False, view=False):
         R = g.shape[1] // (self.Hp * self.Wp) if on_grid else g.shape[1]
@@ -405,15 +438,30 @@ class Conv2dOp(Op):
         out = ctx.ws.get((id(self), "ty"), (self.O, t.shape[1], self.Ho, self.Wo), ctx.dtype)
         return self._conv(t, P["Wm"], ctx, "J_", out=out)
 
-    def _weight_grad(self, x, g, ctx):
-        cols = self._cols_strided(x, ctx, "G_")
-        gw = g.reshape(self.O, -1) @ cols.T
+    def _weight_grad(self, x, g, ctx, gg=None):
+        """``dL/dW`` for input ``x`` (or a ``("cols", patches)`` cache) and output cotangent
+        ``g``; on the flat path ``gg`` is ``g`` already on the zero-bordered grid."""
+        if isinstance(x, tuple):
+            cols = x[1]
+        else:
+            cols = (self._cols_flat if self.flat else self._cols_strided)(x, ctx, "G_")
+        if self.flat and not (self.Hp == self.Ho and self.Wp == self.Wo):
+            if gg is None:
+                gg, interior = self.grid_input(g.shape[1], ctx)
+                interior[...] = g
+            gmat = gg
+        else:
+            gmat = g.reshape(self.O, -1)
+        gw = gmat @ cols.reshape(self.C * self.k * self.k, -1).T
         return gw.reshape(self.O, self.C, self.k, self.k)
 
     def vjp_params(self, P, cache, g, ctx):
         gx = ctx.xp.empty((self.C, g.shape[1], self.H, self.W), dtype=ctx.dtype)
         self._conv_transpose(g, P["WmT"], ctx, gx)
-        grads = {self.prefix + "weight": self._weight_grad(cache, g, ctx)}
+        gg = None
+        if self.flat and not (self.Hp == self.Ho and self.Wp == self.Wo):
+            gg = ctx.ws.get((id(self), "T_gg"), (self.O, g.shape[1] * self.Hp * self.Wp), ctx.dtype)
+        grads = {self.prefix + "weight": self._weight_grad(cache, g, ctx, gg)}
         if self.bias:
             grads[self.prefix + "bias"] = g.sum(axis=(1, 2, 3))
         return gx, grads
@@ -687,7 +735,7 @@ class ChainOp(Op):
         ops = self.ops
         tangents = [u]
         for op, c in zip(ops[:-1], cache[:-1]):
-            tangents.append(op.jvp(P[id(op)], c, tangents[-1], None, _fresh(ctx)))
+            tangents.append(op.jvp(P[id(op)], c, tangents[-1], None, ctx.child("tangent")))
         grads: dict = {}
         carried = None
         g_l = g
@@ -701,7 +749,7 @@ class ChainOp(Op):
             if gx is not None:
                 carried = gx if carried is None else carried + gx
             if i > 0:
-                g_l = _copy(op.vjp(P[id(op)], c, g_l, None, _fresh(ctx)))
+                g_l = op.vjp(P[id(op)], c, g_l, None, ctx.child("cotangent"))
         return grads, carried
 
     def row_bytes(self, itemsize):
@@ -712,15 +760,6 @@ class ChainOp(Op):
 
     def flops(self):
         return sum(op.flops() for op in self.ops)
-
-
-def _fresh(ctx: Ctx) -> Ctx:
-    """A context with its own scratch space (results that must outlive the next call)."""
-    return Ctx(ctx.xp, ctx.dtype, Workspace(ctx.xp), ctx.keep_inputs)
-
-
-def _copy(a):
-    return a.copy()
 
 
 def _accumulate(grads: dict, new: dict):

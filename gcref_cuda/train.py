@@ -25,6 +25,7 @@ import contextlib
 import threading
 
 from .backend import cpu_compute, get_xp, to_device, to_host
+from .engine import _Pool
 from .nn import ChainOp, ReLUOp, as_fast
 
 __all__ = ["gc_penalty_and_grad", "objective_and_grad", "train_step", "evaluate", "fit", "SGD"]
@@ -49,8 +50,6 @@ def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, dtype=None, memory
     xp = get_xp()
     ctx = fnet.ctx(keep_inputs=True)
     chain = ChainOp(fnet.ops, fnet.input_shape)
-    grads: dict = {}
-    value = 0.0
     with cpu_compute():
         # Which (example, row) pairs can be non-zero: the embedding's top ReLU mask.
         ex = np.repeat(np.arange(n), chosen.shape[0])
@@ -59,23 +58,38 @@ def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, dtype=None, memory
             Z = fnet.embed_device(params, X)
             keep = to_host(Z[to_device(ex), to_device(kk)] > 0)
             ex, kk = ex[keep], kk[keep]
-        step = max(1, (fnet.memory_budget // 4) // max(1, 3 * fnet.example_bytes()))
-        for r0 in range(0, ex.shape[0], step):
-            e, k = ex[r0:r0 + step], kk[r0:r0 + step]
+        pool = _Pool(fnet, ctx)
+        step = max(1, (fnet.memory_budget // (4 * pool.workers)) // max(1, 3 * fnet.example_bytes()))
+        parts: dict = {}
+
+        def body(wctx, sl):
+            # rows as a batch: the forward of each row's example, then s_k = J^T e_k, then the
+            # second-order pass with g = e_k and u = 2 s_k
+            wctx.keep_inputs = True
+            e, k = ex[sl], kk[sl]
             R = e.shape[0]
-            # rows as a batch: the forward of each row's example, then J^T e_k, then the
-            # second-order pass with g = e_k and u = 2 J^T e_k
-            _, caches = chain.forward(P, fnet.to_layout(X[e], ctx), ctx)
-            g = xp.zeros((R, p), dtype=ctx.dtype)
+            _, caches = chain.forward(P, fnet.to_layout(X[e], wctx), wctx)
+            g = xp.zeros((R, p), dtype=wctx.dtype)
             g[xp.arange(R), to_device(k)] = 1.0
-            s_rows = chain.vjp(P, caches, g, None, ctx).copy()
-            value += float(to_host(xp.sum(s_rows * s_rows)))
-            gp, _ = chain.second_order(P, caches, g, 2.0 * s_rows, ctx)
-            for name, v in gp.items():
-                grads[name] = grads[name] + v if name in grads else v
+            s_rows = chain.vjp(P, caches, g, None, wctx).copy()
+            value = float(to_host(xp.sum(s_rows * s_rows)))
+            gp, _ = chain.second_order(P, caches, g, 2.0 * s_rows, wctx)
+            parts[sl.start] = (value, _host_grads(gp))
+
+        try:
+            pool.map(body, ex.shape[0], step)
+        finally:
+            pool.close()
+    grads: dict = {}
+    value = 0.0
+    for start in sorted(parts):                       # fixed order: bitwise reproducible sums
+        v, gp = parts[start]
+        value += v
+        for name, arr in gp.items():
+            grads[name] = grads[name] + arr if name in grads else arr
     factor = scale / n
     out = {}
-    host = _host_grads(grads)
+    host = grads
     for name in fnet.param_names:
         shape = fnet.net.param_specs()[name]
         out[name] = host[name] * factor if name in host else np.zeros(shape)
@@ -92,16 +106,16 @@ def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, 
     X = fnet.check_input(X)
     y = as_labels(to_host(y), "y", n=X.shape[0])
     P = fnet.prepare(params)
-    ctx = fnet.ctx(keep_inputs=True)
-    with cpu_compute():
-        logits, caches = fnet.forward_layout(P, fnet.to_layout(X, ctx), ctx, "logits")
-        logits_h = np.asarray(to_host(logits), dtype=np.float64)
-        loss, dlogits = softmax_cross_entropy(logits_h, y)
-        g = to_device(dlogits, ctx.dtype)
-        grads = {}
-        for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
-            g, gp = op.vjp_params(P[id(op)], c, g, ctx)
-            grads.update(gp)
+    ctx = fnet.ctx(keep_inputs="cols")
+    # one batch of large GEMMs: BLAS keeps its own threads here (no row chunks to spread)
+    logits, caches = fnet.forward_layout(P, fnet.to_layout(X, ctx), ctx, "logits")
+    logits_h = np.asarray(to_host(logits), dtype=np.float64)
+    loss, dlogits = softmax_cross_entropy(logits_h, y)
+    g = to_device(dlogits, ctx.dtype)
+    grads = {}
+    for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
+        g, gp = op.vjp_params(P[id(op)], c, g, ctx)
+        grads.update(gp)
     grads = _host_grads(grads)
     parts = {"loss": loss, "accuracy": float(np.mean(logits_h.argmax(axis=1) == y)),
              "grad_norm_sq": float(sum(np.sum(v ** 2) for v in grads.values())), "gc": None}

@@ -377,6 +377,11 @@ def test_small_chunks_give_the_same_values(on_backend, dtype, tol, case, monkeyp
         assert_estimate(a, b, tol, "mask")
         assert_agree(gcc.FastNetwork(net, dtype=dtype).jacobian(params, X), net.jacobian(params, X),
                      tol, "jacobian")
+        v1, g1 = gcc.gc_penalty_and_grad(net, params, X, dtype=dtype)
+        v2, g2 = gcref.train.gc_penalty_and_grad(net, net.check_params(params), X)
+        assert_agree(v1, v2, tol, "GC penalty")
+        for key in g2:
+            assert_agree(g1[key], g2[key], tol, f"GC penalty gradient {key}")
 
 
 @pytest.fixture
@@ -388,6 +393,8 @@ def monkeypatch_chunks(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(fast_nn.FastNetwork, "example_chunk", lambda self, *a, **k: 1)
             m.setattr(fast_nn.FastNetwork, "row_chunk", lambda self, *a, **k: 2)
+            # training rows: a chunk of about one row (step = budget / (3 * example_bytes))
+            m.setattr(fast_nn.FastNetwork, "example_bytes", lambda self, *a, **k: self.memory_budget)
             old = backend.cpu_threads()
             backend.set_cpu_threads(2)
             try:
