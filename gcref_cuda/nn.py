@@ -270,9 +270,14 @@ class Conv2dOp(Op):
         _, self.H, self.W = in_shape
         _, self.Ho, self.Wo = self.out_shape
         self.Hp, self.Wp = self.H + 2 * self.q, self.W + 2 * self.q
-        # Flat shifts compute on the whole padded grid: worth it while the padding is a small
-        # part of it (a 4x4 map padded to 6x6 would more than double the GEMM).
-        self.flat = self.s == 1 and self.Hp * self.Wp <= 1.35 * self.Ho * self.Wo
+        # The flat grid stores each image padded on the top and left only, (H + q) x (W + q):
+        # the bottom/right padding a window reaches is the next row's (or image's) left/top
+        # padding, zero as well, and what the transpose adds there is cropped away. Flat shifts
+        # compute on the whole grid: worth it while the padding is a small part of it (a 4x4
+        # map on a 5x5 grid would cost 1.56x the GEMM).
+        self.Hg, self.Wg = self.H + self.q, self.W + self.q
+        self.flat = (self.s == 1 and self.Ho <= self.Hg and self.Wo <= self.Wg
+                     and self.Hg * self.Wg <= 1.35 * self.Ho * self.Wo)
 
     def param_names(self):
         return [self.prefix + "weight"] + ([self.prefix + "bias"] if self.bias else [])
@@ -287,10 +292,10 @@ class Conv2dOp(Op):
 
     # -------------------------------------------------------------- im2col
     def _cols_flat(self, x, ctx, slot):
-        """Patches on the flattened padded grid: (C k k, N Hp Wp); junk where i>=Ho or j>=Wo."""
+        """Patches on the flat grid: (C k k, N Hg Wg); junk where i >= Ho or j >= Wo."""
         xp, k, q = ctx.xp, self.k, self.q
         C, N = x.shape[0], x.shape[1]
-        Hp, Wp = self.Hp, self.Wp
+        Hp, Wp = self.Hg, self.Wg
         Lg = N * Hp * Wp
         if k == 1 and q == 0:
             return x.reshape(C, Lg)
@@ -338,12 +343,12 @@ class Conv2dOp(Op):
             out = xp.empty((self.O, N, self.Ho, self.Wo), dtype=ctx.dtype)
         if self.flat:
             cols = self._cols_flat(x, ctx, slot)
-            if self.Hp == self.Ho and self.Wp == self.Wo:
+            if self.Hg == self.Ho and self.Wg == self.Wo:
                 xp.matmul(Wm, cols, out=out.reshape(self.O, -1))
             else:
                 yg = ctx.ws.get((id(self), slot + "yg"), (self.O, cols.shape[1]), ctx.dtype)
                 xp.matmul(Wm, cols, out=yg)
-                out[...] = yg.reshape(self.O, N, self.Hp, self.Wp)[:, :, :self.Ho, :self.Wo]
+                out[...] = yg.reshape(self.O, N, self.Hg, self.Wg)[:, :, :self.Ho, :self.Wo]
         else:
             cols = self._cols_strided(x, ctx, slot)
             xp.matmul(Wm, cols, out=out.reshape(self.O, -1))
@@ -353,9 +358,9 @@ class Conv2dOp(Op):
         """``(grid, interior)`` for the flat transpose of ``R`` rows: the zero-bordered grid the
         output cotangent must sit on, and its ``(O, R, Ho, Wo)`` interior, which the op above
         can write straight into (saving a copy); ``None`` where there is no such grid."""
-        if not self.flat or (self.Ho == self.Hp and self.Wo == self.Wp):
+        if not self.flat or (self.Ho == self.Hg and self.Wo == self.Wg):
             return None
-        Hp, Wp, Ho, Wo = self.Hp, self.Wp, self.Ho, self.Wo
+        Hp, Wp, Ho, Wo = self.Hg, self.Wg, self.Ho, self.Wo
         key = (id(self), "T_gg")
         gg = ctx.ws.get(key, (self.O, R * Hp * Wp), ctx.dtype)
         g4 = gg.reshape(self.O, R, Hp, Wp)
@@ -371,8 +376,9 @@ class Conv2dOp(Op):
         the accumulator instead of copying it into ``out``."""
         xp, k, s, q = ctx.xp, self.k, self.s, self.q
         C = self.C
-        Hp, Wp, Ho, Wo = self.Hp, self.Wp, self.Ho, self.Wo
+        Ho, Wo = self.Ho, self.Wo
         if self.flat:
+            Hp, Wp = self.Hg, self.Wg
             if on_grid:
                 gg = g
                 R = g.shape[1] // (Hp * Wp)
@@ -385,6 +391,8 @@ class Conv2dOp(Op):
                     interior[...] = g
             Lg = R * Hp * Wp
             if k == 1 and q == 0:
+                if out is None:
+                    out = ctx.ws.get((id(self), "gx"), (C, R, self.H, self.W), ctx.dtype)
                 xp.matmul(WmT, gg, out=out.reshape(C, Lg))
                 return out
             cols = ctx.ws.get((id(self), "T_cols"), (C, k, k, Lg), ctx.dtype)
@@ -404,6 +412,7 @@ class Conv2dOp(Op):
             out[...] = inner
             return out
         R = g.shape[1]
+        Hp, Wp = self.Hp, self.Wp
         cols = ctx.ws.get((id(self), "T_scols"), (C, k, k, R, Ho, Wo), ctx.dtype)
         xp.matmul(WmT, g.reshape(self.O, -1), out=cols.reshape(C * k * k, -1))
         gxp = ctx.ws.get((id(self), "T_gxp"), (C, R, Hp, Wp), ctx.dtype, zero=True)
@@ -430,7 +439,7 @@ class Conv2dOp(Op):
         return y, cache
 
     def vjp(self, P, cache, g, rows, ctx, on_grid=False, view=False):
-        R = g.shape[1] // (self.Hp * self.Wp) if on_grid else g.shape[1]
+        R = g.shape[1] // (self.Hg * self.Wg) if on_grid else g.shape[1]
         out = None if view else ctx.ws.get((id(self), "gx"), (self.C, R, self.H, self.W), ctx.dtype)
         return self._conv_transpose(g, P["WmT"], ctx, out, on_grid=on_grid, view=view)
 
@@ -445,7 +454,7 @@ class Conv2dOp(Op):
             cols = x[1]
         else:
             cols = (self._cols_flat if self.flat else self._cols_strided)(x, ctx, "G_")
-        if self.flat and not (self.Hp == self.Ho and self.Wp == self.Wo):
+        if self.flat and not (self.Hg == self.Ho and self.Wg == self.Wo):
             if gg is None:
                 gg, interior = self.grid_input(g.shape[1], ctx)
                 interior[...] = g
@@ -459,8 +468,8 @@ class Conv2dOp(Op):
         gx = ctx.xp.empty((self.C, g.shape[1], self.H, self.W), dtype=ctx.dtype)
         self._conv_transpose(g, P["WmT"], ctx, gx)
         gg = None
-        if self.flat and not (self.Hp == self.Ho and self.Wp == self.Wo):
-            gg = ctx.ws.get((id(self), "T_gg"), (self.O, g.shape[1] * self.Hp * self.Wp), ctx.dtype)
+        if self.flat and not (self.Hg == self.Ho and self.Wg == self.Wo):
+            gg = ctx.ws.get((id(self), "T_gg"), (self.O, g.shape[1] * self.Hg * self.Wg), ctx.dtype)
         grads = {self.prefix + "weight": self._weight_grad(cache, g, ctx, gg)}
         if self.bias:
             grads[self.prefix + "bias"] = g.sum(axis=(1, 2, 3))
@@ -476,7 +485,7 @@ class Conv2dOp(Op):
         # reverse: output cotangent on the grid, cols, accumulator, input cotangent;
         # forward mode: padded input, cols, output on the grid, output
         k2 = self.k * self.k
-        grid = self.Hp * self.Wp
+        grid = self.Hg * self.Wg if self.flat else self.Hp * self.Wp
         rev = (self.O + k2 * self.C + self.C) * grid + self.C * self.H * self.W
         fwd = (self.C + k2 * self.C + self.O) * grid + self.O * self.Ho * self.Wo
         return itemsize * max(rev, fwd)

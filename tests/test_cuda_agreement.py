@@ -137,6 +137,50 @@ def test_network_functions_agree(on_backend, dtype, tol, case):
             assert_agree(gp[key], gp_ref[key], tol, f"{output} VJP wrt {key}")
 
 
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@_examples(25)
+@given(cin=st.integers(1, 3), cout=st.integers(1, 4), k=st.integers(1, 5), stride=st.integers(1, 2),
+       pad=st.integers(0, 3), h=st.integers(1, 10), w=st.integers(1, 10), bias=st.booleans(),
+       pool=st.sampled_from([None, "max", "avg"]), seed=st.integers(0, 2 ** 16))
+def test_convolution_geometries_agree(on_backend, dtype, tol, cin, cout, k, stride, pad, h, w, bias,
+                                      pool, seed):
+    """Every kernel/stride/padding/size, on the flat-grid and the strided paths alike."""
+    from hypothesis import assume
+
+    from gcref.nn import layers as L
+    from gcref.nn.network import Network
+    conv = L.Conv2d(cin, cout, k, stride, pad, bias=bias)
+    try:
+        shape = conv.out_shape((cin, h, w))
+        layers = [("conv", conv), ("act", L.ReLU())]
+        if pool is not None and min(shape[1:]) >= 2:
+            layers.append(("pool", (L.MaxPool2d if pool == "max" else L.AvgPool2d)(2)))
+        layers.append(("flat", L.Flatten()))
+        p = L.Sequential(layers).out_shape((cin, h, w))[0]
+    except ValueError:
+        assume(False)
+    layers += [("dense", L.Linear(p, 3)), ("out", L.ReLU())]       # embedding of 3
+    net = Network(layers, ("head", L.Linear(3, 2)), (cin, h, w))
+    params = perturbed_params(net, seed)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(3, cin, h, w))
+    fnet = gcc.FastNetwork(net, dtype=dtype)
+    assert_agree(fnet.forward(params, X), net.forward(params, X), tol, "forward")
+    assert_agree(fnet.jacobian(params, X), net.jacobian(params, X), tol, "Jacobian")
+    v = rng.normal(size=(3, 2))
+    gx, gp = fnet.vjp(params, X, v)
+    gx_ref, gp_ref = net.vjp(params, X, v)
+    assert_agree(gx, gx_ref, tol, "VJP wrt input")
+    for key in gp_ref:
+        assert_agree(gp[key], gp_ref[key], tol, f"VJP wrt {key}")
+    assert_agree(gcc.per_example_gc(net, params, X, dtype=dtype), gcref.per_example_gc(net, params, X),
+                 tol, "per_example_gc")
+    _, g1 = gcc.gc_penalty_and_grad(net, params, X, dtype=dtype)
+    _, g2 = gcref.train.gc_penalty_and_grad(net, net.check_params(params), X)
+    for key in g2:
+        assert_agree(g1[key], g2[key], tol, f"GC penalty gradient {key}")
+
+
 # --------------------------------------------------------------------------------- GC
 
 @pytest.mark.parametrize("dtype,tol", DTYPES)
