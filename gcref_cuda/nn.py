@@ -6,8 +6,11 @@ how the arrays are laid out and how derivatives are batched:
 
 * Images are held channel-first with the batch second, ``(C, N, H, W)``: a convolution is then
   one GEMM ``W (O, C k k) @ cols (C k k, N Ho Wo)`` on im2col patches, and its transpose one GEMM
-  and ``k^2`` shifted adds (col2im). Stride-1 convolutions run on the zero-padded grid flattened
-  to one axis, where every shift is a contiguous slice ("flat shifts"). Vectors are ``(N, F)``.
+  and ``k^2`` shifted adds (col2im). Stride-1 convolutions (where the padding adds at most 35 %:
+  3x3 kernels on maps from 7x7 up) run on the zero-padded grid flattened to one axis, where
+  every shift is a contiguous slice ("flat shifts"); the grid pads each image on the top and
+  left only, since a window's bottom/right padding is the next row's (image's) top/left
+  padding. Vectors are ``(N, F)``.
 * Derivatives run on **rows**: a row is one (example, cotangent) or (example, tangent) pair, so a
   pass pushes a whole block of cotangents through the network at once (DESIGN.md section 6:
   "cotangent block of shape (n p, p)"). Per-example state (ReLU masks, max-pool choices) is
