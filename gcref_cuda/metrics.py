@@ -20,7 +20,6 @@ from gcref.metrics.bounds import TIGHT_CONSTANT, NCCErrorBound
 from gcref.metrics.collapse import COINCIDING_MEANS_RTOL, ClassStats
 from gcref.metrics.complexity import ESTIMATORS, Estimate
 from gcref.metrics.ncc import FewShotResult, few_shot_episodes
-from gcref.metrics.poincare import per_class_constants
 
 from . import engine
 from .backend import get_xp, is_device_array, to_device, to_host
@@ -326,62 +325,21 @@ def neural_collapse(Z, y) -> float:
 
 # ============================================================================== NCC bound
 
-_FORMS = ("variance", "gc", "capped", "capped_gc")
-
-
 def ncc_error_bound(means, variances, shots: int, *, form: str = "variance",
                     constant: float = TIGHT_CONSTANT, gc_per_class=None, rho=None,
                     ways: int | None = None) -> NCCErrorBound:
-    """Upper bound on the expected few-shot NCC error (``gcref.ncc_error_bound``), vectorized
-    over class pairs: ``b_ij = C (2 s_i + (s_i + s_j)/m) / ||mu_i - mu_j||^2``."""
-    if form not in _FORMS:
-        raise ValueError(f"form must be one of {_FORMS}, got {form!r}")
-    means = as_float_array(to_host(means), "means", ndim=2)
-    k = means.shape[0]
-    if k < 2:
-        raise ValueError(f"means: need at least 2 classes, got {k}")
-    m = check_int(shots, "shots", minimum=1)
-    C = check_float(constant, "constant", minimum=0.0, strict_min=True)
-    w = k if ways is None else check_int(ways, "ways", minimum=2, maximum=k)
-    if form in ("variance", "capped"):
-        if variances is None:
-            raise ValueError(f"form={form!r} needs variances")
-        spreads = as_float_array(to_host(variances), "variances", shape=(k,))
-        name = "variances"
-    else:
-        if gc_per_class is None or rho is None:
-            raise ValueError(f"form={form!r} needs gc_per_class and rho")
-        gc = as_float_array(to_host(gc_per_class), "gc_per_class", shape=(k,))
-        rho_arr = per_class_constants(to_host(rho), k, "rho")
-        if np.any(gc < 0):
-            raise ValueError("gc_per_class must be non-negative")
-        spreads = rho_arr * gc
-        name = "rho * gc_per_class"
-    means, s = _check_means_values(means, spreads, name)
-    xp = get_xp()
-    d2 = _pair_distances(means, COINCIDING_MEANS_RTOL, ncc_message=True)
-    sd = to_device(s)
-    eye = xp.eye(k, dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        b = C * (2.0 * sd[:, None] + (sd[:, None] + sd[None, :]) / m) / xp.where(eye, 1.0, d2)
-        pair = (sd[:, None] + sd[None, :]) / (2.0 * xp.where(eye, 1.0, d2))
-    b = to_host(xp.where(eye, 0.0, b))
-    pair = to_host(xp.where(eye, 0.0, pair))
-    if not np.all(np.isfinite(b)):
-        raise ValueError("the NCC bound's pairwise terms overflowed; rescale the features")
-    inclusion = (w - 1) / (k - 1)
-    if form in ("variance", "gc"):
-        if not np.all(np.isfinite(pair)):
-            raise ValueError(f"the pairwise ratio of {name} overflowed; rescale the features")
-        per_class = inclusion * b.sum(axis=1)
-        closed = 2.0 * C * (w - 1) * (1.0 + 1.0 / m) * _off_diagonal_mean(pair)
-    else:
-        per_class = np.minimum(1.0, inclusion * np.minimum(1.0, b).sum(axis=1))
-        closed = None
-    return NCCErrorBound(value=float(np.mean(per_class)), form=form, constant=C, shots=m,
-                         ways=w, num_classes=k, pairwise=b, per_class=per_class,
-                         closed_form=None if closed is None else float(closed),
-                         proven=bool(C >= TIGHT_CONSTANT))
+    """Upper bound on the expected few-shot NCC error: ``gcref.ncc_error_bound`` on host copies.
+
+    The bound needs only the ``k`` class means and ``k`` spreads (``O(k^2)`` work), so the
+    reference's definition serves both backends; device arrays are moved to the host first.
+    """
+    from gcref.metrics.bounds import ncc_error_bound as reference_bound
+
+    def host(a):
+        return None if a is None else to_host(a)
+
+    return reference_bound(host(means), host(variances), shots, form=form, constant=constant,
+                           gc_per_class=host(gc_per_class), rho=host(rho), ways=ways)
 
 
 # ============================================================================== few-shot
