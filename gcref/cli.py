@@ -51,10 +51,9 @@ def check(
     against each other, on seeded random networks of every layer type and zoo architecture, plus
     every group later parts of gcref register (metrics, estimators, bounds, training, backends).
     """
-    from .check import GROUPS, _load_optional_groups, run_checks, summarize
+    from .checks import GROUPS, run_checks, summarize
     if backend not in ("numpy", "cuda"):
         raise typer.BadParameter(f"backend must be 'numpy' or 'cuda', got {backend!r}")
-    _load_optional_groups()
     groups = list(group) if group else [g for g in GROUPS if backend == "cuda" or not g.startswith("cuda")]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:

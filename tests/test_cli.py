@@ -41,7 +41,7 @@ def test_check_unknown_group_is_an_error():
 
 
 def test_check_exit_code_one_on_failure(monkeypatch):
-    from gcref import check as check_module
+    from gcref import checks as check_module
     from gcref.testing import CheckResult
     monkeypatch.setitem(check_module.GROUPS, "broken",
                         lambda seed: [CheckResult("always fails", 1.0, 0.0, False)])

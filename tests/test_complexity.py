@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gcref
-from gcref.check import perturbed_params, small_zoo
+from gcref.checks import perturbed_params, small_zoo
 from gcref.nn import Linear, Network, ReLU, zoo
 from gcref.testing import assert_close
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import gcref
 import gcref_cuda as gcc
-from gcref.check import perturbed_params
+from gcref.checks import perturbed_params
 from gcref.nn import zoo
 from gcref.train import SGD
 from gcref_cuda import backend

@@ -39,7 +39,7 @@ def _fake_cupy(available: bool):
 
 def test_import_without_cupy_in_a_fresh_interpreter():
     code = ("import sys; sys.modules['cupy'] = None\n"          # makes `import cupy` fail
-            "import gcref_cuda, gcref_cuda.checks\n"
+            "import gcref_cuda, gcref.checks.cuda\n"
             "print(gcref_cuda.backend_name())")
     env = {**os.environ}
     env.pop("GCREF_BACKEND", None)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gcref import testing as T
-from gcref.check import (_layer_cases, layer_checks, network_checks, perturbed_params, run_checks,
+from gcref.checks import (layer_cases, layer_checks, network_checks, perturbed_params, run_checks,
                          small_zoo)
 from gcref.nn import (AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d,
                       ReLU, Sequential, Tanh, load_params, save_params, zoo)
@@ -14,7 +14,7 @@ from gcref.nn import (AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Linea
 
 # ------------------------------------------------------------------------------ layers
 
-@pytest.mark.parametrize("case", _layer_cases(), ids=lambda c: c[0])
+@pytest.mark.parametrize("case", layer_cases(), ids=lambda c: c[0])
 def test_layer_derivatives(case):
     label, layer, shape = case
     for r in layer_checks(label, layer, shape, seed=3):

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from gcref.check import perturbed_params, small_zoo  # noqa: E402
+from gcref.checks import perturbed_params, small_zoo  # noqa: E402
 from gcref.nn import layers as L  # noqa: E402
 from gcref.nn import zoo  # noqa: E402
 

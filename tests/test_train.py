@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gcref
-from gcref.check import perturbed_params, small_zoo
+from gcref.checks import perturbed_params, small_zoo
 from gcref.nn import zoo
 from gcref.testing import assert_check, assert_close, check_gradient
 from gcref.train import (SGD, fit, gc_penalty_and_grad, load_history, objective_and_grad,

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..check import perturbed_params, register, small_zoo
 from ..metrics.complexity import geometric_complexity
+from .cases import perturbed_params, small_zoo
 from ..testing import CheckResult, check_gradient, relative_error
-from .fit import objective_and_grad
-from .gc_regularizer import gc_penalty_and_grad
-from .optim import SGD
+from ..train.fit import objective_and_grad
+from ..train.gc_regularizer import gc_penalty_and_grad
+from ..train.optim import SGD
 
 
-@register("training")
-def _training_group(seed: int):
+def training_group(seed: int):
     out = []
     for i, net in enumerate(small_zoo()):
         params = net.check_params(perturbed_params(net, seed + i))

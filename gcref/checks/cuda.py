@@ -2,7 +2,7 @@
 
 Registers the group ``"cuda"`` (gcref_cuda with NumPy as the array module) and, where a GPU is
 usable, ``"cuda-gpu"`` (the same checks with CuPy). Each row is the worst relative error of a
-family of functions on one network of ``gcref.check.small_zoo()`` in one dtype, against the
+family of functions on one network of ``gcref.checks.small_zoo()`` in one dtype, against the
 reference; tolerances are DESIGN.md's: 1e-10 in float64, 1e-4 in float32.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gcref.check import perturbed_params, register, small_zoo
-from gcref.testing import CheckResult, relative_error
+from gcref_cuda import backend
 
-from . import backend
+from ..testing import CheckResult, relative_error
+from .cases import perturbed_params, small_zoo
 
 __all__ = ["agreement_checks", "TOLERANCES"]
 
@@ -112,8 +112,7 @@ def agreement_checks(seed: int = 0, backend_name: str = "numpy") -> list[CheckRe
     return out
 
 
-@register("cuda")
-def _cuda_group(seed: int) -> list[CheckResult]:
+def cuda_group(seed: int) -> list[CheckResult]:
     out = agreement_checks(seed, "numpy")
     if not backend.gpu_available():
         _, why = backend.cupy_status()
@@ -121,7 +120,9 @@ def _cuda_group(seed: int) -> list[CheckResult]:
     return out
 
 
-if backend.gpu_available():
-    @register("cuda-gpu")
-    def _cuda_gpu_group(seed: int) -> list[CheckResult]:
-        return agreement_checks(seed, "cupy")
+def gpu_available() -> bool:
+    return backend.gpu_available()
+
+
+def cuda_gpu_group(seed: int) -> list[CheckResult]:
+    return agreement_checks(seed, "cupy")

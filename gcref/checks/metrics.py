@@ -1,18 +1,17 @@
 """Checks of the metrics for ``gcref check``: estimators against exact values, inequalities on laws
 whose constants are known, the NCC bound against measured errors, CDNV against an independent
-computation. Registered on import by :mod:`gcref.check`."""
+computation. Listed in :mod:`gcref.checks`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..check import register
 from ..data.synthetic import gaussian_mixture, uniform_boxes
 from ..nn import zoo
 from ..testing import CheckResult, relative_error
-from . import (cdnv, class_stats, estimate_gc, few_shot_accuracy_features, flatness_bound,
+from ..metrics import (cdnv, class_stats, estimate_gc, few_shot_accuracy_features, flatness_bound,
                geometric_complexity, ncc_error_bound, ncc_predict, per_example_gc)
-from .complexity import ESTIMATORS
+from ..metrics.complexity import ESTIMATORS
 
 
 def _estimator_checks(seed):
@@ -111,6 +110,5 @@ def _ncc_checks(seed):
     return out
 
 
-@register("metrics")
-def _metrics_group(seed: int):
+def metrics_group(seed: int):
     return _estimator_checks(seed) + _poincare_checks(seed) + _flatness_checks(seed) + _ncc_checks(seed)

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._validation import as_generator
+from .._validation import as_generator
 
 __all__ = [
     "FD_EPS", "FD_RTOL", "EXACT_RTOL", "CheckResult", "relative_error", "check_vjp", "check_jvp",

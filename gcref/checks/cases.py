@@ -1,0 +1,72 @@
+"""Seeded small cases shared by the check groups and the tests: one instance of every layer
+type (``layer_cases``) and one small network of every zoo architecture (``small_zoo``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import layers as L
+from ..nn import zoo
+
+__all__ = ["layer_cases", "random_layer_params", "small_zoo", "perturbed_params"]
+
+
+def layer_cases():
+    """(label, layer, input shape, positive_only) for every layer type, small and seeded."""
+    return [
+        ("Linear", L.Linear(5, 4), (5,)),
+        ("Linear(no bias)", L.Linear(5, 3, bias=False), (5,)),
+        ("Conv2d(s1,p1)", L.Conv2d(2, 3, 3, stride=1, padding=1), (2, 5, 5)),
+        ("Conv2d(s2,p0)", L.Conv2d(2, 3, 3, stride=2, padding=0, bias=False), (2, 7, 7)),
+        ("ReLU", L.ReLU(), (2, 4, 4)),
+        ("Tanh", L.Tanh(), (6,)),
+        ("MaxPool2d(2)", L.MaxPool2d(2), (2, 4, 4)),
+        ("MaxPool2d(3,s2)", L.MaxPool2d(3, 2), (1, 7, 7)),
+        ("AvgPool2d(2)", L.AvgPool2d(2), (2, 4, 6)),
+        ("Flatten", L.Flatten(), (2, 3, 3)),
+        ("BatchNorm2d", L.BatchNorm2d(3), (3, 3, 3)),
+        ("BasicBlock(id)", L.BasicBlock(2, 2, 1), (2, 4, 4)),
+        ("BasicBlock(down)", L.BasicBlock(2, 3, 2), (2, 5, 5)),
+    ]
+
+
+def random_layer_params(layer, in_shape, rng):
+    p = layer.init(rng, in_shape)
+    # Perturb batch-norm statistics and affine terms away from their trivial initial values.
+    for k in list(p):
+        if k.endswith("running_var"):
+            p[k] = rng.uniform(0.5, 2.0, p[k].shape)
+        elif k.endswith("running_mean") or (k.endswith("bias") and np.all(p[k] == 0)):
+            p[k] = rng.normal(0, 0.3, p[k].shape)
+        elif k.endswith("weight") and p[k].ndim == 1:
+            p[k] = rng.uniform(0.5, 1.5, p[k].shape)
+    return p
+
+
+def small_zoo():
+    """One small network of every zoo architecture (for checks and tests)."""
+    return [
+        zoo.mlp([6, 7, 5], num_classes=3),
+        zoo.mlp([12, 6, 4], num_classes=3, input_shape=(3, 2, 2), activation="tanh"),
+        zoo.cnn((2, 6, 6), num_classes=3, channels=(3, 4), hidden=5),
+        zoo.cnn((1, 6, 6), num_classes=3, channels=(2,), hidden=4, activation="tanh", pool="avg"),
+        zoo.vgg("vgg11", (3, 8, 8), num_classes=4, width=1 / 32, hidden=6),
+        zoo.vgg("vgg13", (1, 8, 8), num_classes=3, width=1 / 32, hidden=5, batch_norm=True),
+        zoo.vgg("vgg16", (3, 4, 4), num_classes=3, width=1 / 16, hidden=4),
+        zoo.resnet18((3, 6, 6), num_classes=3, width=1 / 32),
+    ]
+
+
+def perturbed_params(net, seed: int):
+    """Initial parameters with batch-norm statistics moved off their trivial values."""
+    rng = np.random.default_rng(seed)
+    params = net.init(seed)
+    for k in params:
+        if k.endswith("running_var"):
+            params[k] = rng.uniform(0.5, 2.0, params[k].shape)
+        elif k.endswith("running_mean"):
+            params[k] = rng.normal(0, 0.2, params[k].shape)
+        elif params[k].ndim == 1 and k.rsplit(".", 1)[0] + ".running_var" in params:
+            params[k] = (rng.uniform(0.8, 1.3, params[k].shape) if k.endswith("weight")
+                         else rng.normal(0, 0.1, params[k].shape))
+    return params
