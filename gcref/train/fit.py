@@ -19,6 +19,7 @@ import numpy as np
 from .._validation import as_labels, check_float, check_int
 from ..metrics.complexity import ESTIMATORS, estimate_gc, per_example_gc
 from ..nn.params_io import atomic_write
+from . import checkpoint as _ckpt
 from .gc_regularizer import gc_penalty_and_grad
 from .losses import softmax_cross_entropy
 from .optim import SGD
@@ -158,23 +159,26 @@ def _write_history(out_dir, history):
     atomic_write(os.path.join(out_dir, HISTORY_FILE), lambda fh: fh.write(text.encode()))
 
 
-def _write_checkpoint(out_dir, params, state, step):
+def _write_checkpoint(out_dir, params, state, step, config):
     arrays = {k: v for k, v in params.items()}
     arrays.update({_MOMENTUM_PREFIX + k: v for k, v in state.items()})
     arrays["__step__"] = np.array(step)
+    arrays.update(_ckpt.binding_arrays(config))
     atomic_write(os.path.join(out_dir, CHECKPOINT_FILE), lambda fh: np.savez(fh, **arrays))
 
 
-def _read_checkpoint(out_dir, net):
+def _read_checkpoint(out_dir, net, config):
     path = os.path.join(out_dir, CHECKPOINT_FILE)
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
+    _ckpt.check_binding(path, arrays, config)
     step = int(arrays.pop("__step__"))
     state = {k[len(_MOMENTUM_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(_MOMENTUM_PREFIX)}
     params = net.check_params(arrays, name=f"parameters in {path}")
     return params, state, step
 
 
+@_ckpt.managed_run
 def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float = 0.0,
         gc_reg: float = 0.0, momentum: float = 0.0, seed=0, test_data=None, target_data=None,
         eval_every: int | None = None, eval_size: int | None = 512, gc_method: str = "exact",
@@ -218,16 +222,19 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         ``ways``, ``shots``, ``queries``, ``episodes`` for the target few-shot evaluation.
     out_dir : path, optional
         Where ``config.json``, ``history.jsonl`` and ``checkpoint.npz`` go (atomically, at each
-        record).
+        record), under an exclusive lock of the folder for the whole call
+        (:mod:`gcref.train.checkpoint`: another writer raises ``FolderLocked``).
     resume : bool
-        Continue from ``out_dir``'s checkpoint (bitwise the same result as an uninterrupted run).
+        Continue from ``out_dir``'s checkpoint (bitwise the same result as an uninterrupted run);
+        a checkpoint made with other settings raises ``ValueError`` saying what differs.
     max_param_norm : float
         Divergence guard: the run stops if ``||theta||`` exceeds it or the loss is not finite.
     on_divergence : {"stop", "raise"}
         ``"stop"`` returns with ``status="diverged"`` and the history so far; ``"raise"`` raises
         :class:`TrainingDiverged`.
-    progress : callable, optional
-        ``progress(step, steps, record_or_None)`` after every step.
+    progress : callable, bool or None
+        ``progress(step, steps, record_or_None)`` after every step; ``None`` (default): a
+        progress bar on stderr when it is a terminal; ``True``: always; ``False``: none.
 
     Returns
     -------
@@ -277,15 +284,16 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
     start = 0
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
+        _ckpt.open_run_folder(out_dir)      # locked until fit returns; stale temporaries removed
         config = {"lr": lr, "batch_size": batch_size, "steps": steps, "l2": l2, "gc_reg": gc_reg,
                   "momentum": momentum, "seed": seed, "eval_every": eval_every, "eval_size": eval_size,
                   "gc_method": gc_method, "gc_rows": gc_rows, "network": net.name,
                   "num_params": net.num_params(), **(config_extra or {})}
         if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
-            params, state, start = _read_checkpoint(out_dir, net)
+            params, state, start = _read_checkpoint(out_dir, net, config)
             if os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
                 history = [r for r in load_history(out_dir) if r["step"] <= start]
+            _ckpt.check_resumed_history(history, start, steps, out_dir)
         atomic_write(os.path.join(out_dir, CONFIG_FILE),
                      lambda fh: fh.write(json.dumps(config, indent=2, default=str).encode()))
 
@@ -324,7 +332,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         history = [record(0, [], [], [])]
         if out_dir is not None:
             _write_history(out_dir, history)
-            _write_checkpoint(out_dir, params, state, 0)
+            _write_checkpoint(out_dir, params, state, 0, config)
     losses, objectives, flats = [], [], []
     status, message = "completed", ""
     step = start
@@ -354,7 +362,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
             losses, objectives, flats = [], [], []
             if out_dir is not None:
                 _write_history(out_dir, history)
-                _write_checkpoint(out_dir, params, state, step)
+                _write_checkpoint(out_dir, params, state, step, config)
         if progress is not None:
             progress(step, steps, rec)
     if status == "diverged" and on_divergence == "raise":
