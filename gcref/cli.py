@@ -1,4 +1,9 @@
-"""The ``gcref`` command line (typer)."""
+"""The ``gcref`` command line (typer): the one place where gcref's app is built.
+
+``check`` is defined here; ``train``, ``sweep``, ``transfer`` and ``plot`` come from
+:mod:`gcref.lab.commands`, which knows nothing of this module (:func:`gcref.lab.commands.register`
+attaches them), so the import graph has no cycle: ``nn <- metrics <- train <- lab <- cli``.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,41 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .lab.commands import register as _register_lab_commands
+
 app = typer.Typer(
     help="gcref: geometric complexity (GC) and neural collapse (NC) in transfer learning, "
          "computable and checkable (Munn, Dherin & Gonzalvo, NeurIPS 2024).",
-    no_args_is_help=True,
     add_completion=False,
 )
 # Wide enough for the check names when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
-@app.callback()
-def _root():
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("gcref")
+    except PackageNotFoundError:          # running from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool):
+    if value:
+        typer.echo(f"gcref {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print gcref's version and exit."),
+):
     """gcref: geometric complexity and neural collapse, computable and checkable."""
+    if ctx.invoked_subcommand is None:       # bare `gcref`: the help, and success
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _print_results(results, show_all: bool) -> None:
@@ -83,17 +110,7 @@ def check(
     raise typer.Exit(code=1 if failed else 0)
 
 
-def _register_optional_commands():
-    # Commands defined by later parts (training, lab) attach themselves to ``app`` on import.
-    import importlib
-    try:
-        importlib.import_module("gcref.lab.commands")
-    except ModuleNotFoundError as err:
-        if err.name is None or not "gcref.lab.commands".startswith(err.name):
-            raise
-
-
-_register_optional_commands()
+_register_lab_commands(app)
 
 
 def main():  # pragma: no cover - entry point
