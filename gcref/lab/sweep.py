@@ -237,8 +237,20 @@ def _backend(backend: str, n_jobs: int, dask_scheduler=None):
                 client.close()
         return
     if backend == "ray":
+        import ray
         from ray.util.joblib import register_ray
+        own = not ray.is_initialized()
+        if own:                 # RAY_ADDRESS picks a cluster; else a local one for this sweep
+            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                     log_to_driver=False)
         register_ray()
+        try:
+            with parallel_config(backend="ray", n_jobs=n_jobs):
+                yield
+        finally:
+            if own:
+                ray.shutdown()
+        return
     with parallel_config(backend=backend, n_jobs=n_jobs):
         yield
 
