@@ -196,15 +196,22 @@ def _fail(message, as_json):
     raise typer.Exit(code=2)
 
 
-def _prepare_out(out, as_json, what="--out"):
-    """Make sure the output folder can be written (after validation, before any work)."""
+def _prepare_out(out, as_json, what="--out", lock=False):
+    """Make sure the output folder can be written (after validation, before any work) and,
+    with ``lock``, that no other process is writing it."""
     import tempfile
+    from ..nn.params_io import FolderLock
     if os.path.exists(out) and not os.path.isdir(out):
         _fail(f"{what} {out} is a file, not a folder", as_json)
     try:
         os.makedirs(out, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
+        if lock:
+            with FolderLock(out):
+                pass
+    except FolderLocked as err:
+        _fail(str(err), as_json)
     except OSError as err:
         _fail(f"{what} {out} cannot be written: {err.strerror or err}", as_json)
 
@@ -256,7 +263,7 @@ def train(
         cfg = validate_config(cfg, n_train=data.train.n)
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err), as_json)
-    _prepare_out(out, as_json)
+    _prepare_out(out, as_json, lock=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
         task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.steps)
@@ -357,7 +364,7 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
             raise _Usage(f"--n-jobs must be a positive integer or -1 (all cores), got {n_jobs}")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err), as_json)
-    _prepare_out(out, as_json)
+    _prepare_out(out, as_json, lock=True)
 
     total_steps = sum(p.config.steps for p in points)
     stop = threading.Event()
