@@ -417,14 +417,14 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
             progress(finished, len(points), None)
         errors = []
         if pending:
-            from joblib import Parallel, delayed
+            from joblib import delayed
 
             lease = _Lease(out_dir, token)
             jobs = [delayed(_run_one)(p.config.to_dict(), os.path.join(out_dir, p.name), lease)
                     for p in pending]
             n = min(len(pending), os.cpu_count() or 1) if n_jobs == -1 and backend in LOCAL_BACKENDS else n_jobs
             with _backend(backend, n, dask_scheduler):
-                for result in Parallel(return_as="generator_unordered")(jobs):
+                for result in _parallel()(jobs):
                     finished += 1
                     if result.get("status") == "error":
                         errors.append(result)
@@ -434,6 +434,18 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
     summary["skipped"] = len(points) - len(pending)
     summary["ran"] = len(pending)
     return summary
+
+
+def _parallel():
+    """joblib's Parallel yielding results as runs finish, or in order, or all at the end (ray's
+    backend supports neither generator)."""
+    from joblib import Parallel
+    for mode in ("generator_unordered", "generator"):
+        try:
+            return Parallel(return_as=mode)
+        except ValueError:
+            continue
+    return Parallel(return_as="list")
 
 
 def _plan_key(plan) -> list:
