@@ -419,8 +419,10 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
         if pending:
             from joblib import delayed
 
-            lease = _Lease(out_dir, token)
-            jobs = [delayed(_run_one)(p.config.to_dict(), os.path.join(out_dir, p.name), lease)
+            # absolute paths: pool workers keep the working folder they were started in
+            where = os.path.abspath(out_dir)
+            lease = _Lease(where, token)
+            jobs = [delayed(_run_one)(p.config.to_dict(), os.path.join(where, p.name), lease)
                     for p in pending]
             n = min(len(pending), os.cpu_count() or 1) if n_jobs == -1 and backend in LOCAL_BACKENDS else n_jobs
             with _backend(backend, n, dask_scheduler):
