@@ -192,7 +192,7 @@ def _parse_seeds(text):
 def _fail(message, as_json):
     if as_json:
         sys.stdout.write(json.dumps({"error": message}) + "\n")
-    _err.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False)
+    _err.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -364,6 +364,12 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
             raise _Usage(f"--n-jobs must be a positive integer or -1 (all cores), got {n_jobs}")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err), as_json)
+    if not overwrite:
+        from .sweep import check_sweep_folder
+        try:
+            check_sweep_folder(out, base, grid, seed_list, points, kind)
+        except ValueError as err:
+            _fail(str(err), as_json)
     _prepare_out(out, as_json, lock=True)
 
     total_steps = sum(p.config.steps for p in points)

@@ -43,7 +43,7 @@ from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_do
 
 __all__ = ["run_sweep", "plan_sweep", "expand_grid", "summarize_sweep", "run_name", "spearman",
            "sweep_progress", "SWEEP_FILE", "SUMMARY_JSON", "SUMMARY_CSV", "LOCAL_BACKENDS",
-           "PARALLEL_BACKENDS", "SweepPoint", "SweepGone", "RUN_LOCK_WAIT"]
+           "PARALLEL_BACKENDS", "SweepPoint", "SweepGone", "RUN_LOCK_WAIT", "check_sweep_folder"]
 
 SWEEP_FILE = "sweep.json"
 SUMMARY_JSON = "summary.json"
@@ -382,11 +382,7 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
     out_dir = os.fspath(out_dir)
-    base = as_config(base_config)
-    plan = {"kind": kind, "base_config": base.to_dict(), "grid": grid,
-            "seeds": None if seeds is None else list(seeds),
-            "runs": [{"name": p.name, "settings": p["settings"], "config": p.config.to_dict()}
-                     for p in points]}
+    plan = _plan(base_config, grid, seeds, points, kind)
     token = uuid.uuid4().hex
     with FolderLock(out_dir, token=token):
         clean_stale_temporaries(out_dir)
@@ -448,6 +444,25 @@ def _parallel():
         except ValueError:
             continue
     return Parallel(return_as="list")
+
+
+def _plan(base_config, grid, seeds, points, kind) -> dict:
+    return {"kind": kind, "base_config": as_config(base_config).to_dict(), "grid": grid,
+            "seeds": None if seeds is None else list(seeds),
+            "runs": [{"name": p.name, "settings": p["settings"], "config": p.config.to_dict()}
+                     for p in points]}
+
+
+def check_sweep_folder(out_dir, base_config, grid, seeds, points, kind="sweep") -> None:
+    """Raise ``ValueError`` if ``out_dir`` holds a sweep over other runs, or a run folder of
+    the plan holds a run with other settings (what :func:`run_sweep` refuses without
+    ``overwrite``); for checks before any work (the CLI)."""
+    out_dir = os.fspath(out_dir)
+    _check_same_plan(out_dir, _plan(base_config, grid, seeds, points, kind))
+    for p in points:
+        run_dir = os.path.join(out_dir, p.name)
+        if os.path.isdir(run_dir):
+            _check_same_run(run_dir, p.config)
 
 
 def _plan_key(plan) -> list:
