@@ -24,7 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .backend import cpu_compute, cpu_threads, to_device, to_host
-from .nn import Conv2dOp, Ctx, FastNetwork, FlattenOp, LinearOp, ReLUOp, Rows, TanhOp, Workspace
+from .network import FastNetwork
+from .ops.activations import ReLUOp, TanhOp
+from .ops.linear import Conv2dOp, LinearOp
+from .ops.pooling import FlattenOp
+from .workspace import Ctx, Rows, Workspace
 
 __all__ = ["ReversePlan", "per_example_sq_norms", "pair_sq_norms", "projection_sq_norms",
            "jacobian", "jacobian_blocks", "basis_rows", "cotangent_rows", "forward_basis_rows"]

@@ -1,0 +1,273 @@
+"""Composite layers: ``Sequential`` chains and the ResNet ``BasicBlock``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_int
+from .activations import ReLU
+from .base import Layer
+from .linear import Conv2d, Linear
+from .norm import BatchNorm2d
+
+__all__ = ["Sequential", "BasicBlock"]
+
+
+# --------------------------------------------------------------------------------------------
+# Composites
+# --------------------------------------------------------------------------------------------
+
+def _sub(params: dict, names: dict[str, str]) -> dict:
+    return {local: params[full] for local, full in names.items()}
+
+
+class Sequential(Layer):
+    """A chain ``a_l = L_l(a_{l-1})`` of named layers; parameter keys are ``"<name>.<local>"``.
+
+    Derivatives of a chain are the chain rule written out: the VJP runs the children's VJPs in
+    reverse, the JVP their JVPs forward, and ``second_order`` applies the product rule to
+    ``<g, J_L ... J_1 u>`` (one term per child; input-dependent terms flow back along the primal
+    chain).
+    """
+
+    def __init__(self, children: list[tuple[str, Layer]]):
+        if not children:
+            raise ValueError("Sequential needs at least one layer")
+        names = [n for n, _ in children]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Sequential layer names must be unique, got {names}")
+        self.children = [(str(n), layer) for n, layer in children]
+
+    def shapes(self, in_shape) -> list[tuple]:
+        """Input shape of every child, then the output shape: a list of length len(children)+1."""
+        shapes = [tuple(in_shape)]
+        for name, layer in self.children:
+            try:
+                shapes.append(tuple(layer.out_shape(shapes[-1])))
+            except ValueError as err:
+                raise ValueError(f"layer '{name}': {err}") from None
+        return shapes
+
+    def out_shape(self, in_shape):
+        return self.shapes(in_shape)[-1]
+
+    def _specs(self, in_shape, which):
+        out = {}
+        for (name, layer), shp in zip(self.children, self.shapes(in_shape)):
+            for local, s in getattr(layer, which)(shp).items():
+                out[f"{name}.{local}"] = tuple(s)
+        return out
+
+    def param_specs(self, in_shape):
+        return self._specs(in_shape, "param_specs")
+
+    def buffer_specs(self, in_shape):
+        return self._specs(in_shape, "buffer_specs")
+
+    def all_keys(self) -> list[str]:
+        """Every parameter and buffer key this chain reads (no input shape needed)."""
+        return [full for names in self._child_names() for full in names.values()]
+
+    def _child_names(self):
+        # For each child, its local key -> the full key in this chain's parameter dict.
+        if not hasattr(self, "_names"):
+            self._names = [{loc: f"{name}.{loc}" for loc in _local_names(layer)}
+                           for name, layer in self.children]
+        return self._names
+
+    def init(self, rng, in_shape):
+        params = {}
+        for (name, layer), shp in zip(self.children, self.shapes(in_shape)):
+            for local, v in layer.init(rng, shp).items():
+                params[f"{name}.{local}"] = v
+        return params
+
+    def forward(self, p, x):
+        caches = []
+        for (name, layer), names in zip(self.children, self._child_names()):
+            x, cache = layer.forward(_sub(p, names), x)
+            caches.append(cache)
+        return x, caches
+
+    def vjp(self, p, cache, gy, params=True):
+        grads = {}
+        for (name, layer), names, c in reversed(list(zip(self.children, self._child_names(), cache))):
+            gy, gp = layer.vjp(_sub(p, names), c, gy, params=params)
+            for local, v in gp.items():
+                grads[f"{name}.{local}"] = v
+        return gy, grads
+
+    def jvp(self, p, cache, tx):
+        for (name, layer), names, c in zip(self.children, self._child_names(), cache):
+            tx = layer.jvp(_sub(p, names), c, tx)
+        return tx
+
+    def second_order(self, p, cache, g, u):
+        children = list(zip(self.children, self._child_names(), cache))
+        # Forward tangents u_{l-1} (input of child l) and backward cotangents g_l (its output).
+        tangents = [u]
+        for (name, layer), names, c in children[:-1]:
+            tangents.append(layer.jvp(_sub(p, names), c, tangents[-1]))
+        grads: dict[str, np.ndarray] = {}
+        carried = None  # cotangent on the current child's output from input-dependent terms
+        g_l = g
+        for idx in range(len(children) - 1, -1, -1):
+            (name, layer), names, c = children[idx]
+            sub = _sub(p, names)
+            gp, gx = layer.second_order(sub, c, g_l, tangents[idx])
+            for local, v in gp.items():
+                grads[f"{name}.{local}"] = v
+            if carried is not None:
+                # the primal chain carries the input-dependent terms further back
+                carried, gpc = layer.vjp(sub, c, carried, params=True)
+                for local, v in gpc.items():
+                    key = f"{name}.{local}"
+                    grads[key] = grads[key] + v if key in grads else v
+            if gx is not None:
+                carried = gx if carried is None else carried + gx
+            if idx > 0:
+                g_l, _ = layer.vjp(sub, c, g_l, params=False)
+        return grads, carried
+
+    def local_jacobian(self, p, x):
+        jac = None
+        for (name, layer), names in zip(self.children, self._child_names()):
+            sub = _sub(p, names)
+            local = layer.local_jacobian(sub, x)
+            jac = local if jac is None else local @ jac
+            x = layer.forward(sub, x[None])[0][0]
+        return jac
+
+    def describe(self):
+        inner = ", ".join(f"{n}={l.describe()}" for n, l in self.children)
+        return f"Sequential({inner})"
+
+
+def _local_names(layer: Layer):
+    """Every parameter/buffer key a layer reads, without needing its input shape."""
+    if isinstance(layer, (Sequential, BasicBlock)):
+        return layer.all_keys()
+    if isinstance(layer, (Linear, Conv2d)):
+        return ["weight", "bias"] if layer.bias else ["weight"]
+    if isinstance(layer, BatchNorm2d):
+        return ["weight", "bias", "running_mean", "running_var"]
+    return []
+
+
+class BasicBlock(Layer):
+    """ResNet basic block (He et al. 2016), evaluation-mode batch norm, PyTorch names.
+
+    ``y = relu( bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x) )`` with 3x3 convolutions (no bias),
+    ``shortcut = downsample = [1x1 conv (stride s, no bias), bn]`` when the stride is not 1 or the
+    channel count changes, else the identity.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.out_channels = check_int(out_channels, "out_channels", minimum=1)
+        self.stride = check_int(stride, "stride", minimum=1)
+        self.main = Sequential([
+            ("conv1", Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)),
+            ("bn1", BatchNorm2d(out_channels)),
+            ("relu", ReLU()),
+            ("conv2", Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)),
+            ("bn2", BatchNorm2d(out_channels)),
+        ])
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = Sequential([
+                ("0", Conv2d(in_channels, out_channels, 1, stride, 0, bias=False)),
+                ("1", BatchNorm2d(out_channels)),
+            ])
+        self.final = ReLU()
+
+    def _parts(self):
+        parts = [("", self.main)]
+        if self.downsample is not None:
+            parts.append(("downsample.", self.downsample))
+        return parts
+
+    def all_keys(self):
+        return [pre + k for pre, part in self._parts() for k in part.all_keys()]
+
+    def _split(self, p):
+        main = {k: p[k] for k in self.main.all_keys()}
+        down = None
+        if self.downsample is not None:
+            down = {k: p["downsample." + k] for k in self.downsample.all_keys()}
+        return main, down
+
+    def param_specs(self, in_shape):
+        return {pre + k: v for pre, part in self._parts() for k, v in part.param_specs(in_shape).items()}
+
+    def buffer_specs(self, in_shape):
+        return {pre + k: v for pre, part in self._parts() for k, v in part.buffer_specs(in_shape).items()}
+
+    def out_shape(self, in_shape):
+        out = self.main.out_shape(in_shape)
+        if self.downsample is not None:
+            short = self.downsample.out_shape(in_shape)
+        else:
+            short = tuple(in_shape)
+        if short != out:
+            raise ValueError(f"BasicBlock shortcut shape {short} does not match main path {out}")
+        return out
+
+    def init(self, rng, in_shape):
+        return {pre + k: v for pre, part in self._parts() for k, v in part.init(rng, in_shape).items()}
+
+    def forward(self, p, x):
+        pm, pd = self._split(p)
+        ym, cm = self.main.forward(pm, x)
+        if self.downsample is not None:
+            ys, cd = self.downsample.forward(pd, x)
+        else:
+            ys, cd = x, None
+        y, mask = self.final.forward({}, ym + ys)
+        return y, (cm, cd, mask)
+
+    def vjp(self, p, cache, gy, params=True):
+        pm, pd = self._split(p)
+        cm, cd, mask = cache
+        gs = gy * mask
+        gx, grads = self.main.vjp(pm, cm, gs, params=params)
+        if self.downsample is not None:
+            gxd, gpd = self.downsample.vjp(pd, cd, gs, params=params)
+            gx = gx + gxd
+            grads.update({"downsample." + k: v for k, v in gpd.items()})
+        else:
+            gx = gx + gs
+        return gx, grads
+
+    def jvp(self, p, cache, tx):
+        pm, pd = self._split(p)
+        cm, cd, mask = cache
+        ts = self.main.jvp(pm, cm, tx)
+        ts = ts + (self.downsample.jvp(pd, cd, tx) if self.downsample is not None else tx)
+        return ts * mask
+
+    def second_order(self, p, cache, g, u):
+        # J = D_mask (J_main + J_short): the mask is fixed (a.e.), so the terms add.
+        pm, pd = self._split(p)
+        cm, cd, mask = cache
+        gs = g * mask
+        grads, gx = self.main.second_order(pm, cm, gs, u)
+        if self.downsample is not None:
+            gpd, gxd = self.downsample.second_order(pd, cd, gs, u)
+            grads.update({"downsample." + k: v for k, v in gpd.items()})
+            if gxd is not None:
+                gx = gxd if gx is None else gx + gxd
+        return grads, gx
+
+    def local_jacobian(self, p, x):
+        pm, pd = self._split(p)
+        jac = self.main.local_jacobian(pm, x)
+        if self.downsample is not None:
+            jac = jac + self.downsample.local_jacobian(pd, x)
+        else:
+            jac = jac + np.eye(x.size)
+        y, _ = self.forward(p, x[None])
+        return np.diag((y[0] > 0).astype(np.float64).ravel()) @ jac
+
+    def describe(self):
+        return f"BasicBlock({self.in_channels}, {self.out_channels}, stride={self.stride})"
