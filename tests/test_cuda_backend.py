@@ -221,3 +221,21 @@ def test_fast_fit_never_runs_the_reference_passes(monkeypatch):
         np.testing.assert_allclose(fast.params[k], ref.params[k], rtol=1e-10, atol=1e-13)
     with pytest.raises(TypeError, match="chooses the engine"):
         gcc.fit(net, net.init(0), src, engine=gcc.FastEngine, **kw)
+
+
+def test_check_reports_skips_apart_from_passes():
+    from gcref.checks import cuda as cuda_checks
+    from gcref.checks import summarize
+    from gcref.testing import CheckResult
+    rows = [CheckResult("a", 0.0, 1.0, True), CheckResult("b", 2.0, 1.0, False),
+            CheckResult.skip("c", "no GPU")]
+    assert tuple(summarize(rows)) == (1, 1, 1)
+    assert [r.status for r in rows] == ["passed", "failed", "skipped"]
+    assert rows[2].as_dict()["status"] == "skipped" and not rows[2] and not rows[2].failed
+    with pytest.raises(ValueError, match="skipped check is not passed"):
+        CheckResult("d", 0.0, 0.0, True, skipped=True)
+    if not backend.gpu_available():
+        out = cuda_checks.cuda_group(0)
+        skipped = [r for r in out if r.skipped]
+        assert len(skipped) == 1 and "GPU" in skipped[0].name
+        assert summarize(out) == (len(out) - 1, 0, 1)

@@ -116,7 +116,7 @@ def cuda_group(seed: int) -> list[CheckResult]:
     out = agreement_checks(seed, "numpy")
     if not backend.gpu_available():
         _, why = backend.cupy_status()
-        out.append(CheckResult("cuda (cupy): SKIPPED, CuPy GPU not available", 0.0, 0.0, True, why))
+        out.append(CheckResult.skip("cuda (cupy): CuPy GPU not available", why))
     return out
 
 
