@@ -20,7 +20,7 @@ from gcref._validation import as_float_array, as_labels, check_int
 from gcref.metrics import collapse as _collapse
 from gcref.metrics import complexity as _metrics
 from gcref.metrics.bounds import TIGHT_CONSTANT, NCCErrorBound
-from gcref.metrics.collapse import COINCIDING_MEANS_RTOL, ClassStats
+from gcref.metrics.collapse import COINCIDING_MEANS_RTOL, ClassStats, check_class_counts
 from gcref.metrics.complexity import ESTIMATORS, Estimate
 from gcref.metrics.ncc import FewShotResult, few_shot_episodes
 
@@ -89,18 +89,21 @@ def _freeze(a) -> np.ndarray:
 
 
 def _features(Z, name="Z"):
-    """Validate features (host or device) -> device float64 ``(n, p)``."""
+    """Validate features (host or device) -> device float64 ``(n, p)``.
+
+    Host arrays go through the reference's validator. A device array is checked on the device
+    (shape, dtype, finiteness: no transfer); if anything is off, the reference's validator runs
+    on a host copy and raises its own message.
+    """
     xp = get_xp()
     if is_device_array(Z):
-        if Z.ndim != 2:
-            raise ValueError(f"{name} must have 2 dimension(s), got shape {Z.shape}")
-        if Z.size == 0:
-            raise ValueError(f"{name} must not be empty, got shape {Z.shape}")
-        Zd = Z.astype(xp.float64, copy=False)
-        bad = int(Zd.size - int(xp.count_nonzero(xp.isfinite(Zd))))
-        if bad:
-            raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-        return Zd
+        ok = Z.ndim == 2 and Z.size > 0 and Z.dtype.kind in "iuf"     # as the reference accepts
+        if ok:
+            Zd = Z.astype(xp.float64, copy=False)
+            if bool(xp.all(xp.isfinite(Zd))):
+                return Zd
+        as_float_array(to_host(Z), name, ndim=2)     # raises the reference's message
+        raise AssertionError("unreachable: the reference accepted what the device check refused")
     return to_device(as_float_array(Z, name, ndim=2))
 
 
@@ -122,11 +125,7 @@ def class_stats(Z, y) -> ClassStats:
     xp = get_xp()
     Zd = _features(Z)
     _, classes, inverse, counts = _group(y, Zd.shape[0])
-    small = classes[counts < 2]
-    if small.size:
-        raise ValueError(
-            f"y: class {int(small[0])} has {int(counts[counts < 2][0])} example(s); a class "
-            "variance needs at least 2 examples per class")
+    check_class_counts(classes, counts)
     k = classes.shape[0]
     inv_d = to_device(inverse)
     onehot = (xp.arange(k)[:, None] == inv_d[None, :]).astype(xp.float64)   # (k, n)

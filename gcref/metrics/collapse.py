@@ -70,6 +70,7 @@ __all__ = [
     "papyan_nc",
     "COINCIDING_MEANS_RTOL",
     "centred",
+    "check_class_counts",
 ]
 
 #: Two class means closer than this fraction of their norm are treated as coinciding: the
@@ -153,11 +154,7 @@ def class_stats(Z, y) -> ClassStats:
     Z = as_float_array(Z, "Z", ndim=2)
     y = as_labels(y, "y", n=Z.shape[0])
     classes, counts = np.unique(y, return_counts=True)
-    small = classes[counts < 2]
-    if small.size:
-        raise ValueError(
-            f"y: class {int(small[0])} has {int(counts[counts < 2][0])} example(s); a class "
-            "variance needs at least 2 examples per class")
+    check_class_counts(classes, counts)
     k, p = classes.shape[0], Z.shape[1]
     means = np.empty((k, p))
     variances = np.empty(k)
@@ -168,6 +165,15 @@ def class_stats(Z, y) -> ClassStats:
         variances[c] = np.mean(np.sum(dev * dev, axis=1))
     return ClassStats(classes=_freeze(classes), means=_freeze(means),
                       variances=_freeze(variances), counts=_freeze(counts.astype(np.int64)))
+
+
+def check_class_counts(classes, counts) -> None:
+    """Raise unless every class has at least 2 examples (a one-example variance is a meaningless 0)."""
+    small = classes[counts < 2]
+    if small.size:
+        raise ValueError(
+            f"y: class {int(small[0])} has {int(counts[counts < 2][0])} example(s); a class "
+            "variance needs at least 2 examples per class")
 
 
 def centred(Z, name: str = "Z") -> np.ndarray:
