@@ -36,7 +36,10 @@ ESTIMATORS = ("examples", "outputs", "mask", "projection")
 @dataclass(frozen=True)
 class Estimate:
     """A sampled estimate: ``value``, its standard error ``stderr`` and ``n``, the number of
-    random draws it averages (examples, sampled output rows, kept Jacobian entries or probes)."""
+    random draws it averages (examples, sampled output rows, kept Jacobian entries or probes).
+
+    ``stderr`` is ``0.0`` only for an exact value (the whole budget) and ``inf`` when the draws
+    cannot estimate their own spread (one draw per example); never ``nan``."""
 
     value: float
     stderr: float
@@ -203,10 +206,12 @@ def estimate_gc(net, params, X, method: str = "outputs", size=None, seed=0, outp
     the spread of the draws (13-45 % of GC on the zoo networks) is real but unseen, hence
     ``stderr = inf`` (the mask estimator's variance estimate needs one draw only).
 
-    Random streams: ``examples`` one ``choice``; ``outputs`` one ``choice`` per example, in order;
+    Random streams (``docs/theory.md`` section 6), independent of ``chunk_size`` and of the
+    engine: ``examples`` one ``choice``; ``outputs`` one ``choice`` per example, in order;
     ``mask`` ``random`` of each Jacobian block's shape in example order (one stream whatever the
-    blocks); ``projection`` one ``(n, p)`` draw per probe ``r = 0..R-1`` (for ``n <= chunk_size``
-    the order of gcref <= 0.1; for larger ``n`` that version drew chunk by chunk).
+    blocks); ``projection`` one ``(n, p)`` draw per probe ``r = 0..R-1``, all ``n R p`` probe
+    entries held in memory. (Until the engine seam, projection probes were drawn chunk by chunk:
+    for ``n > chunk_size`` the values differ from those of earlier versions.)
     """
     if method not in ESTIMATORS:
         raise ValueError(f"method must be one of {ESTIMATORS}, got {method!r}")
