@@ -1,0 +1,158 @@
+"""Per-op agreement: every gcref_cuda op against the gcref layer it was compiled from.
+
+For each op (and the registered ReLU+MaxPool fusion): forward, VJP, JVP, ``vjp_params`` and
+``second_order`` on the op's own layouts, against the reference layer's ``forward``, ``vjp``,
+``jvp`` and ``second_order`` in float64, on the battery's cases and on hypothesis-drawn shapes
+(deterministic, modest example counts: ``tests/conftest.py``). Whole networks are compared in
+``test_cuda_agreement.py``; here a wrong op is named by the test that fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gcref.checks.cases import layer_cases
+from gcref.nn import layers as L
+from gcref.testing import relative_error
+from gcref.testing.layer import random_layer_params
+from gcref_cuda.compile import compile_chain
+from gcref_cuda.ops.containers import ChainOp
+from gcref_cuda.workspace import Ctx, Rows, Workspace
+
+TOL = 1e-12
+NAME = "op"
+
+
+def _to_layout(a, image: bool):
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)) if image else a.reshape(a.shape[0], -1)
+
+
+def _from_layout(a, shape):
+    if len(shape) == 3:
+        return np.array(a.transpose(1, 0, 2, 3))
+    return np.array(a).reshape((a.shape[0],) + tuple(shape))
+
+
+def _agree(actual, desired, what, tol=TOL):
+    err = relative_error(actual, desired)
+    assert err <= tol, f"{what}: relative error {err:.3g} > {tol:g}"
+
+
+def compare(children, in_shape, seed=0, n=3, ties=False):
+    """Compile ``children`` (a list of (name, layer)) and compare every op primitive with the
+    reference ``Sequential`` of the same layers (``ties``: small integer inputs, so that max-pool
+    windows tie and ReLUs sit on their kink)."""
+    ref = L.Sequential(children)
+    in_shape = tuple(in_shape)
+    out_shape = ref.out_shape(in_shape)
+    rng = np.random.default_rng(seed)
+    p = random_layer_params(ref, in_shape, rng)
+    x = rng.normal(size=(n,) + in_shape)
+    if ties:
+        x = np.round(x)
+    ops = compile_chain(children, in_shape)
+    assert all(op.key is not None for op in ops)
+    chain = ChainOp(ops, in_shape)
+    P = chain.prepare(p, np, np.float64)
+    ctx = Ctx(np, np.float64, Workspace(np), keep_inputs=True)
+    img_in, img_out = len(in_shape) == 3, len(out_shape) == 3
+
+    y_ref, cache_ref = ref.forward(p, x)
+    y, cache = chain.forward(P, _to_layout(x, img_in), ctx)
+    _agree(_from_layout(y, out_shape), y_ref, "forward")
+
+    gy = rng.normal(size=y_ref.shape)
+    gx_ref, gp_ref = ref.vjp(p, cache_ref, gy)
+    gx = chain.vjp(P, cache, _to_layout(gy, img_out), None, ctx)
+    _agree(_from_layout(gx, in_shape), gx_ref, "vjp")
+
+    tx = rng.normal(size=x.shape)
+    ty = chain.jvp(P, cache, _to_layout(tx, img_in), None, ctx)
+    _agree(_from_layout(ty, out_shape), ref.jvp(p, cache_ref, tx), "jvp")
+
+    gx2, gp = chain.vjp_params(P, cache, _to_layout(gy, img_out), ctx)
+    _agree(_from_layout(gx2, in_shape), gx_ref, "vjp_params (input)")
+    assert set(gp) == set(gp_ref), (sorted(gp), sorted(gp_ref))
+    for k in gp_ref:
+        _agree(gp[k], gp_ref[k], f"vjp_params {k}")
+
+    g = rng.normal(size=y_ref.shape)
+    u = rng.normal(size=x.shape)
+    sp_ref, sx_ref = ref.second_order(p, cache_ref, g, u)
+    sp, sx = chain.second_order(P, cache, _to_layout(g, img_out), _to_layout(u, img_in), ctx)
+    assert set(sp) == set(sp_ref), (sorted(sp), sorted(sp_ref))
+    for k in sp_ref:
+        _agree(sp[k], sp_ref[k], f"second_order {k}")
+    assert (sx is None) == (sx_ref is None), "second_order input term present in one backend only"
+    if sx is not None:
+        _agree(_from_layout(sx, in_shape), sx_ref, "second_order (input)")
+
+    # rows: two rows per example (the layout the row passes use), against per-example results
+    ex = np.repeat(np.arange(n), 2)
+    rows = Rows(ex, np)
+    t_rows = rng.normal(size=(2 * n,) + in_shape)
+    ty_rows = chain.jvp(P, cache, _to_layout(t_rows, img_in), rows, ctx)
+    want = np.concatenate([ref.jvp(p, ref.forward(p, x[ex[r]][None])[1], t_rows[r][None])
+                           for r in range(2 * n)])
+    _agree(_from_layout(ty_rows, out_shape), want, "jvp on rows")
+    g_rows = rng.normal(size=(2 * n,) + tuple(out_shape))
+    gx_rows = chain.vjp(P, cache, _to_layout(g_rows, img_out), rows, ctx)
+    want = np.concatenate([ref.vjp(p, ref.forward(p, x[ex[r]][None])[1], g_rows[r][None], params=False)[0]
+                           for r in range(2 * n)])
+    _agree(_from_layout(gx_rows, in_shape), want, "vjp on rows")
+    return ops
+
+
+@pytest.mark.parametrize("case", layer_cases(), ids=lambda c: c[0])
+def test_battery_cases_agree(case):
+    label, layer, shape = case
+    compare([(NAME, layer)], shape, seed=len(label))
+
+
+def test_relu_maxpool_fusion_agrees():
+    ops = compare([("a", L.ReLU()), ("b", L.MaxPool2d(2))], (2, 4, 6), seed=1)
+    assert len(ops) == 1 and ops[0].key == "a"            # fused into one op
+    ops = compare([("a", L.Tanh()), ("b", L.MaxPool2d(2))], (2, 4, 6), seed=2)
+    assert len(ops) == 2                                    # only a rectifier is fused
+
+
+ACTIVATIONS = [L.ReLU, L.Tanh, L.GELU, L.SiLU]
+
+
+@given(act=st.sampled_from(ACTIVATIONS), image=st.booleans(), c=st.integers(1, 3),
+       h=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_elementwise_ops_agree(act, image, c, h, seed):
+    compare([(NAME, act())], (c, h, h + 1) if image else (c * h,), seed)
+
+
+@given(fin=st.integers(1, 6), fout=st.integers(1, 6), bias=st.booleans(), seed=st.integers(0, 10_000))
+def test_linear_ops_agree(fin, fout, bias, seed):
+    compare([(NAME, L.Linear(fin, fout, bias=bias))], (fin,), seed)
+
+
+@given(cin=st.integers(1, 3), cout=st.integers(1, 3), k=st.integers(1, 3), stride=st.integers(1, 2),
+       pad=st.integers(0, 2), h=st.integers(3, 8), bias=st.booleans(), seed=st.integers(0, 10_000))
+def test_conv2d_ops_agree(cin, cout, k, stride, pad, h, bias, seed):
+    compare([(NAME, L.Conv2d(cin, cout, k, stride, pad, bias=bias))], (cin, h, h + 1), seed)
+
+
+@given(kind=st.sampled_from(["max", "avg"]), k=st.integers(1, 3), stride=st.integers(1, 3),
+       c=st.integers(1, 3), h=st.integers(3, 7), relu=st.booleans(), seed=st.integers(0, 10_000))
+def test_pool_ops_agree(kind, k, stride, c, h, relu, seed):
+    pool = (L.MaxPool2d if kind == "max" else L.AvgPool2d)(k, stride)
+    children = ([("a", L.ReLU())] if relu else []) + [("p", pool)]
+    compare(children, (c, h, h + 1), seed, ties=seed % 2 == 0)
+
+
+@given(c=st.integers(1, 3), h=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_batchnorm_and_flatten_ops_agree(c, h, seed):
+    compare([("bn", L.BatchNorm2d(c)), ("f", L.Flatten())], (c, h, h + 1), seed)
+
+
+@given(cin=st.integers(1, 3), cout=st.integers(1, 3), stride=st.integers(1, 2), h=st.integers(3, 5),
+       seed=st.integers(0, 10_000))
+def test_basic_block_ops_agree(cin, cout, stride, h, seed):
+    compare([(NAME, L.BasicBlock(cin, cout, stride))], (cin, h, h), seed)
