@@ -173,22 +173,9 @@ def test_check_layer_is_the_gcref_check_battery():
     assert [(r.name, r.error) for r in rows] == [(r.name, r.error) for r in again]
 
 
-class _TanhOptedInAsPiecewiseLinear(PiecewiseLinear):
+class _TanhOptedInAsPiecewiseLinear(PiecewiseLinear, _TanhWithoutSecondOrder):
     """Issue 9 item 1's smooth activation that 'forgot' second_order: here it gets past the
     abstract method by wrongly opting in to the piecewise-linear zero."""
-
-    def forward(self, p, x):
-        y = np.tanh(x)
-        return y, y
-
-    def vjp(self, p, cache, gy, params=True):
-        return gy * (1.0 - cache ** 2), {}
-
-    def jvp(self, p, cache, tx):
-        return tx * (1.0 - cache ** 2)
-
-    def local_jacobian(self, p, x):
-        return np.diag((1.0 - np.tanh(x) ** 2).ravel())
 
 
 def test_check_layer_catches_a_smooth_layer_without_its_second_order():

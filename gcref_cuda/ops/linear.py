@@ -114,7 +114,7 @@ class Conv2dOp(Op):
     # -------------------------------------------------------------- im2col
     def _cols_flat(self, x, ctx, slot):
         """Patches on the flat grid: (C k k, N Hg Wg); junk where i >= Ho or j >= Wo."""
-        xp, k, q = ctx.xp, self.k, self.q
+        k, q = self.k, self.q
         C, N = x.shape[0], x.shape[1]
         Hp, Wp = self.Hg, self.Wg
         Lg = N * Hp * Wp
