@@ -156,3 +156,62 @@ def test_batchnorm_and_flatten_ops_agree(c, h, seed):
        seed=st.integers(0, 10_000))
 def test_basic_block_ops_agree(cin, cout, stride, h, seed):
     compare([(NAME, L.BasicBlock(cin, cout, stride))], (cin, h, h), seed)
+
+
+# ------------------------------------------------------------------ networks with GELU / SiLU
+
+@pytest.mark.parametrize("activation", ["gelu", "silu"])
+def test_fast_networks_with_new_activations_agree(activation):
+    """A new Elementwise activation needs nothing in gcref_cuda: the generic op, the row passes
+    (top-activation scaling) and the batched penalty gradient agree with the reference."""
+    import gcref_cuda as gcc
+    from gcref.checks.cases import perturbed_params
+    from gcref.metrics.complexity import geometric_complexity
+    from gcref.nn import zoo
+    from gcref.train.gc_regularizer import gc_penalty_and_grad
+    from gcref_cuda import train as fast_train
+
+    for net in (zoo.mlp([6, 7, 5], 3, activation=activation),
+                zoo.cnn((2, 6, 6), 3, channels=(3,), hidden=4, activation=activation)):
+        params = perturbed_params(net, 1)
+        X = np.random.default_rng(2).normal(size=(4,) + net.input_shape)
+        fnet = gcc.FastNetwork(net, dtype=np.float64)
+        _agree(fnet.forward(params, X), net.forward(params, X), "logits", 1e-12)
+        for output in ("embedding", "logits"):
+            _agree(fnet.jacobian(params, X, output), net.jacobian(params, X, output=output),
+                   f"{output} Jacobian", 1e-12)
+        _agree(gcc.geometric_complexity(net, params, X, dtype=np.float64),
+               geometric_complexity(net, params, X), "GC", 1e-12)
+        value, grads = fast_train.gc_penalty_and_grad(net, params, X, dtype=np.float64)
+        ref_value, ref_grads = gc_penalty_and_grad(net, params, X)
+        _agree(value, ref_value, "GC penalty", 1e-12)
+        for k in ref_grads:
+            _agree(grads[k], ref_grads[k], f"GC penalty gradient {k}", 1e-10)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("gcref_cuda").backend.gpu_available(), reason="CuPy GPU not available")
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-4)])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "silu"])
+def test_elementwise_definitions_run_on_cupy(activation, dtype, tol):
+    """The reference's s, s', s'' evaluated on CuPy arrays (NumPy and scipy.special ufuncs
+    dispatch to CuPy and cupyx.scipy.special), keeping the compute dtype."""
+    import gcref_cuda as gcc
+    from gcref.checks.cases import perturbed_params
+    from gcref.nn import zoo
+    from gcref_cuda import backend
+
+    net = zoo.cnn((2, 6, 6), 3, channels=(3,), hidden=4, activation=activation)
+    params = perturbed_params(net, 1)
+    X = np.random.default_rng(2).normal(size=(4,) + net.input_shape)
+    with backend.using("cupy"):
+        fnet = gcc.FastNetwork(net, dtype=dtype)
+        J = fnet.jacobian(params, X, "logits")
+        value, grads = gcc.gc_penalty_and_grad(net, params, X, dtype=dtype)
+    assert J.dtype == dtype
+    _agree(J, net.jacobian(params, X, output="logits"), "Jacobian on CuPy", tol)
+    from gcref.train.gc_regularizer import gc_penalty_and_grad
+    ref_value, ref_grads = gc_penalty_and_grad(net, params, X)
+    _agree(value, ref_value, "GC penalty on CuPy", tol)
+    for k in ref_grads:
+        _agree(grads[k], ref_grads[k], f"GC penalty gradient {k} on CuPy", 100 * tol)
