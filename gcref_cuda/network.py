@@ -35,7 +35,7 @@ import numpy as np
 from gcref.nn.network import Network
 
 from .backend import get_xp, resolve_dtype, to_device, to_host
-from .compile import compile_chain
+from .compile import compile_chain, unique_keys
 from .ops.linear import LinearOp
 from .workspace import Ctx, Workspace
 
@@ -78,6 +78,7 @@ class FastNetwork:
         self.ops = compile_chain(net.embedding.children, net.input_shape)
         self.head = LinearOp(net.head_name + ".", net.head, (net.embedding_dim,))
         self.head.key = net.head_name
+        unique_keys(self.ops + [self.head])
         self.embedding_dim = net.embedding_dim
         self.num_classes = net.num_classes
         self.input_dim = net.input_dim

@@ -215,3 +215,25 @@ def test_elementwise_definitions_run_on_cupy(activation, dtype, tol):
     _agree(value, ref_value, "GC penalty on CuPy", tol)
     for k in ref_grads:
         _agree(grads[k], ref_grads[k], f"GC penalty gradient {k} on CuPy", 100 * tol)
+
+
+def test_op_keys_are_unique_and_required():
+    """Keys name the parameters and scratch buffers of a network's ops: a head named like an
+    embedding layer must not share a buffer with it, and an op without a key refuses to run."""
+    import gcref_cuda as gcc
+    from gcref.nn.network import Network
+    from gcref_cuda.ops.linear import LinearOp
+
+    net = Network([("fc", L.Linear(3, 4)), ("classifier", L.Tanh())], ("classifier", L.Linear(4, 2)), (3,))
+    fnet = gcc.FastNetwork(net, dtype=np.float64)
+    keys = [op.key for op in fnet.chain("logits")]
+    assert keys == ["fc", "classifier", "classifier#2"]
+    params = net.init(0)
+    X = np.random.default_rng(0).normal(size=(3, 3))
+    _agree(fnet.jacobian(params, X, "logits"), net.jacobian(params, X, output="logits"), "Jacobian")
+    blocks = gcc.FastNetwork(__import__("gcref").nn.zoo.resnet18((3, 6, 6), 3, width=1 / 32))
+    inner = [sub.key for op in blocks.ops for sub in [op] + op.sub_ops()]
+    assert len(inner) == len(set(inner)) and "layer2.0.downsample.0" in inner
+    op = LinearOp("x.", L.Linear(2, 2), (2,))
+    with pytest.raises(ValueError, match="no key"):
+        op.slot("gx")
