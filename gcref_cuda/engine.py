@@ -157,7 +157,7 @@ def _finish(fnet, P, chain, plan, g, R, ctx, want):
         if plan.gram is not None:
             op = chain[plan.gram]
             G = op.gram(P[op.key])
-            gG = ctx.ws.get((op.key, "gram_gG"), (R, G.shape[0]), ctx.dtype)
+            gG = ctx.ws.get(op.slot("gram_gG"), (R, G.shape[0]), ctx.dtype)
             xp.matmul(g, G, out=gG)
             return xp.einsum("ij,ij->i", g, gG)
         return _sq_norms(g, xp)
@@ -195,8 +195,8 @@ def basis_rows(fnet, P, caches, chain, pool: RowPool, ex, k, want="norms",
         c = caches[plan.top_act]
         deriv = op.derivative(c)                                 # (m, P): s'(z)
         s = to_host(deriv[to_device(ex), to_device(k)])
-        keep = np.flatnonzero(s != 0)                            # J^T e_k = 0 where sigma' = 0
-        scale = None if op.rectifier else s[keep]          # a rectifier's s' is 1 there
+        keep = np.flatnonzero(s != 0)                            # J^T e_k = 0 where s' = 0
+        scale = None if op.rectifier else s[keep]                # a rectifier's s' is 1 there
     if keep.shape[0] == 0:
         return result
     exk, kk = ex[keep], k[keep]

@@ -95,6 +95,9 @@ def test_layer_with_parameters_that_forgets_keys_fails_clearly():
 
     with pytest.raises(ValueError, match=r"Scale \('s'\).*\['weight'\].*keys\(\)"):
         nn.Network([("s", Scale()), ("a", Tanh())], ("head", Linear(3, 2)), (3,))
+    chain = Sequential([("a", Tanh()), ("s", Scale())])          # no shapes given: forward checks
+    with pytest.raises(ValueError, match=r"Scale \('s'\).*keys\(\)"):
+        chain.forward({"s.weight": np.ones(3)}, np.ones((2, 3)))
 
     class ScaleWithKeys(Scale):
         def keys(self):

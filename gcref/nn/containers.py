@@ -132,10 +132,20 @@ class Sequential(Layer):
 
     def forward(self, p, x):
         caches = []
-        for (name, layer), names in zip(self.children, self._child_names()):
+        for i, ((name, layer), names) in enumerate(zip(self.children, self._child_names())):
+            self._check_child_keys(i, x.shape[1:])
             x, cache = layer.forward(_sub(p, names), x)
             caches.append(cache)
         return x, caches
+
+    def _check_child_keys(self, i, in_shape):
+        # keys() against the specs at the shape actually seen (once per child and shape), so a
+        # chain used without a Network still fails with check_keys' message, not a KeyError
+        seen = self.__dict__.setdefault("_keys_checked", set())
+        if (i, in_shape) not in seen:
+            name, layer = self.children[i]
+            check_keys(layer, in_shape, name)
+            seen.add((i, in_shape))
 
     def vjp(self, p, cache, gy, params=True):
         grads = {}
