@@ -88,9 +88,9 @@ class Engine:
         """``sum_x sum_{k in rows} ||J_f(x)^T e_k||^2`` and its gradient for every trainable
         parameter (zeros for the head), for embedding rows ``rows`` (1-D int array).
 
-        The gradient is the double-backprop rule of ``docs/theory.md`` ("The GC penalty's exact
-        gradient"): with ``s_k = J^T e_k``, ``d||s_k||^2 = <e_k, dJ (2 s_k)>``, which each
-        layer's ``second_order`` computes with ``g = e_k``, ``u = 2 s_k``.
+        The gradient is the double-backprop rule of ``docs/theory.md`` §5.1 (and §6 for the
+        seam): with ``s_k = J^T e_k``, ``d||s_k||^2 = <e_k, dJ (2 s_k)>``, which each layer's
+        ``second_order`` computes with ``g = e_k``, ``u = 2 s_k``.
         """
         raise NotImplementedError
 

@@ -17,9 +17,8 @@ import numpy as np
 from gcref.engine import Engine
 
 from .backend import cpu_compute, get_xp, to_device, to_host
-from .engine import _Pool, jacobian_blocks, pair_sq_norms, per_example_sq_norms, projection_sq_norms
+from .engine import RowPool, jacobian_blocks, pair_sq_norms, per_example_sq_norms, projection_sq_norms
 from .network import as_fast
-from .ops.activations import ReLUOp
 from .ops.containers import ChainOp
 
 __all__ = ["FastEngine"]
@@ -77,7 +76,7 @@ class FastEngine(Engine):
             g = to_device(v, ctx.dtype)
             grads = {}
             for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
-                g, gp = op.vjp_params(P[id(op)], c, g, ctx)
+                g, gp = op.vjp_params(P[op.key], c, g, ctx)
                 grads.update(gp)
             return {k: _host64(a) for k, a in grads.items()}
 
@@ -112,14 +111,14 @@ class FastEngine(Engine):
         ctx = fnet.ctx(keep_inputs=True)
         chain = ChainOp(fnet.ops, fnet.input_shape)
         with cpu_compute():
-            # Which (example, row) pairs can be non-zero: the embedding's top ReLU mask.
+            # Which (example, row) pairs can be non-zero: the embedding's top rectifier mask.
             ex = np.repeat(np.arange(n), chosen.shape[0])
             kk = np.tile(chosen, n)
-            if isinstance(fnet.ops[-1], ReLUOp):
+            if fnet.ops[-1].rectifier:
                 Z = fnet.embed_device(params, X)
                 keep = to_host(Z[to_device(ex), to_device(kk)] > 0)
                 ex, kk = ex[keep], kk[keep]
-            pool = _Pool(fnet, ctx)
+            pool = RowPool(fnet, ctx)
             step = max(1, (fnet.memory_budget // (4 * pool.workers)) // max(1, 3 * fnet.example_bytes()))
             parts: dict = {}
 

@@ -12,12 +12,12 @@ how the arrays are laid out and how derivatives are batched:
   left only, since a window's bottom/right padding is the next row's (image's) top/left
   padding. Vectors are ``(N, F)``.
 * Derivatives run on **rows**: a row is one (example, cotangent) or (example, tangent) pair, so a
-  pass pushes a whole block of cotangents through the network at once (DESIGN.md section 6:
-  "cotangent block of shape (n p, p)"). Per-example state (ReLU masks, max-pool choices) is
+  pass pushes a whole block of cotangents through the network at once (``docs/theory.md``
+  §5.3, "The fast backend's row passes"). Per-example state (ReLU masks, max-pool choices) is
   broadcast to the rows of its example: by a loop over contiguous example segments on NumPy
   (no copies) or a gather on CuPy (one kernel). Rows are processed in chunks sized from a
   memory budget, with buffers reused across chunks.
-* Exact GC uses three exact shortcuts (DESIGN.md section 6): rows ``e_k`` whose output ReLU is
+* Exact GC uses exact shortcuts (``docs/theory.md`` §5.4): rows ``e_k`` whose output ReLU is
   off have ``J^T e_k = 0`` and are skipped; the cotangent of a basis row through the top linear
   layer is a row of its weight (no GEMM); and a first dense layer ``x -> W x`` with more inputs
   than outputs is replaced by its Gram matrix: ``||W^T g||^2 = g^T (W W^T) g``.
@@ -35,7 +35,7 @@ import numpy as np
 from gcref.nn.network import Network
 
 from .backend import get_xp, resolve_dtype, to_device, to_host
-from .compile import compile_chain
+from .compile import compile_chain, unique_keys
 from .ops.linear import LinearOp
 from .workspace import Ctx, Workspace
 
@@ -77,6 +77,8 @@ class FastNetwork:
         self.input_shape = net.input_shape
         self.ops = compile_chain(net.embedding.children, net.input_shape)
         self.head = LinearOp(net.head_name + ".", net.head, (net.embedding_dim,))
+        self.head.key = net.head_name
+        unique_keys(self.ops + [self.head])
         self.embedding_dim = net.embedding_dim
         self.num_classes = net.num_classes
         self.input_dim = net.input_dim
@@ -106,8 +108,8 @@ class FastNetwork:
         xp, dtype = get_xp(), self.dtype
         host = self.net.check_params({k: to_host(v) for k, v in params.items()}
                                      if isinstance(params, dict) else params)
-        P = {id(op): op.prepare(host, xp, dtype) for op in self.ops}
-        P[id(self.head)] = self.head.prepare(host, xp, dtype)
+        P = {op.key: op.prepare(host, xp, dtype) for op in self.ops}
+        P[self.head.key] = self.head.prepare(host, xp, dtype)
         return P
 
     def check_input(self, X, name="X") -> np.ndarray:
@@ -158,7 +160,7 @@ class FastNetwork:
         caches = []
         x = Xl
         for op in self.chain(output):
-            x, c = op.forward(P[id(op)], x, ctx)
+            x, c = op.forward(P[op.key], x, ctx)
             caches.append(c)
         return x, caches
 
@@ -206,7 +208,7 @@ class FastNetwork:
         g = to_device(v, ctx.dtype)
         grads = {}
         for op, c in zip(reversed(self.chain(output)), reversed(caches)):
-            g, gp = op.vjp_params(P[id(op)], c, g, ctx)
+            g, gp = op.vjp_params(P[op.key], c, g, ctx)
             grads.update(gp)
         gX = to_host(self.from_layout(g, X.shape[0])).reshape(X.shape)
         return gX, {k: to_host(v) for k, v in grads.items()}
@@ -222,7 +224,7 @@ class FastNetwork:
         _, caches = self.forward_layout(P, self.to_layout(X, ctx), ctx, output)
         tl = self.to_layout(t, ctx)
         for op, c in zip(self.chain(output), caches):
-            tl = op.jvp(P[id(op)], c, tl, None, ctx)
+            tl = op.jvp(P[op.key], c, tl, None, ctx)
         return to_host(tl).copy()
 
     def jacobian(self, params, X, output: str = "embedding") -> np.ndarray:

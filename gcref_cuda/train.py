@@ -7,7 +7,7 @@ Each function is the ``gcref.train`` function of the same name run with a
 
 the row sampling of the GC penalty, the optimizer step, ``evaluate`` and the ``fit`` loop are
 written once, in ``gcref.train``; the engine computes the passes (the GC penalty's exact gradient
-batched over (example, row) pairs, see ``docs/theory.md``, "The GC penalty's exact gradient").
+batched over (example, row) pairs, see ``docs/theory.md`` §5.1, §5.3-5.4 and §6).
 Parameters stay host dicts (``gcref.train.SGD`` and the checkpoint files are shared); values are
 returned on the host.
 """

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int
-from .activations import ReLU
-from .base import Layer
+from .activations import ReLU, Tanh
+from .base import Layer, check_keys
 from .linear import Conv2d, Linear
 from .norm import BatchNorm2d
 
-__all__ = ["Sequential", "BasicBlock"]
+__all__ = ["Sequential", "BasicBlock", "chain_second_order"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -19,6 +19,43 @@ __all__ = ["Sequential", "BasicBlock"]
 
 def _sub(params: dict, names: dict[str, str]) -> dict:
     return {local: params[full] for local, full in names.items()}
+
+
+def chain_second_order(n: int, jvp, vjp, vjp_params, second_order, g, u):
+    """The product rule for ``<g, J_n ... J_1 u>`` (``docs/theory.md`` §5.1), written once for
+    both backends, over per-link callables (``i`` indexes the chain from the input):
+
+    ``jvp(i, t) -> J_i t``; ``vjp(i, g) -> J_i^T g``; ``vjp_params(i, g) -> (J_i^T g, {key: grad})``;
+    ``second_order(i, g, u) -> ({key: grad}, gx or None)``, keys being full parameter names.
+
+    Forward tangents ``u_{i-1}`` (the input of link ``i``) and backward cotangents ``g_i`` (its
+    output) feed each link's own ``second_order``; the input-dependent terms are carried down the
+    primal chain by ordinary VJPs, adding to the earlier links' parameter gradients.
+    Returns ``({key: grad}, gx or None)``.
+    """
+    tangents = [u]
+    for i in range(n - 1):
+        tangents.append(jvp(i, tangents[-1]))
+    grads: dict = {}
+    carried = None  # cotangent on the current link's output from input-dependent terms
+    g_l = g
+    for i in range(n - 1, -1, -1):
+        gp, gx = second_order(i, g_l, tangents[i])
+        _accumulate(grads, gp)
+        if carried is not None:
+            # the primal chain carries the input-dependent terms further back
+            carried, gpc = vjp_params(i, carried)
+            _accumulate(grads, gpc)
+        if gx is not None:
+            carried = gx if carried is None else carried + gx
+        if i > 0:
+            g_l = vjp(i, g_l)
+    return grads, carried
+
+
+def _accumulate(grads: dict, new: dict) -> None:
+    for k, v in new.items():
+        grads[k] = grads[k] + v if k in grads else v
 
 
 class Sequential(Layer):
@@ -54,6 +91,7 @@ class Sequential(Layer):
     def _specs(self, in_shape, which):
         out = {}
         for (name, layer), shp in zip(self.children, self.shapes(in_shape)):
+            check_keys(layer, shp, name)
             for local, s in getattr(layer, which)(shp).items():
                 out[f"{name}.{local}"] = tuple(s)
         return out
@@ -64,30 +102,50 @@ class Sequential(Layer):
     def buffer_specs(self, in_shape):
         return self._specs(in_shape, "buffer_specs")
 
-    def all_keys(self) -> list[str]:
+    def keys(self) -> tuple[str, ...]:
         """Every parameter and buffer key this chain reads (no input shape needed)."""
-        return [full for names in self._child_names() for full in names.values()]
+        return tuple(full for names in self._child_names() for full in names.values())
+
+    def all_keys(self) -> list[str]:
+        """``list(self.keys())`` (the name before the layer contract)."""
+        return list(self.keys())
+
+    @classmethod
+    def examples(cls):
+        return [("Sequential(tanh chain)",
+                 cls([("0", Linear(4, 5)), ("1", Tanh()), ("2", Linear(5, 3)), ("3", Tanh())]), (4,))]
 
     def _child_names(self):
         # For each child, its local key -> the full key in this chain's parameter dict.
         if not hasattr(self, "_names"):
-            self._names = [{loc: f"{name}.{loc}" for loc in _local_names(layer)}
+            self._names = [{loc: f"{name}.{loc}" for loc in layer.keys()}
                            for name, layer in self.children]
         return self._names
 
     def init(self, rng, in_shape):
         params = {}
         for (name, layer), shp in zip(self.children, self.shapes(in_shape)):
+            check_keys(layer, shp, name)
             for local, v in layer.init(rng, shp).items():
                 params[f"{name}.{local}"] = v
         return params
 
     def forward(self, p, x):
         caches = []
-        for (name, layer), names in zip(self.children, self._child_names()):
+        for i, ((name, layer), names) in enumerate(zip(self.children, self._child_names())):
+            self._check_child_keys(i, x.shape[1:])
             x, cache = layer.forward(_sub(p, names), x)
             caches.append(cache)
         return x, caches
+
+    def _check_child_keys(self, i, in_shape):
+        # keys() against the specs at the shape actually seen (once per child and shape), so a
+        # chain used without a Network still fails with check_keys' message, not a KeyError
+        seen = self.__dict__.setdefault("_keys_checked", set())
+        if (i, in_shape) not in seen:
+            name, layer = self.children[i]
+            check_keys(layer, in_shape, name)
+            seen.add((i, in_shape))
 
     def vjp(self, p, cache, gy, params=True):
         grads = {}
@@ -103,31 +161,27 @@ class Sequential(Layer):
         return tx
 
     def second_order(self, p, cache, g, u):
-        children = list(zip(self.children, self._child_names(), cache))
-        # Forward tangents u_{l-1} (input of child l) and backward cotangents g_l (its output).
-        tangents = [u]
-        for (name, layer), names, c in children[:-1]:
-            tangents.append(layer.jvp(_sub(p, names), c, tangents[-1]))
-        grads: dict[str, np.ndarray] = {}
-        carried = None  # cotangent on the current child's output from input-dependent terms
-        g_l = g
-        for idx in range(len(children) - 1, -1, -1):
-            (name, layer), names, c = children[idx]
-            sub = _sub(p, names)
-            gp, gx = layer.second_order(sub, c, g_l, tangents[idx])
-            for local, v in gp.items():
-                grads[f"{name}.{local}"] = v
-            if carried is not None:
-                # the primal chain carries the input-dependent terms further back
-                carried, gpc = layer.vjp(sub, c, carried, params=True)
-                for local, v in gpc.items():
-                    key = f"{name}.{local}"
-                    grads[key] = grads[key] + v if key in grads else v
-            if gx is not None:
-                carried = gx if carried is None else carried + gx
-            if idx > 0:
-                g_l, _ = layer.vjp(sub, c, g_l, params=False)
-        return grads, carried
+        # the product rule over the children (chain_second_order, docs/theory.md §5.1)
+        links = [(name, layer, _sub(p, names), c)
+                 for (name, layer), names, c in zip(self.children, self._child_names(), cache)]
+
+        def full(i, grads):
+            return {f"{links[i][0]}.{local}": v for local, v in grads.items()}
+
+        def vjp_params(i, gy):
+            _, layer, sub, c = links[i]
+            gx, gp = layer.vjp(sub, c, gy, params=True)
+            return gx, full(i, gp)
+
+        def second_order(i, gi, ui):
+            _, layer, sub, c = links[i]
+            gp, gx = layer.second_order(sub, c, gi, ui)
+            return full(i, gp), gx
+
+        return chain_second_order(
+            len(links), lambda i, t: links[i][1].jvp(links[i][2], links[i][3], t),
+            lambda i, gy: links[i][1].vjp(links[i][2], links[i][3], gy, params=False)[0],
+            vjp_params, second_order, g, u)
 
     def local_jacobian(self, p, x):
         jac = None
@@ -141,17 +195,6 @@ class Sequential(Layer):
     def describe(self):
         inner = ", ".join(f"{n}={l.describe()}" for n, l in self.children)
         return f"Sequential({inner})"
-
-
-def _local_names(layer: Layer):
-    """Every parameter/buffer key a layer reads, without needing its input shape."""
-    if isinstance(layer, (Sequential, BasicBlock)):
-        return layer.all_keys()
-    if isinstance(layer, (Linear, Conv2d)):
-        return ["weight", "bias"] if layer.bias else ["weight"]
-    if isinstance(layer, BatchNorm2d):
-        return ["weight", "bias", "running_mean", "running_var"]
-    return []
 
 
 class BasicBlock(Layer):
@@ -187,14 +230,22 @@ class BasicBlock(Layer):
             parts.append(("downsample.", self.downsample))
         return parts
 
+    def keys(self):
+        return tuple(pre + k for pre, part in self._parts() for k in part.keys())
+
     def all_keys(self):
-        return [pre + k for pre, part in self._parts() for k in part.all_keys()]
+        """``list(self.keys())`` (the name before the layer contract)."""
+        return list(self.keys())
+
+    @classmethod
+    def examples(cls):
+        return [("BasicBlock(id)", cls(2, 2, 1), (2, 4, 4)), ("BasicBlock(down)", cls(2, 3, 2), (2, 5, 5))]
 
     def _split(self, p):
-        main = {k: p[k] for k in self.main.all_keys()}
+        main = {k: p[k] for k in self.main.keys()}
         down = None
         if self.downsample is not None:
-            down = {k: p["downsample." + k] for k in self.downsample.all_keys()}
+            down = {k: p["downsample." + k] for k in self.downsample.keys()}
         return main, down
 
     def param_specs(self, in_shape):
@@ -223,13 +274,13 @@ class BasicBlock(Layer):
             ys, cd = self.downsample.forward(pd, x)
         else:
             ys, cd = x, None
-        y, mask = self.final.forward({}, ym + ys)
-        return y, (cm, cd, mask)
+        y, cf = self.final.forward({}, ym + ys)
+        return y, (cm, cd, cf)
 
     def vjp(self, p, cache, gy, params=True):
         pm, pd = self._split(p)
-        cm, cd, mask = cache
-        gs = gy * mask
+        cm, cd, cf = cache
+        gs, _ = self.final.vjp({}, cf, gy)
         gx, grads = self.main.vjp(pm, cm, gs, params=params)
         if self.downsample is not None:
             gxd, gpd = self.downsample.vjp(pd, cd, gs, params=params)
@@ -241,16 +292,16 @@ class BasicBlock(Layer):
 
     def jvp(self, p, cache, tx):
         pm, pd = self._split(p)
-        cm, cd, mask = cache
+        cm, cd, cf = cache
         ts = self.main.jvp(pm, cm, tx)
         ts = ts + (self.downsample.jvp(pd, cd, tx) if self.downsample is not None else tx)
-        return ts * mask
+        return self.final.jvp({}, cf, ts)
 
     def second_order(self, p, cache, g, u):
         # J = D_mask (J_main + J_short): the mask is fixed (a.e.), so the terms add.
         pm, pd = self._split(p)
-        cm, cd, mask = cache
-        gs = g * mask
+        cm, cd, cf = cache
+        gs, _ = self.final.vjp({}, cf, g)
         grads, gx = self.main.second_order(pm, cm, gs, u)
         if self.downsample is not None:
             gpd, gxd = self.downsample.second_order(pd, cd, gs, u)
@@ -266,8 +317,9 @@ class BasicBlock(Layer):
             jac = jac + self.downsample.local_jacobian(pd, x)
         else:
             jac = jac + np.eye(x.size)
-        y, _ = self.forward(p, x[None])
-        return np.diag((y[0] > 0).astype(np.float64).ravel()) @ jac
+        _, (_, _, cf) = self.forward(p, x[None])
+        z = cf[0][0]                                     # the final ReLU's input
+        return self.final.local_jacobian({}, z) @ jac
 
     def describe(self):
         return f"BasicBlock({self.in_channels}, {self.out_channels}, stride={self.stride})"

@@ -6,7 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._validation import check_int
-from .base import Layer, _he_init
+from .base import Layer, he_init
 
 __all__ = ["Linear", "Conv2d"]
 
@@ -23,6 +23,13 @@ class Linear(Layer):
         self.out_features = check_int(out_features, "out_features", minimum=1)
         self.bias = bool(bias)
 
+    def keys(self):
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    @classmethod
+    def examples(cls):
+        return [("Linear", cls(5, 4), (5,)), ("Linear(no bias)", cls(5, 3, bias=False), (5,))]
+
     def param_specs(self, in_shape):
         specs = {"weight": (self.out_features, self.in_features)}
         if self.bias:
@@ -36,7 +43,7 @@ class Linear(Layer):
         return (self.out_features,)
 
     def init(self, rng, in_shape):
-        return _he_init(rng, (self.out_features, self.in_features), self.in_features, self.bias)
+        return he_init(rng, (self.out_features, self.in_features), self.in_features, self.bias)
 
     def forward(self, p, x):
         y = x @ p["weight"].T
@@ -94,6 +101,14 @@ class Conv2d(Layer):
         self.padding = check_int(padding, "padding", minimum=0)
         self.bias = bool(bias)
 
+    def keys(self):
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    @classmethod
+    def examples(cls):
+        return [("Conv2d(s1,p1)", cls(2, 3, 3, stride=1, padding=1), (2, 5, 5)),
+                ("Conv2d(s2,p0)", cls(2, 3, 3, stride=2, padding=0, bias=False), (2, 7, 7))]
+
     def param_specs(self, in_shape):
         k = self.kernel_size
         specs = {"weight": (self.out_channels, self.in_channels, k, k)}
@@ -115,7 +130,7 @@ class Conv2d(Layer):
 
     def init(self, rng, in_shape):
         k = self.kernel_size
-        return _he_init(rng, (self.out_channels, self.in_channels, k, k), self.in_channels * k * k,
+        return he_init(rng, (self.out_channels, self.in_channels, k, k), self.in_channels * k * k,
                         self.bias)
 
     def _pad(self, x):

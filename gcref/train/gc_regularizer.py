@@ -1,6 +1,6 @@
 """The explicit GC penalty ``GC(f_theta, batch)`` and its exact parameter gradient.
 
-Double backprop by hand (``docs/theory.md``, "The GC penalty's exact gradient"). For one example and one output row ``k``::
+Double backprop by hand (``docs/theory.md`` §5.1 and §6). For one example and one output row ``k``::
 
     s_k = J(x)^T e_k                      (a VJP through the embedding)
     R_k = ||s_k||^2,     GC = (1/n) sum_x sum_k R_k
