@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_float_array, as_generator, check_int
-from .layers import Layer, Linear, Sequential, _prod
+from .base import Layer, _prod
+from .containers import Sequential
+from .linear import Linear
 
 __all__ = ["Network"]
 
