@@ -7,9 +7,10 @@
   ``config.json`` of the run without the settings that change nothing in the result
   (:data:`NON_RESULT_SETTINGS`) — and the settings themselves. A resume whose settings differ is
   refused with a message listing what differs; a history that ends before the checkpoint is
-  refused as inconsistent. ``fit``'s own ``steps`` is not bound (the batches and records up to
-  step ``t`` do not depend on it when ``eval_every`` is given, so a run may be extended), but a
-  checkpoint past ``steps`` is refused; a lab run binds its whole ``lab_config``, steps included.
+  refused as inconsistent. ``fit``'s own ``steps`` and ``eval_every`` are not bound (the
+  parameters of step ``t`` do not depend on them, so a run may be extended and recorded at other
+  steps, as ``validation/`` does), but a checkpoint past ``steps`` is refused; a lab run binds
+  its whole ``lab_config``, steps and ``eval_every`` included.
 - **Progress.** ``progress=None`` shows a progress bar on stderr when it is a terminal (``False``
   never, ``True`` always, a callable is called instead).
 """
@@ -36,6 +37,9 @@ __all__ = ["NON_RESULT_SETTINGS", "settings_fingerprint", "binding_arrays", "che
 #: Settings that change nothing in the result (BLAS threads, where the data files live); they are
 #: left out of the fingerprint, at any depth of the settings.
 NON_RESULT_SETTINGS = ("threads", "data_root")
+#: ``fit``'s own settings left out of the binding: they set how far the run goes and where it
+#: records, not the parameters of any step (a lab run binds its ``lab_config``, which has both).
+_UNBOUND = ("steps", "eval_every")
 _SHA_KEY = "__config_sha256__"
 _CONFIG_KEY = "__config__"
 
@@ -48,7 +52,8 @@ def _canonical(config) -> dict:
             return [strip(v) for v in obj]
         return obj
     out = strip(json.loads(json.dumps(config, default=str)))
-    out.pop("steps", None)     # fit's own step count: a run may be extended (see module docstring)
+    for key in _UNBOUND:       # fit's own record cadence: a run may be extended (module docstring)
+        out.pop(key, None)
     return out
 
 
