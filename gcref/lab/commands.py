@@ -469,7 +469,7 @@ _PARAM_HELP = ("Swept setting: name=v1,v2,... (repeatable; the runs are the Cart
                "e.g. --param lr=0.01,0.05,0.2 --param batch_size=8,32,128.")
 _BACKEND_HELP = ("joblib backend: loky (processes, default), multiprocessing, threading, sequential; "
                  "dask (needs dask[distributed]; --dask-scheduler ADDRESS, else a local cluster) or ray "
-                 "(needs ray; RAY_ADDRESS picks the cluster) send the runs to a cluster.")
+                 "(needs ray; RAY_ADDRESS picks the cluster, else a local one) send the runs to a cluster.")
 
 
 @_with_config_options

@@ -18,7 +18,7 @@ Parallelism is joblib's: ``backend`` is any joblib backend name. ``loky`` (defau
 ``multiprocessing``, ``threading`` and ``sequential`` are local; ``dask`` sends the runs to a
 Dask cluster (needs ``dask[distributed]``; ``dask_scheduler`` is the scheduler address, else a
 local cluster is started) and ``ray`` to a Ray cluster (needs ``ray``; ``RAY_ADDRESS`` selects
-the cluster). gcref has no cluster code of its own: the workers only need gcref installed and the
+the cluster, else a local Ray is started for the sweep and stopped after it). gcref has no cluster code of its own: the workers only need gcref installed and the
 output folder on a shared file system.
 """
 
