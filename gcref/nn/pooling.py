@@ -6,7 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._validation import check_int
-from .base import Layer, _prod
+from .base import PiecewiseLinear, _prod
 
 __all__ = ["MaxPool2d", "AvgPool2d", "Flatten"]
 
@@ -15,7 +15,8 @@ __all__ = ["MaxPool2d", "AvgPool2d", "Flatten"]
 # Pooling and reshaping
 # --------------------------------------------------------------------------------------------
 
-class _Pool2d(Layer):
+class _Pool2d(PiecewiseLinear):
+    # max and average pooling are piecewise linear (average: linear) without parameters
     def __init__(self, kernel_size: int, stride: int | None = None):
         self.kernel_size = check_int(kernel_size, "kernel_size", minimum=1)
         self.stride = self.kernel_size if stride is None else check_int(stride, "stride", minimum=1)
@@ -55,6 +56,10 @@ class _Pool2d(Layer):
 class MaxPool2d(_Pool2d):
     """Max over each ``k x k`` window; the derivative routes to the first maximal entry."""
 
+    @classmethod
+    def examples(cls):
+        return [("MaxPool2d(2)", cls(2), (2, 4, 4)), ("MaxPool2d(3,s2)", cls(3, 2), (1, 7, 7))]
+
     def forward(self, p, x):
         win = self._windows(x)
         n, c, ho, wo = win.shape[:4]
@@ -90,6 +95,10 @@ class MaxPool2d(_Pool2d):
 class AvgPool2d(_Pool2d):
     """Mean over each ``k x k`` window (a linear map)."""
 
+    @classmethod
+    def examples(cls):
+        return [("AvgPool2d(2)", cls(2), (2, 4, 6))]
+
     def forward(self, p, x):
         return self._windows(x).mean(axis=(-2, -1)), x.shape
 
@@ -112,8 +121,12 @@ class AvgPool2d(_Pool2d):
         return jac.reshape(c * ho * wo, c * h * w)
 
 
-class Flatten(Layer):
+class Flatten(PiecewiseLinear):
     """Flatten everything but the batch axis, in C order (as ``torch.flatten(x, 1)``)."""
+
+    @classmethod
+    def examples(cls):
+        return [("Flatten", cls(), (2, 3, 3))]
 
     def out_shape(self, in_shape):
         return (_prod(in_shape),)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numbers
 
 from .._validation import check_int
-from .layers import (AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d,
-                     ReLU, Tanh)
+from .layers import (GELU, AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d,
+                     ReLU, SiLU, Tanh)
 from .network import Network
 
 __all__ = ["mlp", "cnn", "vgg", "resnet18", "VGG_CONFIGS", "ARCHITECTURES", "build"]
@@ -21,7 +21,7 @@ VGG_CONFIGS = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
 
-_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh}
+_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "gelu": GELU, "silu": SiLU}
 
 
 def _check_width(width) -> float:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 
 
-from ..workspace import _prod, rowmul
-from .base import Op, _split_view
+from ..workspace import prod, rowmul
+from .base import Op, split_view
 
 __all__ = ["PoolOp", "FlattenOp"]
 
@@ -68,9 +68,9 @@ class PoolOp(Op):
         k, C, R, s = self.k, self.C, g.shape[1], self.s
         if self.block:
             if out is None:
-                out = ctx.ws.get((id(self), "gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
+                out = ctx.ws.get((self.key, "gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
             else:                                   # a (C, R, H, W) view: split H and W
-                out = _split_view(out, (C, R, self.Ho, k, self.Wo, k))
+                out = split_view(out, (C, R, self.Ho, k, self.Wo, k))
             for j in range(k * k):
                 a, e = divmod(j, k)
                 dst = out[:, :, :, a, :, e]
@@ -79,8 +79,8 @@ class PoolOp(Op):
                 else:
                     ctx.xp.multiply(g, 1.0 / (k * k), out=dst)
             return out.reshape(C, R, self.H, self.W) if out.flags.c_contiguous else None
-        out = ctx.ws.get((id(self), "gx"), (C, R, self.H, self.W), ctx.dtype, zero=True)
-        tmp = ctx.ws.get((id(self), "tmp"), g.shape, ctx.dtype)
+        out = ctx.ws.get((self.key, "gx"), (C, R, self.H, self.W), ctx.dtype, zero=True)
+        tmp = ctx.ws.get((self.key, "tmp"), g.shape, ctx.dtype)
         for j in range(k * k):
             a, e = divmod(j, k)
             dst = out[:, :, a:a + s * (self.Ho - 1) + 1:s, e:e + s * (self.Wo - 1) + 1:s]
@@ -96,21 +96,26 @@ class PoolOp(Op):
             if self.block:
                 return t.reshape(C, R, self.Ho, k, self.Wo, k).mean(axis=(3, 5))
             return sum(self._slice(t, a, e) for a in range(k) for e in range(k)) / (k * k)
-        acc = ctx.ws.get((id(self), "ty"), (C, R, self.Ho, self.Wo), ctx.dtype, zero=True)
-        tmp = ctx.ws.get((id(self), "tmp"), (C, R, self.Ho, self.Wo), ctx.dtype)
+        acc = ctx.ws.get((self.key, "ty"), (C, R, self.Ho, self.Wo), ctx.dtype, zero=True)
+        tmp = ctx.ws.get((self.key, "tmp"), (C, R, self.Ho, self.Wo), ctx.dtype)
         for j in range(k * k):
             a, e = divmod(j, k)
             acc += rowmul(ctx, self._slice(t, a, e), cache[j], rows, 1, out=tmp)
         return acc
 
     def row_bytes(self, itemsize):
-        return 3 * itemsize * (_prod(self.in_shape) + _prod(self.out_shape))
+        return 3 * itemsize * (prod(self.in_shape) + prod(self.out_shape))
 
     def cache_bytes(self, itemsize):
-        return itemsize * (3 * _prod(self.in_shape) + 2 * _prod(self.out_shape))
+        return itemsize * (3 * prod(self.in_shape) + 2 * prod(self.out_shape))
 
 
 class FlattenOp(Op):
+    """``(C, N, H, W)`` -> ``(N, C H W)`` (C order per example); vectors pass through."""
+
+    reshape_only = True
+    piecewise_linear = True
+
     def forward(self, P, x, ctx):
         if x.ndim == 2:
             return x, None
@@ -122,7 +127,7 @@ class FlattenOp(Op):
             return g
         C, H, W = self.in_shape
         R = g.shape[0]
-        out = ctx.ws.get((id(self), "gx"), (C, R, H, W), ctx.dtype)
+        out = ctx.ws.get((self.key, "gx"), (C, R, H, W), ctx.dtype)
         out[...] = g.reshape(R, C, H, W).transpose(1, 0, 2, 3)
         return out
 
