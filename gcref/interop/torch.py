@@ -59,8 +59,8 @@ from ..nn import layers as L
 from ..nn.containers import Sequential
 from ..nn.network import Network
 
-__all__ = ["from_torch", "to_torch", "TorchNetwork", "BasicBlock", "UnsupportedModuleError",
-           "SUPPORTED"]
+__all__ = ["from_torch", "to_torch", "TorchNetwork", "BasicBlock", "Bottleneck",
+           "UnsupportedModuleError", "SUPPORTED"]
 
 
 class UnsupportedModuleError(ValueError):
@@ -87,6 +87,27 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         out = self._main(x)
+        out += identity
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ``Bottleneck`` (v1.5; same children, names and forward), built from gcref's:
+    ``relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x))``."""
+
+    def __init__(self, block: L.Bottleneck):
+        super().__init__()
+        for name, layer in block.main.children:
+            if not name.startswith("relu"):
+                self.add_module(name, _module(layer))
+        self.relu = nn.ReLU()
+        self.downsample = None if block.downsample is None else _chain_module(block.downsample)
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
         out += identity
         return self.relu(out)
 
@@ -210,17 +231,11 @@ def _maxpool_from(path, m):
     _require(_single(m.dilation, "dilation", path, m) == 1, path, m, f"dilation={m.dilation}")
     _require(not m.return_indices, path, m, "return_indices=True")
     k, s, q = _pool_common(path, m)
-    if q:
-        return _padded_maxpool(path, m, k, s, q)
-    return L.MaxPool2d(k, s)
-
-
-def _padded_maxpool(path, m, k, s, q):
-    raise _unsupported(path, m, f"padding={q}")
+    return L.MaxPool2d(k, s, padding=q)
 
 
 def _maxpool_to(layer):
-    return nn.MaxPool2d(layer.kernel_size, layer.stride, getattr(layer, "padding", 0))
+    return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
 
 
 def _avgpool_from(path, m):
@@ -232,6 +247,22 @@ def _avgpool_from(path, m):
 
 def _avgpool_to(layer):
     return nn.AvgPool2d(layer.kernel_size, layer.stride)
+
+
+def _adaptive_from(path, m):
+    size = m.output_size
+    return L.AdaptiveAvgPool2d(tuple(size) if isinstance(size, (tuple, list)) else size)
+
+
+def _adaptive_to(layer):
+    oh, ow = layer.output_size
+    return nn.AdaptiveAvgPool2d((oh, ow))
+
+
+def _gelu_from(path, m):
+    _require(m.approximate == "none", path, m, f"approximate={m.approximate!r} (gcref's GELU is "
+                                               f"the exact erf form)")
+    return L.GELU()
 
 
 def _flatten_from(path, m):
@@ -257,10 +288,14 @@ _FROM_TORCH: dict[type, object] = {
     nn.Conv2d: _conv_from,
     nn.ReLU: lambda path, m: L.ReLU(),
     nn.Tanh: lambda path, m: L.Tanh(),
+    nn.GELU: _gelu_from,
+    nn.SiLU: lambda path, m: L.SiLU(),
     nn.MaxPool2d: _maxpool_from,
     nn.AvgPool2d: _avgpool_from,
+    nn.AdaptiveAvgPool2d: _adaptive_from,
     nn.Flatten: _flatten_from,
     nn.BatchNorm2d: _batchnorm_from,
+    nn.Dropout: lambda path, m: L.Dropout(m.p),
 }
 
 #: gcref layer type -> ``layer -> torch module`` (composites build their children with _module)
@@ -269,11 +304,16 @@ _TO_TORCH: dict[type, object] = {
     L.Conv2d: _conv_to,
     L.ReLU: lambda layer: nn.ReLU(),
     L.Tanh: lambda layer: nn.Tanh(),
+    L.GELU: lambda layer: nn.GELU(),
+    L.SiLU: lambda layer: nn.SiLU(),
     L.MaxPool2d: _maxpool_to,
     L.AvgPool2d: _avgpool_to,
+    L.AdaptiveAvgPool2d: _adaptive_to,
     L.Flatten: lambda layer: nn.Flatten(),
     L.BatchNorm2d: _batchnorm_to,
+    L.Dropout: lambda layer: nn.Dropout(layer.p),
     L.BasicBlock: BasicBlock,
+    L.Bottleneck: Bottleneck,
     Sequential: _chain_module,
 }
 
@@ -295,6 +335,7 @@ def _module(layer) -> nn.Module:
 
 _VGG_CHILDREN = ("features", "avgpool", "classifier")
 _BASIC_CHILDREN = {"conv1", "bn1", "relu", "conv2", "bn2"}
+_BOTTLENECK_CHILDREN = {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"}
 
 
 def _join(path, name):
@@ -363,6 +404,16 @@ def _block_from(path, module, children):
         conv1 = children["conv1"]
         block = L.BasicBlock(conv1.in_channels, conv1.out_channels,
                              _single(conv1.stride, "stride", _join(path, "conv1"), conv1))
+    elif names == _BOTTLENECK_CHILDREN:
+        conv2, conv3 = children["conv2"], children["conv3"]
+        if conv3.out_channels % L.Bottleneck.expansion:
+            raise UnsupportedModuleError(
+                f"{_join(path, 'conv3')}: a Bottleneck with {conv3.out_channels} output channels "
+                f"is not supported: gcref's has 4 x planes")
+        block = L.Bottleneck(children["conv1"].in_channels,
+                             conv3.out_channels // L.Bottleneck.expansion,
+                             _single(conv2.stride, "stride", _join(path, "conv2"), conv2),
+                             width=conv2.out_channels)
     else:
         return None
     _match_block(path, module, children, block, type(module).__name__)
@@ -372,7 +423,7 @@ def _block_from(path, module, children):
 def _match_block(path, module, children, block, kind):
     """Every child of the torch block must convert to the gcref block's layer of that name."""
     expected = dict(block.main.children)
-    expected["relu"] = L.ReLU()
+    expected["relu"] = L.ReLU()                 # torchvision's one ReLU module, used at every ReLU
     for name, child in children.items():
         child_path = _join(path, name)
         if name == "downsample":
@@ -409,7 +460,7 @@ def _is_identity(layer) -> bool:
     return type(layer) in _IDENTITY_LAYERS
 
 
-_IDENTITY_LAYERS: set[type] = set()
+_IDENTITY_LAYERS: set[type] = {L.Dropout}
 _VALUE_PRESERVING: set[type] = {L.Flatten}
 
 
