@@ -2,8 +2,8 @@
 and its inverse ``to_torch``.
 
 A gcref network is an embedding ``f`` (a chain of layers) followed by a linear head ``h``; its
-parameters are a ``dict[str, ndarray]`` with PyTorch's names and layouts (see
-``docs/conventions.md``). Converting is therefore a matter of reading the module tree as a chain
+parameters are a ``dict[str, ndarray]`` with PyTorch's names and layouts (:mod:`gcref.nn.network`).
+Converting is therefore a matter of reading the module tree as a chain
 and copying ``state_dict()`` in float64:
 
 - **Chains** are ``nn.Sequential`` (nested at any depth) and two families recognised by their

@@ -1,7 +1,12 @@
-"""gcref_cuda's ops for the layers added for PyTorch interop agree with gcref: adaptive average
-pooling, padded max-pooling, dropout (evaluation: the identity) and the Bottleneck block.
+"""The layers added for PyTorch interop: adaptive average pooling, padded max-pooling, dropout
+(evaluation: the identity), the Bottleneck block and the ResNet stems of the zoo.
 
-Property tests (hypothesis, modest and deterministic: the ``gcref`` profile of conftest.py) over
+Reference: values against hand-computed cases, and padded max-pooling through the layer battery
+of ``gcref check`` (``MaxPool2d.examples()`` keeps its two unpadded cases, so that every existing
+case of ``gcref check`` keeps its seed and value; the other new layers are in the battery through
+their ``examples()``).
+
+Fast backend: property tests (hypothesis, modest and deterministic: the ``gcref`` profile of conftest.py) over
 geometries and seeds, each layer inside a small network: forward, full Jacobian, VJP (input and
 parameters), per-example GC and the GC penalty's gradient; float64 within 1e-10 relative, float32
 within 1e-4, with NumPy and (where a GPU is present) CuPy as the array module.
@@ -17,8 +22,11 @@ from hypothesis import strategies as st
 import gcref
 import gcref_cuda as gcc
 from gcref.checks import perturbed_params
+from gcref.checks.nn import layer_checks
 from gcref.nn import (AdaptiveAvgPool2d, Bottleneck, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
                       Network, ReLU, Sequential, Tanh)
+from gcref.nn import zoo
+from gcref.nn.pooling import adaptive_windows
 from gcref_cuda import backend
 
 BACKENDS = [
@@ -35,6 +43,81 @@ def on_backend(request):
     with backend.using(request.param):
         yield request.param
 
+
+# ----------------------------------------------------------------------------- reference
+
+def test_adaptive_windows_are_pytorchs():
+    # start = floor(i H / o), end = ceil((i + 1) H / o)
+    assert adaptive_windows(4, 2) == [(0, 2), (2, 4)]                    # divides: a tiling
+    assert adaptive_windows(5, 3) == [(0, 2), (1, 4), (3, 5)]            # does not: overlaps
+    assert adaptive_windows(7, 7) == [(i, i + 1) for i in range(7)]
+    assert adaptive_windows(2, 3) == [(0, 1), (0, 2), (1, 2)]            # more outputs than cells
+    assert adaptive_windows(3, 1) == [(0, 3)]
+
+
+def test_adaptive_avg_pool_values():
+    x = np.arange(2 * 5 * 4, dtype=float).reshape(1, 2, 5, 4)
+    y, _ = AdaptiveAvgPool2d((3, 2)).forward({}, x)
+    # rows (0, 2), (1, 4), (3, 5); columns (0, 2), (2, 4)
+    want = np.array([[x[0, c, r0:r1, c0:c1].mean() for c0, c1 in ((0, 2), (2, 4))]
+                     for c in range(2) for r0, r1 in ((0, 2), (1, 4), (3, 5))]).reshape(2, 3, 2)
+    np.testing.assert_array_equal(y[0], want)
+    assert AdaptiveAvgPool2d((None, 1)).out_shape((2, 5, 4)) == (2, 5, 1)
+    with pytest.raises(ValueError, match="output_size"):
+        AdaptiveAvgPool2d((1, 2, 3))
+    with pytest.raises(ValueError, match="output_size entry"):
+        AdaptiveAvgPool2d(0)
+
+
+def test_padded_max_pool_values_and_arguments():
+    x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)                        # all negative
+    y, _ = MaxPool2d(2, 2, padding=1).forward({}, x)
+    # padded cells (-inf) never win: windows {-1}, {-2, -3}, {-4, -7}, {-5, -6, -8, -9}
+    np.testing.assert_array_equal(y[0, 0], [[-1.0, -2.0], [-4.0, -5.0]])
+    assert MaxPool2d(3, 2, padding=1).out_shape((4, 7, 6)) == (4, 4, 3)
+    with pytest.raises(ValueError, match="padding must be <= 1"):
+        MaxPool2d(3, padding=2)                                          # PyTorch: q <= k // 2
+    assert MaxPool2d(2).describe() == "MaxPool2d(kernel_size=2, stride=2)"   # unchanged
+
+
+@pytest.mark.parametrize("layer,shape", [(MaxPool2d(3, 2, padding=1), (2, 6, 6)),
+                                         (MaxPool2d(2, 1, padding=1), (1, 4, 5)),
+                                         (MaxPool2d(3, 3, padding=1), (1, 5, 7))])
+def test_padded_max_pool_passes_the_layer_battery(layer, shape):
+    results = layer_checks(layer.describe(), layer, shape, seed=7)
+    assert len(results) == 6 and all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_dropout_and_bottleneck_arguments():
+    assert Dropout(0.0).p == 0.0
+    with pytest.raises(ValueError, match="p must be <= 1"):
+        Dropout(1.5)
+    with pytest.raises(TypeError, match="planes"):
+        Bottleneck(4, 1.5)
+    block = Bottleneck(16, 8, 2)
+    assert block.out_channels == 32 and block.width == 8
+    assert set(block.keys()) == {f"{c}.weight" for c in ("conv1", "conv2", "conv3", "downsample.0")} | {
+        f"{b}.{k}" for b in ("bn1", "bn2", "bn3", "downsample.1")
+        for k in ("weight", "bias", "running_mean", "running_var")}
+    assert Bottleneck(32, 8).downsample is None                          # 32 = 4 x 8, stride 1
+
+
+def test_zoo_resnets_match_torchvision_sizes():
+    # torchvision's resnet18 / resnet50 (ImageNet, 1000 classes) have these many parameters
+    assert zoo.resnet18((3, 224, 224), 1000, stem="imagenet").num_params() == 11_689_512
+    assert zoo.resnet50((3, 224, 224), 1000, stem="imagenet").num_params() == 25_557_032
+    assert zoo.resnet50((3, 32, 32), 100).embedding_dim == 2048
+    names = [n for n, _ in zoo.resnet50((3, 32, 32), 10, width=1 / 16).layers()]
+    assert names[:3] == ["conv1", "bn1", "relu"] and "maxpool" not in names     # CIFAR stem
+    assert [n for n in names if n.startswith("layer")] == \
+        [f"layer{s}.{i}" for s, d in zip(range(1, 5), (3, 4, 6, 3)) for i in range(d)]
+    with pytest.raises(ValueError, match="stem must be one of"):
+        zoo.resnet18(stem="tiny")
+    assert zoo.build("resnet50", (3, 8, 8), 3, width=1 / 32, stem="imagenet").name == \
+        "resnet50(width=0.03125, stem=imagenet)"
+
+
+# ----------------------------------------------------------------------------- fast backend
 
 def rel(actual, desired) -> float:
     a = np.asarray(backend.to_host(actual), dtype=np.float64)
