@@ -323,7 +323,7 @@ def test_each_layer_matches_torch(module, shape):
     with torch.no_grad():
         width = dummy(torch.zeros((1,) + shape, dtype=torch.float64)).shape[1]
     model = randomize(nn.Sequential(module, nn.Flatten(), nn.Linear(width, 2)), 4)
-    net, params, errors, bitwise = measure(model, shape, "2", n=2, seed=math.prod(shape))
+    _, _, errors, bitwise = measure(model, shape, "2", n=2, seed=math.prod(shape))
     for what, err in errors.items():
         assert err <= RTOL, f"{module} {what}: {err:.2e}"
     assert bitwise

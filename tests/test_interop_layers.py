@@ -24,8 +24,7 @@ import gcref_cuda as gcc
 from gcref.checks import perturbed_params
 from gcref.checks.nn import layer_checks
 from gcref.nn import (AdaptiveAvgPool2d, Bottleneck, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
-                      Network, ReLU, Sequential, Tanh)
-from gcref.nn import zoo
+                      Network, ReLU, Sequential, Tanh, zoo)
 from gcref.nn.pooling import adaptive_windows
 from gcref_cuda import backend
 

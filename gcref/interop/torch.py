@@ -19,8 +19,13 @@ and copying ``state_dict()`` in float64:
     ``Bottleneck`` (torchvision v1.5: the stride on ``conv2``).
 
   torchvision itself is not needed: any module with that structure and those names converts.
-- **Leaves**: see :data:`SUPPORTED` (``Linear``, ``Conv2d``, ``ReLU``, ``Tanh``, ``MaxPool2d``,
-  ``AvgPool2d``, ``Flatten``, ``BatchNorm2d``, ...). ``nn.Identity`` is skipped.
+- **Leaves** (:data:`SUPPORTED`): ``Linear``; ``Conv2d`` (square kernel, stride, zero padding,
+  bias; ``groups=1``, ``dilation=1``); ``ReLU``, ``Tanh``, ``GELU`` (exact erf form), ``SiLU``;
+  ``MaxPool2d`` (kernel, stride, padding); ``AvgPool2d`` (no padding); ``AdaptiveAvgPool2d``;
+  ``Flatten`` (from axis 1); ``BatchNorm2d`` (affine, running statistics); ``Dropout``.
+  ``nn.Identity`` is skipped. Any other module, or a supported one with an unsupported setting,
+  raises :class:`UnsupportedModuleError` naming its path (``layer3.1.conv2: Conv2d with
+  groups=2 is not supported ...``).
 - **Names**: each gcref layer is named by its module path (``features.0``, ``layer1.0``,
   ``classifier.6``), so the parameter keys are the module's ``state_dict`` keys. The two chains'
   implicit flattens are named ``flatten`` (they have no parameters).
