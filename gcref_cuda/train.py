@@ -25,7 +25,7 @@ import contextlib
 import threading
 
 from .backend import cpu_compute, get_xp, to_device, to_host
-from .engine import _Pool
+from .engine import RowPool
 from .nn import ChainOp, as_fast
 
 __all__ = ["gc_penalty_and_grad", "objective_and_grad", "train_step", "evaluate", "fit", "SGD"]
@@ -58,7 +58,7 @@ def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, dtype=None, memory
             Z = fnet.embed_device(params, X)
             keep = to_host(Z[to_device(ex), to_device(kk)] > 0)
             ex, kk = ex[keep], kk[keep]
-        pool = _Pool(fnet, ctx)
+        pool = RowPool(fnet, ctx)
         step = max(1, (fnet.memory_budget // (4 * pool.workers)) // max(1, 3 * fnet.example_bytes()))
         parts: dict = {}
 
