@@ -25,7 +25,7 @@ from .ops.base import Op
 from .ops.containers import BlockOp
 from .ops.linear import Conv2dOp, LinearOp
 from .ops.norm import BatchNormOp
-from .ops.pooling import FlattenOp, PoolOp
+from .ops.pooling import AdaptiveAvgPoolOp, FlattenOp, IdentityOp, PoolOp
 
 __all__ = ["OP_FACTORIES", "FUSIONS", "register_op", "register_fusion", "compile_chain", "has_op",
            "op_factory", "unique_keys"]
@@ -160,3 +160,7 @@ register_op(L.Flatten, lambda pre, layer, shape, cc: FlattenOp(shape, layer.out_
 register_op(L.BatchNorm2d, lambda pre, layer, shape, cc: BatchNormOp(pre, layer, shape))
 register_op(L.BasicBlock, lambda pre, layer, shape, cc: BlockOp(pre, layer, shape, cc))
 register_fusion(L.Elementwise, L.MaxPool2d, _rectifier_maxpool)
+register_op(L.AdaptiveAvgPool2d, lambda pre, layer, shape, cc: AdaptiveAvgPoolOp(layer, shape))
+register_op(L.Dropout, lambda pre, layer, shape, cc: IdentityOp(shape, shape))
+# A Bottleneck is a residual block with a longer main path: the same op as BasicBlock.
+register_op(L.Bottleneck, lambda pre, layer, shape, cc: BlockOp(pre, layer, shape, cc))

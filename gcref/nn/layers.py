@@ -20,9 +20,11 @@ from .base import Layer, PiecewiseLinear, check_keys
 from .containers import BasicBlock, Sequential
 from .linear import Conv2d, Linear
 from .norm import BatchNorm2d
-from .pooling import AvgPool2d, Flatten, MaxPool2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, Dropout, Flatten, MaxPool2d
+from .residual import Bottleneck
 
 __all__ = [
     "Layer", "PiecewiseLinear", "Elementwise", "check_keys", "Linear", "Conv2d", "ReLU", "Tanh",
     "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "Sequential", "BasicBlock",
+    "AdaptiveAvgPool2d", "Dropout", "Bottleneck",
 ]

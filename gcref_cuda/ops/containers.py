@@ -76,7 +76,8 @@ class ChainOp(Op):
 
 
 class BlockOp(Op):
-    """ResNet basic block: ``relu(main(x) + shortcut(x))``."""
+    """ResNet residual block (``BasicBlock``, ``Bottleneck``): ``relu(main(x) + shortcut(x))``
+    for whatever chain ``layer.main`` is."""
 
     def __init__(self, prefix, layer: L.BasicBlock, in_shape, compile_chain):
         super().__init__(in_shape, layer.out_shape(in_shape))

@@ -1,31 +1,51 @@
-"""Fast pooling and reshaping: max/average pooling (optionally fused with a preceding ReLU)
-and flatten."""
+"""Fast pooling and reshaping: max/average pooling (optionally fused with a preceding ReLU,
+max-pooling optionally padded), adaptive average pooling, flatten and the identity (dropout in
+evaluation mode)."""
 
 from __future__ import annotations
 
+import numpy as np
 
+from gcref.nn.pooling import adaptive_windows
 
-
+from ..backend import to_device
 from ..workspace import prod, rowmul
 from .base import Op, split_view
 
-__all__ = ["PoolOp", "FlattenOp"]
+__all__ = ["PoolOp", "AdaptiveAvgPoolOp", "FlattenOp", "IdentityOp"]
 
 
 class PoolOp(Op):
-    """Max or average pooling; ``relu=True`` fuses a preceding ReLU into a max-pool."""
+    """Max or average pooling; ``relu=True`` fuses a preceding ReLU into a max-pool.
+
+    A padded max-pool (``layer.padding = q``) works on the input padded with ``-inf`` (padded
+    cells never win, as in ``gcref.nn.MaxPool2d``); its tangents are padded with zeros (never
+    chosen) and its cotangents are computed on the padded grid and cropped.
+    """
 
     def __init__(self, layer, in_shape, kind: str, relu: bool = False):
         super().__init__(in_shape, layer.out_shape(in_shape))
         self.kind, self.relu = kind, relu
-        self.k, self.s = layer.kernel_size, layer.stride
+        self.k, self.s, self.q = layer.kernel_size, layer.stride, layer.padding
         self.C, self.H, self.W = in_shape
         _, self.Ho, self.Wo = self.out_shape
         # Non-overlapping windows tiling the input: reshape instead of strided slices.
-        self.block = self.k == self.s and self.H == self.k * self.Ho and self.W == self.k * self.Wo
+        self.block = (self.q == 0 and self.k == self.s and self.H == self.k * self.Ho
+                      and self.W == self.k * self.Wo)
+
+    def _padded(self, x, ctx, fill, slot):
+        """``x`` (C, N, H, W) on its ``q``-padded grid with ``fill`` in the border."""
+        q = self.q
+        if q == 0:
+            return x
+        grid = ctx.ws.get(self.slot(slot), x.shape[:2] + (self.H + 2 * q, self.W + 2 * q), ctx.dtype)
+        grid.fill(fill)
+        grid[:, :, q:q + self.H, q:q + self.W] = x
+        return grid
 
     def forward(self, P, x, ctx):
         xp, k = ctx.xp, self.k
+        x = self._padded(x, ctx, -np.inf, "xpad")
         if self.kind == "avg":
             if self.block:
                 C, N = x.shape[0], x.shape[1]
@@ -79,7 +99,9 @@ class PoolOp(Op):
                 else:
                     ctx.xp.multiply(g, 1.0 / (k * k), out=dst)
             return out.reshape(C, R, self.H, self.W) if out.flags.c_contiguous else None
-        out = ctx.ws.get(self.slot("gx"), (C, R, self.H, self.W), ctx.dtype, zero=True)
+        q = self.q
+        out = ctx.ws.get(self.slot("gx"), (C, R, self.H + 2 * q, self.W + 2 * q), ctx.dtype,
+                         zero=True)
         tmp = ctx.ws.get(self.slot("tmp"), g.shape, ctx.dtype)
         for j in range(k * k):
             a, e = divmod(j, k)
@@ -88,10 +110,15 @@ class PoolOp(Op):
                 dst += rowmul(ctx, g, cache[j], rows, 1, out=tmp)
             else:
                 dst += g * (1.0 / (k * k))
-        return out
+        if q == 0:
+            return out
+        crop = ctx.ws.get(self.slot("gx_crop"), (C, R, self.H, self.W), ctx.dtype)
+        crop[...] = out[:, :, q:q + self.H, q:q + self.W]
+        return crop
 
     def jvp(self, P, cache, t, rows, ctx):
         k, C, R = self.k, self.C, t.shape[1]
+        t = self._padded(t, ctx, 0.0, "tpad")
         if self.kind == "avg":
             if self.block:
                 return t.reshape(C, R, self.Ho, k, self.Wo, k).mean(axis=(3, 5))
@@ -133,3 +160,58 @@ class FlattenOp(Op):
 
     def jvp(self, P, cache, t, rows, ctx):
         return self.forward(P, t, ctx)[0]
+
+
+class AdaptiveAvgPoolOp(Op):
+    """Adaptive average pooling, separable: ``y = A_h x A_w^T`` per channel and example, where
+    ``A_h[i, h] = 1 / (he_i - hs_i)`` on PyTorch's window ``hs_i <= h < he_i``
+    (:func:`gcref.nn.pooling.adaptive_windows`), and ``A_w`` likewise: the mean over a rectangle
+    is the product of the means along its two sides. Linear: ``J^T g = A_h^T g A_w``."""
+
+    piecewise_linear = True
+
+    def __init__(self, layer, in_shape):
+        super().__init__(in_shape, layer.out_shape(in_shape))
+        _, H, W = in_shape
+        _, Ho, Wo = self.out_shape
+        self.Ah, self.Aw = _averaging_matrix(H, Ho), _averaging_matrix(W, Wo)
+
+    def prepare(self, params, xp, dtype):
+        return {"Ah": to_device(self.Ah, dtype), "AwT": to_device(np.ascontiguousarray(self.Aw.T), dtype)}
+
+    def forward(self, P, x, ctx):
+        return ctx.xp.matmul(ctx.xp.matmul(P["Ah"], x), P["AwT"]), None
+
+    def vjp(self, P, cache, g, rows, ctx):
+        return ctx.xp.matmul(ctx.xp.matmul(P["Ah"].T, g), P["AwT"].T)
+
+    def jvp(self, P, cache, t, rows, ctx):
+        return self.forward(P, t, ctx)[0]
+
+    def flops(self):
+        C, H, W = self.in_shape
+        _, Ho, Wo = self.out_shape
+        return C * (Ho * H * W + Ho * W * Wo)
+
+
+def _averaging_matrix(size: int, out: int) -> np.ndarray:
+    A = np.zeros((out, size))
+    for i, (start, end) in enumerate(adaptive_windows(size, out)):
+        A[i, start:end] = 1.0 / (end - start)
+    return A
+
+
+class IdentityOp(Op):
+    """The identity (dropout in evaluation mode): rows pass through unchanged."""
+
+    reshape_only = True
+    piecewise_linear = True
+
+    def forward(self, P, x, ctx):
+        return x, None
+
+    def vjp(self, P, cache, g, rows, ctx):
+        return g
+
+    def jvp(self, P, cache, t, rows, ctx):
+        return t
