@@ -40,32 +40,39 @@ def layer_checks(label, layer, in_shape, seed: int = 0) -> list[CheckResult]:
     trainable = list(layer.param_specs(in_shape))
     if trainable:
         v = rng.normal(size=y.shape)
-        gp = layer.vjp(p, cache, v)[1]
 
         def scalar(pp):
             return float(np.vdot(v, layer.forward({**p, **pp}, x)[0]))
 
-        out.append(check_gradient(scalar, {k: gp[k] for k in trainable}, {k: p[k] for k in trainable},
+        def scalar_grad(pp):
+            q = {**p, **pp}
+            gp = layer.vjp(q, layer.forward(q, x)[1], v)[1]
+            return {k: gp[k] for k in trainable}
+
+        out.append(check_gradient(scalar, scalar_grad, {k: p[k] for k in trainable},
                                   seed=seed, name=f"{label}: VJP wrt parameters vs FD"))
     # second order: gradient of s(p, x) = <g, J_x(x; p) u>
     g = rng.normal(size=y.shape)
     u = rng.normal(size=x.shape)
-    gp2, gx2 = layer.second_order(p, cache, g, u)
-
     def s(pp, xx):
         _, c = layer.forward(pp, xx)
         return float(np.vdot(g, layer.jvp(pp, c, u)))
 
+    def s_grad(pp, xx):
+        gp2, gx2 = layer.second_order(pp, layer.forward(pp, xx)[1], g, u)
+        return gp2, np.zeros_like(xx) if gx2 is None else gx2
+
     if trainable:
-        out.append(check_gradient(lambda pp: s({**p, **pp}, x), {k: gp2[k] for k in trainable},
+        out.append(check_gradient(lambda pp: s({**p, **pp}, x),
+                                  lambda pp: {k: s_grad({**p, **pp}, x)[0][k] for k in trainable},
                                   {k: p[k] for k in trainable}, seed=seed,
                                   name=f"{label}: second order wrt parameters vs FD"))
-    gx2 = np.zeros_like(x) if gx2 is None else gx2
-    out.append(check_gradient(lambda xx: s(p, xx), gx2, x, seed=seed,
+    out.append(check_gradient(lambda xx: s(p, xx), lambda xx: s_grad(p, xx)[1], x, seed=seed,
                               name=f"{label}: second order wrt input vs FD"))
     x1 = x[0]
     jac = layer.local_jacobian(p, x1)
-    out.append(check_jacobian(lambda xx: layer.forward(p, xx[None])[0][0], jac, x1,
+    out.append(check_jacobian(lambda xx: layer.forward(p, xx[None])[0][0],
+                              lambda xx: layer.local_jacobian(p, xx), x1,
                               name=f"{label}: local Jacobian vs FD"))
     jvp_cols = np.stack([layer.jvp(p, layer.forward(p, x1[None])[1], e.reshape((1,) + x1.shape))[0].ravel()
                          for e in np.eye(x1.size)], axis=1)
@@ -102,10 +109,10 @@ def network_checks(net, seed: int = 0, full_jacobian: bool = True) -> list[Check
                              name=f"{label}: {output} JVP vs FD"))
     k = net.num_classes
     v = rng.normal(size=(X.shape[0], k))
-    grads = net.vjp(params, X, v, output="logits")[1]
     trainable = net.param_names
     out.append(check_gradient(lambda pp: float(np.vdot(v, net.forward_cache({**p64, **pp}, X)[1])),
-                              grads, {kk: p64[kk] for kk in trainable}, seed=seed,
+                              lambda pp: net.vjp({**p64, **pp}, X, v, output="logits")[1],
+                              {kk: p64[kk] for kk in trainable}, seed=seed,
                               name=f"{label}: logits VJP wrt parameters vs FD"))
     out.append(check_vjp_jvp(lambda w: net.vjp_cached(p64, cache, w, "embedding", need_params=False)[0],
                              lambda t: net.jvp_cached(p64, cache, t, "embedding"),
@@ -119,7 +126,10 @@ def network_checks(net, seed: int = 0, full_jacobian: bool = True) -> list[Check
     err = relative_error(j_rev[0], j_chain)
     out.append(CheckResult(f"{label}: Jacobian = chain of local Jacobians", err, 1e-10, err <= 1e-10))
     if full_jacobian and net.input_dim <= 256:
-        out.append(check_jacobian(lambda xx: net.forward_cache(p64, xx[None])[0][0], j_rev[0], X[0],
+        out.append(check_jacobian(lambda xx: net.forward_cache(p64, xx[None])[0][0],
+                                  # Jacobian at xx, in the batch of j_rev (so bitwise j_rev[0] at X[0])
+                                  lambda xx: net.jacobian(params, np.concatenate([xx[None], X[1:]]),
+                                                          mode="reverse")[0], X[0],
                                   name=f"{label}: Jacobian vs FD"))
     return out
 
