@@ -146,12 +146,13 @@ def to_jax(net, params, output: str = "embedding"):
     if output not in ("embedding", "logits"):
         raise ValueError(f"output must be 'embedding' or 'logits', got {output!r}")
     params = net.check_params(params)
+    jax = _jax()
     emb = _jax_layer(net.embedding, params)
     if output == "embedding":
-        return emb
+        return jax.jit(emb)
     head = _jax_layer(net.head, {loc: params[f"{net.head_name}.{loc}"]
                                  for loc in net.head.param_specs((net.embedding_dim,))})
-    return lambda x: head(emb(x))
+    return jax.jit(lambda x: head(emb(x)))
 
 
 # ------------------------------------------------------------------------------------ torch
