@@ -77,6 +77,7 @@ class FastNetwork:
         self.input_shape = net.input_shape
         self.ops = compile_chain(net.embedding.children, net.input_shape)
         self.head = LinearOp(net.head_name + ".", net.head, (net.embedding_dim,))
+        self.head.key = net.head_name
         self.embedding_dim = net.embedding_dim
         self.num_classes = net.num_classes
         self.input_dim = net.input_dim
@@ -106,8 +107,8 @@ class FastNetwork:
         xp, dtype = get_xp(), self.dtype
         host = self.net.check_params({k: to_host(v) for k, v in params.items()}
                                      if isinstance(params, dict) else params)
-        P = {id(op): op.prepare(host, xp, dtype) for op in self.ops}
-        P[id(self.head)] = self.head.prepare(host, xp, dtype)
+        P = {op.key: op.prepare(host, xp, dtype) for op in self.ops}
+        P[self.head.key] = self.head.prepare(host, xp, dtype)
         return P
 
     def check_input(self, X, name="X") -> np.ndarray:
@@ -158,7 +159,7 @@ class FastNetwork:
         caches = []
         x = Xl
         for op in self.chain(output):
-            x, c = op.forward(P[id(op)], x, ctx)
+            x, c = op.forward(P[op.key], x, ctx)
             caches.append(c)
         return x, caches
 
@@ -206,7 +207,7 @@ class FastNetwork:
         g = to_device(v, ctx.dtype)
         grads = {}
         for op, c in zip(reversed(self.chain(output)), reversed(caches)):
-            g, gp = op.vjp_params(P[id(op)], c, g, ctx)
+            g, gp = op.vjp_params(P[op.key], c, g, ctx)
             grads.update(gp)
         gX = to_host(self.from_layout(g, X.shape[0])).reshape(X.shape)
         return gX, {k: to_host(v) for k, v in grads.items()}
@@ -222,7 +223,7 @@ class FastNetwork:
         _, caches = self.forward_layout(P, self.to_layout(X, ctx), ctx, output)
         tl = self.to_layout(t, ctx)
         for op, c in zip(self.chain(output), caches):
-            tl = op.jvp(P[id(op)], c, tl, None, ctx)
+            tl = op.jvp(P[op.key], c, tl, None, ctx)
         return to_host(tl).copy()
 
     def jacobian(self, params, X, output: str = "embedding") -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .compile import compile_chain
 from .network import DEFAULT_MEMORY_BUDGET, FastNetwork, as_fast
-from .ops.activations import ReLUOp, TanhOp
+from .ops.activations import ElementwiseOp
 from .ops.base import Op
 from .ops.containers import BlockOp, ChainOp
 from .ops.linear import Conv2dOp, LinearOp
@@ -20,5 +20,5 @@ from .ops.pooling import FlattenOp, PoolOp
 from .workspace import Ctx, Rows, Workspace, rowmul
 
 __all__ = ["FastNetwork", "as_fast", "Workspace", "Rows", "Ctx", "rowmul", "DEFAULT_MEMORY_BUDGET",
-           "compile_chain", "Op", "LinearOp", "Conv2dOp", "ReLUOp", "TanhOp", "PoolOp", "FlattenOp",
+           "compile_chain", "Op", "LinearOp", "Conv2dOp", "ElementwiseOp", "PoolOp", "FlattenOp",
            "BatchNormOp", "ChainOp", "BlockOp"]

@@ -26,7 +26,7 @@ import threading
 
 from .backend import cpu_compute, get_xp, to_device, to_host
 from .engine import _Pool
-from .nn import ChainOp, ReLUOp, as_fast
+from .nn import ChainOp, as_fast
 
 __all__ = ["gc_penalty_and_grad", "objective_and_grad", "train_step", "evaluate", "fit", "SGD"]
 
@@ -54,7 +54,7 @@ def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, dtype=None, memory
         # Which (example, row) pairs can be non-zero: the embedding's top ReLU mask.
         ex = np.repeat(np.arange(n), chosen.shape[0])
         kk = np.tile(chosen, n)
-        if isinstance(fnet.ops[-1], ReLUOp):
+        if fnet.ops[-1].rectifier:
             Z = fnet.embed_device(params, X)
             keep = to_host(Z[to_device(ex), to_device(kk)] > 0)
             ex, kk = ex[keep], kk[keep]
@@ -114,7 +114,7 @@ def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, 
     g = to_device(dlogits, ctx.dtype)
     grads = {}
     for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
-        g, gp = op.vjp_params(P[id(op)], c, g, ctx)
+        g, gp = op.vjp_params(P[op.key], c, g, ctx)
         grads.update(gp)
     grads = _host_grads(grads)
     parts = {"loss": loss, "accuracy": float(np.mean(logits_h.argmax(axis=1) == y)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Workspace", "Rows", "Ctx", "rowmul"]
+__all__ = ["Workspace", "Rows", "Ctx", "rowmul", "prod"]
 
 
 class Workspace:
@@ -108,5 +108,6 @@ def rowmul(ctx: Ctx, g, m, rows: Rows | None, axis: int, out=None):
     return xp.multiply(g, xp.take(m, rows.ex, axis=axis), out=out)
 
 
-def _prod(shape) -> int:
+def prod(shape) -> int:
+    """Number of entries of an array of ``shape``."""
     return int(np.prod(shape, dtype=np.int64))

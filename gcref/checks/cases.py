@@ -3,31 +3,43 @@ type (``layer_cases``) and one small network of every zoo architecture (``small_
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
-from ..nn import layers as L
+from .. import nn
 from ..nn import zoo
 
-__all__ = ["layer_cases", "random_layer_params", "small_zoo", "perturbed_params"]
+__all__ = ["layer_types", "layer_cases", "random_layer_params", "small_zoo", "perturbed_params"]
+
+
+def layer_types() -> list[type]:
+    """Every concrete :class:`~gcref.nn.Layer` class exported by :mod:`gcref.nn`, in the order of
+    ``gcref.nn.__all__`` (abstract ones such as ``Layer``/``Elementwise`` left out)."""
+    out = []
+    for name in nn.__all__:
+        obj = getattr(nn, name)
+        if isinstance(obj, type) and issubclass(obj, nn.Layer) and not inspect.isabstract(obj):
+            out.append(obj)
+    return out
 
 
 def layer_cases():
-    """(label, layer, input shape, positive_only) for every layer type, small and seeded."""
-    return [
-        ("Linear", L.Linear(5, 4), (5,)),
-        ("Linear(no bias)", L.Linear(5, 3, bias=False), (5,)),
-        ("Conv2d(s1,p1)", L.Conv2d(2, 3, 3, stride=1, padding=1), (2, 5, 5)),
-        ("Conv2d(s2,p0)", L.Conv2d(2, 3, 3, stride=2, padding=0, bias=False), (2, 7, 7)),
-        ("ReLU", L.ReLU(), (2, 4, 4)),
-        ("Tanh", L.Tanh(), (6,)),
-        ("MaxPool2d(2)", L.MaxPool2d(2), (2, 4, 4)),
-        ("MaxPool2d(3,s2)", L.MaxPool2d(3, 2), (1, 7, 7)),
-        ("AvgPool2d(2)", L.AvgPool2d(2), (2, 4, 6)),
-        ("Flatten", L.Flatten(), (2, 3, 3)),
-        ("BatchNorm2d", L.BatchNorm2d(3), (3, 3, 3)),
-        ("BasicBlock(id)", L.BasicBlock(2, 2, 1), (2, 4, 4)),
-        ("BasicBlock(down)", L.BasicBlock(2, 3, 2), (2, 5, 5)),
-    ]
+    """``(label, layer, in_shape)`` for every concrete layer class of :mod:`gcref.nn`: its
+    ``examples()``, class by class in the order of ``gcref.nn.__all__``.
+
+    A case's seed is ``seed + its position``: new classes go at the end of ``gcref.nn.__all__``
+    (and new examples at the end of a class's list) so that existing cases keep their numbers.
+    A concrete class without examples raises (``gcref check`` shows it as a failing row).
+    """
+    cases = []
+    for cls in layer_types():
+        examples = list(cls.examples())
+        if not examples:
+            raise TypeError(f"layer {cls.__name__} has no examples(): every concrete layer of "
+                            f"gcref.nn provides at least one (label, layer, in_shape) case")
+        cases.extend(examples)
+    return cases
 
 
 def random_layer_params(layer, in_shape, rng):

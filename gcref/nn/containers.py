@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int
-from .activations import ReLU
-from .base import Layer
+from .activations import ReLU, Tanh
+from .base import Layer, check_keys
 from .linear import Conv2d, Linear
 from .norm import BatchNorm2d
 
@@ -54,6 +54,7 @@ class Sequential(Layer):
     def _specs(self, in_shape, which):
         out = {}
         for (name, layer), shp in zip(self.children, self.shapes(in_shape)):
+            check_keys(layer, shp, name)
             for local, s in getattr(layer, which)(shp).items():
                 out[f"{name}.{local}"] = tuple(s)
         return out
@@ -64,20 +65,30 @@ class Sequential(Layer):
     def buffer_specs(self, in_shape):
         return self._specs(in_shape, "buffer_specs")
 
-    def all_keys(self) -> list[str]:
+    def keys(self) -> tuple[str, ...]:
         """Every parameter and buffer key this chain reads (no input shape needed)."""
-        return [full for names in self._child_names() for full in names.values()]
+        return tuple(full for names in self._child_names() for full in names.values())
+
+    def all_keys(self) -> list[str]:
+        """``list(self.keys())`` (the name before the layer contract)."""
+        return list(self.keys())
+
+    @classmethod
+    def examples(cls):
+        return [("Sequential(tanh chain)",
+                 cls([("0", Linear(4, 5)), ("1", Tanh()), ("2", Linear(5, 3)), ("3", Tanh())]), (4,))]
 
     def _child_names(self):
         # For each child, its local key -> the full key in this chain's parameter dict.
         if not hasattr(self, "_names"):
-            self._names = [{loc: f"{name}.{loc}" for loc in _local_names(layer)}
+            self._names = [{loc: f"{name}.{loc}" for loc in layer.keys()}
                            for name, layer in self.children]
         return self._names
 
     def init(self, rng, in_shape):
         params = {}
         for (name, layer), shp in zip(self.children, self.shapes(in_shape)):
+            check_keys(layer, shp, name)
             for local, v in layer.init(rng, shp).items():
                 params[f"{name}.{local}"] = v
         return params
@@ -143,17 +154,6 @@ class Sequential(Layer):
         return f"Sequential({inner})"
 
 
-def _local_names(layer: Layer):
-    """Every parameter/buffer key a layer reads, without needing its input shape."""
-    if isinstance(layer, (Sequential, BasicBlock)):
-        return layer.all_keys()
-    if isinstance(layer, (Linear, Conv2d)):
-        return ["weight", "bias"] if layer.bias else ["weight"]
-    if isinstance(layer, BatchNorm2d):
-        return ["weight", "bias", "running_mean", "running_var"]
-    return []
-
-
 class BasicBlock(Layer):
     """ResNet basic block (He et al. 2016), evaluation-mode batch norm, PyTorch names.
 
@@ -187,14 +187,22 @@ class BasicBlock(Layer):
             parts.append(("downsample.", self.downsample))
         return parts
 
+    def keys(self):
+        return tuple(pre + k for pre, part in self._parts() for k in part.keys())
+
     def all_keys(self):
-        return [pre + k for pre, part in self._parts() for k in part.all_keys()]
+        """``list(self.keys())`` (the name before the layer contract)."""
+        return list(self.keys())
+
+    @classmethod
+    def examples(cls):
+        return [("BasicBlock(id)", cls(2, 2, 1), (2, 4, 4)), ("BasicBlock(down)", cls(2, 3, 2), (2, 5, 5))]
 
     def _split(self, p):
-        main = {k: p[k] for k in self.main.all_keys()}
+        main = {k: p[k] for k in self.main.keys()}
         down = None
         if self.downsample is not None:
-            down = {k: p["downsample." + k] for k in self.downsample.all_keys()}
+            down = {k: p["downsample." + k] for k in self.downsample.keys()}
         return main, down
 
     def param_specs(self, in_shape):
@@ -223,13 +231,13 @@ class BasicBlock(Layer):
             ys, cd = self.downsample.forward(pd, x)
         else:
             ys, cd = x, None
-        y, mask = self.final.forward({}, ym + ys)
-        return y, (cm, cd, mask)
+        y, cf = self.final.forward({}, ym + ys)
+        return y, (cm, cd, cf)
 
     def vjp(self, p, cache, gy, params=True):
         pm, pd = self._split(p)
-        cm, cd, mask = cache
-        gs = gy * mask
+        cm, cd, cf = cache
+        gs, _ = self.final.vjp({}, cf, gy)
         gx, grads = self.main.vjp(pm, cm, gs, params=params)
         if self.downsample is not None:
             gxd, gpd = self.downsample.vjp(pd, cd, gs, params=params)
@@ -241,16 +249,16 @@ class BasicBlock(Layer):
 
     def jvp(self, p, cache, tx):
         pm, pd = self._split(p)
-        cm, cd, mask = cache
+        cm, cd, cf = cache
         ts = self.main.jvp(pm, cm, tx)
         ts = ts + (self.downsample.jvp(pd, cd, tx) if self.downsample is not None else tx)
-        return ts * mask
+        return self.final.jvp({}, cf, ts)
 
     def second_order(self, p, cache, g, u):
         # J = D_mask (J_main + J_short): the mask is fixed (a.e.), so the terms add.
         pm, pd = self._split(p)
-        cm, cd, mask = cache
-        gs = g * mask
+        cm, cd, cf = cache
+        gs, _ = self.final.vjp({}, cf, g)
         grads, gx = self.main.second_order(pm, cm, gs, u)
         if self.downsample is not None:
             gpd, gxd = self.downsample.second_order(pd, cd, gs, u)
@@ -266,8 +274,9 @@ class BasicBlock(Layer):
             jac = jac + self.downsample.local_jacobian(pd, x)
         else:
             jac = jac + np.eye(x.size)
-        y, _ = self.forward(p, x[None])
-        return np.diag((y[0] > 0).astype(np.float64).ravel()) @ jac
+        _, (_, _, cf) = self.forward(p, x[None])
+        z = cf[0][0]                                     # the final ReLU's input
+        return self.final.local_jacobian({}, z) @ jac
 
     def describe(self):
         return f"BasicBlock({self.in_channels}, {self.out_channels}, stride={self.stride})"

@@ -23,6 +23,13 @@ class Linear(Layer):
         self.out_features = check_int(out_features, "out_features", minimum=1)
         self.bias = bool(bias)
 
+    def keys(self):
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    @classmethod
+    def examples(cls):
+        return [("Linear", cls(5, 4), (5,)), ("Linear(no bias)", cls(5, 3, bias=False), (5,))]
+
     def param_specs(self, in_shape):
         specs = {"weight": (self.out_features, self.in_features)}
         if self.bias:
@@ -93,6 +100,14 @@ class Conv2d(Layer):
         self.stride = check_int(stride, "stride", minimum=1)
         self.padding = check_int(padding, "padding", minimum=0)
         self.bias = bool(bias)
+
+    def keys(self):
+        return ("weight", "bias") if self.bias else ("weight",)
+
+    @classmethod
+    def examples(cls):
+        return [("Conv2d(s1,p1)", cls(2, 3, 3, stride=1, padding=1), (2, 5, 5)),
+                ("Conv2d(s2,p0)", cls(2, 3, 3, stride=2, padding=0, bias=False), (2, 7, 7))]
 
     def param_specs(self, in_shape):
         k = self.kernel_size

@@ -25,6 +25,13 @@ class BatchNorm2d(Layer):
         self.num_features = check_int(num_features, "num_features", minimum=1)
         self.eps = float(eps)
 
+    def keys(self):
+        return ("weight", "bias", "running_mean", "running_var")
+
+    @classmethod
+    def examples(cls):
+        return [("BatchNorm2d", cls(3), (3, 3, 3))]
+
     def param_specs(self, in_shape):
         return {"weight": (self.num_features,), "bias": (self.num_features,)}
 

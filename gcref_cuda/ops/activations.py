@@ -1,52 +1,70 @@
-"""Fast elementwise activations."""
+"""The fast op of every elementwise activation: :class:`ElementwiseOp`.
+
+One generic op serves every :class:`gcref.nn.Elementwise` layer (ReLU, Tanh, GELU, SiLU and any
+user-defined one): it evaluates the layer's own ``s``, ``s'`` and ``s''`` on the device arrays
+(NumPy functions dispatch to CuPy's), and broadcasts ``s'`` to the rows of a derivative pass
+(``docs/theory.md``, "Elementwise activations" and "The fast backend's row passes").
+:mod:`gcref_cuda.compile` picks it for any ``Elementwise`` subclass through the registry.
+"""
 
 from __future__ import annotations
 
+from gcref.nn.activations import Elementwise
 
-
-
-from ..workspace import _prod, rowmul
+from ..workspace import prod, rowmul
 from .base import Op
 
-__all__ = ["ReLUOp", "TanhOp"]
+__all__ = ["ElementwiseOp"]
 
 
-class ReLUOp(Op):
+class ElementwiseOp(Op):
+    """``y = s(x)``; rows: ``g * s'(x)``; second order ``g * u * s''(x)``.
+
+    Attributes the row passes key on (``gcref_cuda.engine``): ``elementwise`` (the derivative is
+    diagonal: :meth:`derivative` gives it per example), ``rectifier`` (``s(x) = x 1[x > 0]``:
+    ``s'`` is 0/1, rows with ``s' = 0`` vanish and need no scaling, and ``s`` commutes with
+    max-pooling) and ``piecewise_linear`` (no second-order term).
+    """
+
+    elementwise = True
+
+    def __init__(self, layer: Elementwise, in_shape):
+        super().__init__(in_shape, in_shape)
+        self.layer = layer
+        self.rectifier = bool(layer.rectifier)
+        self.piecewise_linear = bool(layer.piecewise_linear)
+
     def forward(self, P, x, ctx):
-        mask = (x > 0).astype(ctx.dtype)
-        return x * mask, mask
+        y, d = self.layer.value_and_derivative(x)
+        if self.piecewise_linear or not ctx.keep_inputs:
+            return y, d
+        return y, (x, y, d)
 
-    def vjp(self, P, cache, g, rows, ctx, out=None):
-        if out is None:
-            out = ctx.ws.get((id(self), "gx"), g.shape, ctx.dtype)
-        return rowmul(ctx, g, cache, rows, self.row_axis_in, out=out)
-
-    def jvp(self, P, cache, t, rows, ctx):
-        out = ctx.ws.get((id(self), "ty"), t.shape, ctx.dtype)
-        return rowmul(ctx, t, cache, rows, self.row_axis_in, out=out)
+    @staticmethod
+    def derivative(cache):
+        """``s'(x)`` of the cached examples (same layout as the input)."""
+        return cache if not isinstance(cache, tuple) else cache[2]
 
     @property
     def accepts_out(self):
         return len(self.in_shape) == 3
 
-    def cache_bytes(self, itemsize):
-        return 2 * itemsize * _prod(self.in_shape)
+    def vjp(self, P, cache, g, rows, ctx, out=None):
+        if out is None:
+            out = ctx.ws.get((self.key, "gx"), g.shape, ctx.dtype)
+        return rowmul(ctx, g, self.derivative(cache), rows, self.row_axis_in, out=out)
 
-
-class TanhOp(Op):
-    def forward(self, P, x, ctx):
-        y = ctx.xp.tanh(x)
-        return y, (y, 1.0 - y * y)
-
-    def vjp(self, P, cache, g, rows, ctx):
-        out = ctx.ws.get((id(self), "gx"), g.shape, ctx.dtype)
-        return rowmul(ctx, g, cache[1], rows, self.row_axis_in, out=out)
-
-    jvp = vjp
+    def jvp(self, P, cache, t, rows, ctx):
+        out = ctx.ws.get((self.key, "ty"), t.shape, ctx.dtype)
+        return rowmul(ctx, t, self.derivative(cache), rows, self.row_axis_in, out=out)
 
     def second_order(self, P, cache, g, u, ctx):
-        y, d = cache
-        return {}, g * u * (-2.0 * y * d)
+        if self.piecewise_linear:
+            return {}, None
+        if not isinstance(cache, tuple):
+            raise ValueError("ElementwiseOp.second_order needs a forward pass with keep_inputs")
+        x, y, _ = cache
+        return {}, g * u * self.layer.d2s(x, y)
 
     def cache_bytes(self, itemsize):
-        return 3 * itemsize * _prod(self.in_shape)
+        return (2 if self.piecewise_linear else 3) * itemsize * prod(self.in_shape)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_xp
-from ..workspace import _prod
+from ..workspace import prod
 
-__all__ = ["Op"]
+__all__ = ["Op", "split_view"]
 
 
-def _split_view(a, shape):
+def split_view(a, shape):
     """``a`` (C, R, H, W), possibly strided, viewed as ``shape`` = (C, R, Ho, k, Wo, k)."""
     C, R, Ho, k, Wo, k2 = shape
     s0, s1, s2, s3 = a.strides
@@ -31,8 +31,18 @@ class Op:
     """
 
     prefix = ""
-    keys: tuple = ()
+    #: The op's name in a compiled network, assigned by :func:`gcref_cuda.compile.compile_chain`
+    #: (the layer's full name, e.g. ``"layer1.0.conv1"``): prepared parameters are ``P[op.key]``
+    #: and scratch buffers ``ctx.ws.get((op.key, slot), ...)``.
+    key: str | None = None
     accepts_out = False            # vjp(..., out=view) writes its result into a given view
+    # What the row passes of gcref_cuda.engine key on (docs/theory.md, "exact shortcuts"):
+    elementwise = False            # diagonal derivative, ``derivative(cache)`` per example
+    rectifier = False              # elementwise with s(x) = x 1[x > 0]
+    piecewise_linear = False
+    dense = False                  # x -> W x + b with ``P[key]["W"]`` (row gather, Gram matrix)
+    reshape_only = False           # a reshape (flatten): rows pass through unchanged
+    grid_conv = False              # a convolution whose transpose takes rows on its padded grid
 
     def __init__(self, in_shape, out_shape):
         self.in_shape = tuple(in_shape)
@@ -60,10 +70,10 @@ class Op:
 
     def row_bytes(self, itemsize: int) -> int:
         """Scratch bytes one row needs in this op's derivative passes (estimate)."""
-        return 2 * itemsize * (_prod(self.in_shape) + _prod(self.out_shape))
+        return 2 * itemsize * (prod(self.in_shape) + prod(self.out_shape))
 
     def cache_bytes(self, itemsize: int) -> int:
-        return 2 * itemsize * (_prod(self.in_shape) + _prod(self.out_shape))
+        return 2 * itemsize * (prod(self.in_shape) + prod(self.out_shape))
 
     def flops(self) -> int:
         """Multiply-adds of one example's forward pass (for FLOP floors)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from gcref.nn import layers as L
 
-from ..workspace import _prod, rowmul
+from ..workspace import prod, rowmul
 from .base import Op
 
 __all__ = ["ChainOp", "BlockOp"]
@@ -23,29 +23,29 @@ class ChainOp(Op):
         return [n for op in self.ops for n in op.param_names()]
 
     def prepare(self, params, xp, dtype):
-        return {id(op): op.prepare(params, xp, dtype) for op in self.ops}
+        return {op.key: op.prepare(params, xp, dtype) for op in self.ops}
 
     def forward(self, P, x, ctx):
         caches = []
         for op in self.ops:
-            x, c = op.forward(P[id(op)], x, ctx)
+            x, c = op.forward(P[op.key], x, ctx)
             caches.append(c)
         return x, caches
 
     def vjp(self, P, cache, g, rows, ctx):
         for op, c in zip(reversed(self.ops), reversed(cache)):
-            g = op.vjp(P[id(op)], c, g, rows, ctx)
+            g = op.vjp(P[op.key], c, g, rows, ctx)
         return g
 
     def jvp(self, P, cache, t, rows, ctx):
         for op, c in zip(self.ops, cache):
-            t = op.jvp(P[id(op)], c, t, rows, ctx)
+            t = op.jvp(P[op.key], c, t, rows, ctx)
         return t
 
     def vjp_params(self, P, cache, g, ctx):
         grads = {}
         for op, c in zip(reversed(self.ops), reversed(cache)):
-            g, gp = op.vjp_params(P[id(op)], c, g, ctx)
+            g, gp = op.vjp_params(P[op.key], c, g, ctx)
             grads.update(gp)
         return g, grads
 
@@ -54,21 +54,21 @@ class ChainOp(Op):
         ops = self.ops
         tangents = [u]
         for op, c in zip(ops[:-1], cache[:-1]):
-            tangents.append(op.jvp(P[id(op)], c, tangents[-1], None, ctx.child("tangent")))
+            tangents.append(op.jvp(P[op.key], c, tangents[-1], None, ctx.child("tangent")))
         grads: dict = {}
         carried = None
         g_l = g
         for i in range(len(ops) - 1, -1, -1):
             op, c = ops[i], cache[i]
-            gp, gx = op.second_order(P[id(op)], c, g_l, tangents[i], ctx)
+            gp, gx = op.second_order(P[op.key], c, g_l, tangents[i], ctx)
             _accumulate(grads, gp)
             if carried is not None:
-                carried, gpc = op.vjp_params(P[id(op)], c, carried, ctx)
+                carried, gpc = op.vjp_params(P[op.key], c, carried, ctx)
                 _accumulate(grads, gpc)
             if gx is not None:
                 carried = gx if carried is None else carried + gx
             if i > 0:
-                g_l = op.vjp(P[id(op)], c, g_l, None, ctx.child("cotangent"))
+                g_l = op.vjp(P[op.key], c, g_l, None, ctx.child("cotangent"))
         return grads, carried
 
     def row_bytes(self, itemsize):
@@ -87,7 +87,8 @@ def _accumulate(grads: dict, new: dict):
 
 
 class BlockOp(Op):
-    """ResNet basic block: ``relu(main(x) + shortcut(x))``."""
+    """ResNet residual block (``BasicBlock``, ``Bottleneck``): ``relu(main(x) + shortcut(x))``
+    for whatever chain ``layer.main`` is."""
 
     def __init__(self, prefix, layer: L.BasicBlock, in_shape, compile_chain):
         super().__init__(in_shape, layer.out_shape(in_shape))
@@ -119,9 +120,9 @@ class BlockOp(Op):
 
     def vjp(self, P, cache, g, rows, ctx):
         cm, cd, mask = cache
-        gs = rowmul(ctx, g, mask, rows, 1, out=ctx.ws.get((id(self), "gs"), g.shape, ctx.dtype))
+        gs = rowmul(ctx, g, mask, rows, 1, out=ctx.ws.get((self.key, "gs"), g.shape, ctx.dtype))
         gx = self.main.vjp(P["main"], cm, gs, rows, ctx)
-        out = ctx.ws.get((id(self), "gx"), gx.shape, ctx.dtype)
+        out = ctx.ws.get((self.key, "gx"), gx.shape, ctx.dtype)
         if self.down is not None:
             ctx.xp.add(gx, self.down.vjp(P["down"], cd, gs, rows, ctx), out=out)
         else:
@@ -131,7 +132,7 @@ class BlockOp(Op):
     def jvp(self, P, cache, t, rows, ctx):
         cm, cd, mask = cache
         tm = self.main.jvp(P["main"], cm, t, rows, ctx)
-        out = ctx.ws.get((id(self), "ty"), tm.shape, ctx.dtype)
+        out = ctx.ws.get((self.key, "ty"), tm.shape, ctx.dtype)
         if self.down is not None:
             ctx.xp.add(tm, self.down.jvp(P["down"], cd, t, rows, ctx), out=out)
         else:
@@ -162,12 +163,12 @@ class BlockOp(Op):
         return grads, gx
 
     def row_bytes(self, itemsize):
-        extra = 3 * itemsize * _prod(self.out_shape)
+        extra = 3 * itemsize * prod(self.out_shape)
         return self.main.row_bytes(itemsize) + (self.down.row_bytes(itemsize) if self.down else 0) + extra
 
     def cache_bytes(self, itemsize):
         return (self.main.cache_bytes(itemsize) + (self.down.cache_bytes(itemsize) if self.down else 0)
-                + 2 * itemsize * _prod(self.out_shape))
+                + 2 * itemsize * prod(self.out_shape))
 
     def flops(self):
         return self.main.flops() + (self.down.flops() if self.down else 0)

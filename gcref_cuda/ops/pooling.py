@@ -1,31 +1,51 @@
-"""Fast pooling and reshaping: max/average pooling (optionally fused with a preceding ReLU)
-and flatten."""
+"""Fast pooling and reshaping: max/average pooling (optionally fused with a preceding ReLU,
+max-pooling optionally padded), adaptive average pooling, flatten and the identity (dropout in
+evaluation mode)."""
 
 from __future__ import annotations
 
+import numpy as np
 
+from gcref.nn.pooling import adaptive_windows
 
+from ..backend import to_device
+from ..workspace import prod, rowmul
+from .base import Op, split_view
 
-from ..workspace import _prod, rowmul
-from .base import Op, _split_view
-
-__all__ = ["PoolOp", "FlattenOp"]
+__all__ = ["PoolOp", "AdaptiveAvgPoolOp", "FlattenOp", "IdentityOp"]
 
 
 class PoolOp(Op):
-    """Max or average pooling; ``relu=True`` fuses a preceding ReLU into a max-pool."""
+    """Max or average pooling; ``relu=True`` fuses a preceding ReLU into a max-pool.
+
+    A padded max-pool (``layer.padding = q``) works on the input padded with ``-inf`` (padded
+    cells never win, as in ``gcref.nn.MaxPool2d``); its tangents are padded with zeros (never
+    chosen) and its cotangents are computed on the padded grid and cropped.
+    """
 
     def __init__(self, layer, in_shape, kind: str, relu: bool = False):
         super().__init__(in_shape, layer.out_shape(in_shape))
         self.kind, self.relu = kind, relu
-        self.k, self.s = layer.kernel_size, layer.stride
+        self.k, self.s, self.q = layer.kernel_size, layer.stride, layer.padding
         self.C, self.H, self.W = in_shape
         _, self.Ho, self.Wo = self.out_shape
         # Non-overlapping windows tiling the input: reshape instead of strided slices.
-        self.block = self.k == self.s and self.H == self.k * self.Ho and self.W == self.k * self.Wo
+        self.block = (self.q == 0 and self.k == self.s and self.H == self.k * self.Ho
+                      and self.W == self.k * self.Wo)
+
+    def _padded(self, x, ctx, fill, slot):
+        """``x`` (C, N, H, W) on its ``q``-padded grid with ``fill`` in the border."""
+        q = self.q
+        if q == 0:
+            return x
+        xp = ctx.ws.get((self.key, slot), x.shape[:2] + (self.H + 2 * q, self.W + 2 * q), ctx.dtype)
+        xp.fill(fill)
+        xp[:, :, q:q + self.H, q:q + self.W] = x
+        return xp
 
     def forward(self, P, x, ctx):
         xp, k = ctx.xp, self.k
+        x = self._padded(x, ctx, -np.inf, "xpad")
         if self.kind == "avg":
             if self.block:
                 C, N = x.shape[0], x.shape[1]
@@ -68,9 +88,9 @@ class PoolOp(Op):
         k, C, R, s = self.k, self.C, g.shape[1], self.s
         if self.block:
             if out is None:
-                out = ctx.ws.get((id(self), "gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
+                out = ctx.ws.get((self.key, "gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
             else:                                   # a (C, R, H, W) view: split H and W
-                out = _split_view(out, (C, R, self.Ho, k, self.Wo, k))
+                out = split_view(out, (C, R, self.Ho, k, self.Wo, k))
             for j in range(k * k):
                 a, e = divmod(j, k)
                 dst = out[:, :, :, a, :, e]
@@ -79,8 +99,10 @@ class PoolOp(Op):
                 else:
                     ctx.xp.multiply(g, 1.0 / (k * k), out=dst)
             return out.reshape(C, R, self.H, self.W) if out.flags.c_contiguous else None
-        out = ctx.ws.get((id(self), "gx"), (C, R, self.H, self.W), ctx.dtype, zero=True)
-        tmp = ctx.ws.get((id(self), "tmp"), g.shape, ctx.dtype)
+        q = self.q
+        out = ctx.ws.get((self.key, "gx"), (C, R, self.H + 2 * q, self.W + 2 * q), ctx.dtype,
+                         zero=True)
+        tmp = ctx.ws.get((self.key, "tmp"), g.shape, ctx.dtype)
         for j in range(k * k):
             a, e = divmod(j, k)
             dst = out[:, :, a:a + s * (self.Ho - 1) + 1:s, e:e + s * (self.Wo - 1) + 1:s]
@@ -88,29 +110,39 @@ class PoolOp(Op):
                 dst += rowmul(ctx, g, cache[j], rows, 1, out=tmp)
             else:
                 dst += g * (1.0 / (k * k))
-        return out
+        if q == 0:
+            return out
+        crop = ctx.ws.get((self.key, "gx_crop"), (C, R, self.H, self.W), ctx.dtype)
+        crop[...] = out[:, :, q:q + self.H, q:q + self.W]
+        return crop
 
     def jvp(self, P, cache, t, rows, ctx):
         k, C, R = self.k, self.C, t.shape[1]
+        t = self._padded(t, ctx, 0.0, "tpad")
         if self.kind == "avg":
             if self.block:
                 return t.reshape(C, R, self.Ho, k, self.Wo, k).mean(axis=(3, 5))
             return sum(self._slice(t, a, e) for a in range(k) for e in range(k)) / (k * k)
-        acc = ctx.ws.get((id(self), "ty"), (C, R, self.Ho, self.Wo), ctx.dtype, zero=True)
-        tmp = ctx.ws.get((id(self), "tmp"), (C, R, self.Ho, self.Wo), ctx.dtype)
+        acc = ctx.ws.get((self.key, "ty"), (C, R, self.Ho, self.Wo), ctx.dtype, zero=True)
+        tmp = ctx.ws.get((self.key, "tmp"), (C, R, self.Ho, self.Wo), ctx.dtype)
         for j in range(k * k):
             a, e = divmod(j, k)
             acc += rowmul(ctx, self._slice(t, a, e), cache[j], rows, 1, out=tmp)
         return acc
 
     def row_bytes(self, itemsize):
-        return 3 * itemsize * (_prod(self.in_shape) + _prod(self.out_shape))
+        return 3 * itemsize * (prod(self.in_shape) + prod(self.out_shape))
 
     def cache_bytes(self, itemsize):
-        return itemsize * (3 * _prod(self.in_shape) + 2 * _prod(self.out_shape))
+        return itemsize * (3 * prod(self.in_shape) + 2 * prod(self.out_shape))
 
 
 class FlattenOp(Op):
+    """``(C, N, H, W)`` -> ``(N, C H W)`` (C order per example); vectors pass through."""
+
+    reshape_only = True
+    piecewise_linear = True
+
     def forward(self, P, x, ctx):
         if x.ndim == 2:
             return x, None
@@ -122,9 +154,64 @@ class FlattenOp(Op):
             return g
         C, H, W = self.in_shape
         R = g.shape[0]
-        out = ctx.ws.get((id(self), "gx"), (C, R, H, W), ctx.dtype)
+        out = ctx.ws.get((self.key, "gx"), (C, R, H, W), ctx.dtype)
         out[...] = g.reshape(R, C, H, W).transpose(1, 0, 2, 3)
         return out
 
     def jvp(self, P, cache, t, rows, ctx):
         return self.forward(P, t, ctx)[0]
+
+
+class AdaptiveAvgPoolOp(Op):
+    """Adaptive average pooling, separable: ``y = A_h x A_w^T`` per channel and example, where
+    ``A_h[i, h] = 1 / (he_i - hs_i)`` on PyTorch's window ``hs_i <= h < he_i``
+    (:func:`gcref.nn.pooling.adaptive_windows`), and ``A_w`` likewise: the mean over a rectangle
+    is the product of the means along its two sides. Linear: ``J^T g = A_h^T g A_w``."""
+
+    piecewise_linear = True
+
+    def __init__(self, layer, in_shape):
+        super().__init__(in_shape, layer.out_shape(in_shape))
+        _, H, W = in_shape
+        _, Ho, Wo = self.out_shape
+        self.Ah, self.Aw = _averaging_matrix(H, Ho), _averaging_matrix(W, Wo)
+
+    def prepare(self, params, xp, dtype):
+        return {"Ah": to_device(self.Ah, dtype), "AwT": to_device(np.ascontiguousarray(self.Aw.T), dtype)}
+
+    def forward(self, P, x, ctx):
+        return ctx.xp.matmul(ctx.xp.matmul(P["Ah"], x), P["AwT"]), None
+
+    def vjp(self, P, cache, g, rows, ctx):
+        return ctx.xp.matmul(ctx.xp.matmul(P["Ah"].T, g), P["AwT"].T)
+
+    def jvp(self, P, cache, t, rows, ctx):
+        return self.forward(P, t, ctx)[0]
+
+    def flops(self):
+        C, H, W = self.in_shape
+        _, Ho, Wo = self.out_shape
+        return C * (Ho * H * W + Ho * W * Wo)
+
+
+def _averaging_matrix(size: int, out: int) -> np.ndarray:
+    A = np.zeros((out, size))
+    for i, (start, end) in enumerate(adaptive_windows(size, out)):
+        A[i, start:end] = 1.0 / (end - start)
+    return A
+
+
+class IdentityOp(Op):
+    """The identity (dropout in evaluation mode): rows pass through unchanged."""
+
+    reshape_only = True
+    piecewise_linear = True
+
+    def forward(self, P, x, ctx):
+        return x, None
+
+    def vjp(self, P, cache, g, rows, ctx):
+        return g
+
+    def jvp(self, P, cache, t, rows, ctx):
+        return t
