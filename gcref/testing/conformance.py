@@ -227,7 +227,8 @@ def _net(layers, head, input_shape, name):
 
 
 def gc_cases() -> list[NetworkCase]:
-    """Cases for GC: every zoo family at small sizes, then ties, tanh, batch norm, a linear map
+    """Cases for GC: every zoo family at small sizes (``small_zoo()``, ResNet-50 with the ImageNet
+    stem, GELU and SiLU MLPs), then ties, tanh, batch norm, a linear map
     (``GC = ||A||_F^2``) and the scaling laws ``GC(c f) = c^2 GC(f)``,
     ``GC(f(./c), X) = GC(f, X/c) / c^2``."""
     from ..checks.cases import perturbed_params, small_zoo   # lazy: gcref.checks imports testing
@@ -235,6 +236,12 @@ def gc_cases() -> list[NetworkCase]:
     from ..nn import zoo
     cases = []
     for i, net in enumerate(small_zoo()):
+        X = np.random.default_rng(100 + i).normal(size=(3,) + net.input_shape)
+        cases.append(NetworkCase(net.name, net, perturbed_params(net, 100 + i), X))
+    extra = [zoo.resnet50((3, 8, 8), num_classes=3, width=1 / 32, stem="imagenet"),
+             zoo.mlp([5, 6, 4], num_classes=3, activation="gelu"),
+             zoo.mlp([5, 6, 4], num_classes=3, activation="silu")]
+    for i, net in enumerate(extra, start=len(cases)):
         X = np.random.default_rng(100 + i).normal(size=(3,) + net.input_shape)
         cases.append(NetworkCase(net.name, net, perturbed_params(net, 100 + i), X))
     rng = np.random.default_rng(20242)

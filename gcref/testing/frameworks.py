@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn.activations import ReLU, Tanh
-from ..nn.containers import BasicBlock, Sequential
-from ..nn.linear import Conv2d, Linear
-from ..nn.norm import BatchNorm2d
-from ..nn.pooling import AvgPool2d, Flatten, MaxPool2d
+from ..nn import layers as L
 
 __all__ = ["FRAMEWORKS", "NumpyEmbedding", "to_jax", "embedding_function", "as_framework_input"]
 
@@ -75,7 +71,7 @@ def _jax_layer(layer, p):
     """A JAX function of the batch for one gcref layer with local parameters ``p``."""
     jax = _jax()
     jnp = jax.numpy
-    if isinstance(layer, Sequential):
+    if isinstance(layer, L.Sequential):
         fns = [_jax_layer(child, {loc: p[full] for loc, full in names.items()})
                for (_, child), names in zip(layer.children, layer._child_names())]
 
@@ -84,16 +80,16 @@ def _jax_layer(layer, p):
                 x = fn(x)
             return x
         return run
-    if isinstance(layer, BasicBlock):
+    if isinstance(layer, L.BasicBlock):                    # and Bottleneck: only the main path differs
         pm, pd = layer._split(p)
         main = _jax_layer(layer.main, pm)
         short = _jax_layer(layer.downsample, pd) if layer.downsample is not None else (lambda x: x)
         return lambda x: _relu(jnp, main(x) + short(x))
-    if isinstance(layer, Linear):
+    if isinstance(layer, L.Linear):
         W = jnp.asarray(p["weight"])
         b = jnp.asarray(p["bias"]) if layer.bias else None
         return lambda x: x @ W.T + b if b is not None else x @ W.T
-    if isinstance(layer, Conv2d):
+    if isinstance(layer, L.Conv2d):
         W = jnp.asarray(p["weight"])
         b = jnp.asarray(p["bias"])[None, :, None, None] if layer.bias else None
         s, q = layer.stride, layer.padding
@@ -104,11 +100,16 @@ def _jax_layer(layer, p):
                                              precision=jax.lax.Precision.HIGHEST)
             return y + b if b is not None else y
         return conv
-    if isinstance(layer, ReLU):
+    if isinstance(layer, L.ReLU):
         return lambda x: _relu(jnp, x)
-    if isinstance(layer, Tanh):
+    if isinstance(layer, L.Tanh):
         return jnp.tanh
-    if isinstance(layer, MaxPool2d):
+    if isinstance(layer, L.GELU):
+        from jax.scipy.special import erf
+        return lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    if isinstance(layer, L.SiLU):
+        return lambda x: x * jax.nn.sigmoid(x)
+    if isinstance(layer, L.MaxPool2d):
         k, s, q = layer.kernel_size, layer.stride, getattr(layer, "padding", 0)
 
         def maxpool(x):
@@ -116,18 +117,31 @@ def _jax_layer(layer, p):
             idx = jnp.argmax(win, axis=-1)                 # first maximal entry, as gcref
             return jnp.take_along_axis(win, idx[..., None], axis=-1)[..., 0]
         return maxpool
-    if type(layer) is AvgPool2d:
+    if type(layer) is L.AvgPool2d:
         k, s = layer.kernel_size, layer.stride
         return lambda x: jnp.mean(_windows(jnp, x, k, s), axis=-1)
-    if isinstance(layer, Flatten):
+    if isinstance(layer, L.AdaptiveAvgPool2d):
+        from ..nn.pooling import adaptive_windows
+
+        def adaptive(x):
+            oh, ow = layer.output_size
+            rows = adaptive_windows(x.shape[2], x.shape[2] if oh is None else oh)
+            cols = adaptive_windows(x.shape[3], x.shape[3] if ow is None else ow)
+            return jnp.stack([jnp.stack([jnp.mean(x[:, :, hs:he, ws:we], axis=(2, 3)) for ws, we in cols],
+                                        axis=-1) for hs, he in rows], axis=-2)
+        return adaptive
+    if isinstance(layer, L.Dropout):                       # evaluation mode
+        return lambda x: x
+    if isinstance(layer, L.Flatten):
         return lambda x: x.reshape(x.shape[0], -1)
-    if isinstance(layer, BatchNorm2d):
+    if isinstance(layer, L.BatchNorm2d):
         scale = jnp.asarray(p["weight"] / np.sqrt(p["running_var"] + layer.eps))[None, :, None, None]
         shift = jnp.asarray(p["bias"] - p["running_mean"] * p["weight"]
                             / np.sqrt(p["running_var"] + layer.eps))[None, :, None, None]
         return lambda x: x * scale + shift
     raise TypeError(f"to_jax: layer {layer.describe()} is not supported; supported: Linear, Conv2d, "
-                    "ReLU, Tanh, MaxPool2d, AvgPool2d, Flatten, BatchNorm2d, BasicBlock, Sequential")
+                    "ReLU, Tanh, GELU, SiLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, "
+                    "Flatten, BatchNorm2d, BasicBlock, Bottleneck, Sequential")
 
 
 def _relu(jnp, x):
@@ -166,28 +180,11 @@ def _torch():
 
 
 def torch_embedding(net, params):
-    """The embedding of a gcref network as a float64 ``torch.nn.Module`` (via ``to_torch``)."""
-    torch = _torch()
-    try:
-        from ..interop.torch import to_torch
-    except ImportError as err:  # pragma: no cover - until gcref.interop.torch exists
-        raise ImportError(f"framework='torch' needs gcref.interop.torch.to_torch ({err})") from None
-    return _torch_embedding_module(torch, to_torch, net, params)
-
-
-def _torch_embedding_module(torch, to_torch, net, params):
-    # An identity head turns the whole network into its embedding, whatever the module's layout:
-    # logits = I f(x) + 0 = f(x) exactly in floating point.
-    from ..nn.network import Network
-    p = net.embedding_dim
-    ident = Network(net.embedding, ("embedding_identity", Linear(p, p)), net.input_shape,
-                    name=f"{net.name} embedding")
-    ident_params = {k: v for k, v in net.check_params(params).items()
-                    if not k.startswith(net.head_name + ".")}
-    ident_params["embedding_identity.weight"] = np.eye(p)
-    ident_params["embedding_identity.bias"] = np.zeros(p)
-    module = to_torch(ident, ident_params)
-    return module.double().eval()
+    """The embedding of a gcref network as a float64 ``torch.nn.Module`` in evaluation mode
+    (``gcref.interop.torch.to_torch(net, params, output="embedding")``)."""
+    _torch()
+    from ..interop.torch import to_torch
+    return to_torch(net, params, output="embedding")
 
 
 def _scaled_torch(torch, module, out_scale, in_scale):
