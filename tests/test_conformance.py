@@ -410,3 +410,14 @@ def test_cli_against(user_module):
         assert res.exit_code == 2, res.output
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("Error:") and msg in lines[0], res.output
+
+
+def test_cdnv_diagonal_is_not_compared():
+    def nan_diagonal(Z, y):
+        V = gcref.cdnv(Z, y)
+        np.fill_diagonal(V, np.nan)
+        return V
+
+    assert check_cdnv_implementation(nan_diagonal).passed
+    with pytest.raises(TypeError, match="do not apply"):
+        parametrize_conformance("nc", gcref.neural_collapse, keys=("NC1",))

@@ -40,11 +40,12 @@ def _conv_value(conv: Convention, case, key):
 
 
 def matching_conventions(quantity: str, case, value, reference, rtol: float, *, key=None,
-                         floor: float = 0.0, ill_conditioned: bool = False):
+                         floor: float = 0.0, ill_conditioned: bool = False, project=None):
     """``(applicable, matches)``: keys of the conventions whose value on ``case`` differs from the
     reference (they could explain a failure there), and of those equal to ``value`` within ``rtol``.
 
-    ``key`` selects one entry of a dict-valued quantity (Papyan's ``"NC1"``, ...). A convention
+    ``key`` selects one entry of a dict-valued quantity (Papyan's ``"NC1"``, ...); ``project``
+    maps a convention's value to what is compared (the off-diagonal CDNV entries). A convention
     marked ``unstable`` applies only to an ill-conditioned case, where it matches when both it
     and ``value`` are off the reference by more than ``rtol``.
     """
@@ -52,6 +53,8 @@ def matching_conventions(quantity: str, case, value, reference, rtol: float, *, 
     value_off = scalar_error(value, reference, floor) > rtol
     for conv in conventions_for(quantity):
         v = _conv_value(conv, case, key)
+        if v is not None and project is not None:
+            v = project(v)
         if v is None or scalar_error(v, reference, floor) <= rtol:
             continue
         if conv.unstable:
