@@ -2,8 +2,8 @@
 and its inverse ``to_torch``.
 
 A gcref network is an embedding ``f`` (a chain of layers) followed by a linear head ``h``; its
-parameters are a ``dict[str, ndarray]`` with PyTorch's names and layouts (see
-``docs/conventions.md``). Converting is therefore a matter of reading the module tree as a chain
+parameters are a ``dict[str, ndarray]`` with PyTorch's names and layouts (:mod:`gcref.nn.network`).
+Converting is therefore a matter of reading the module tree as a chain
 and copying ``state_dict()`` in float64:
 
 - **Chains** are ``nn.Sequential`` (nested at any depth) and two families recognised by their
@@ -19,8 +19,13 @@ and copying ``state_dict()`` in float64:
     ``Bottleneck`` (torchvision v1.5: the stride on ``conv2``).
 
   torchvision itself is not needed: any module with that structure and those names converts.
-- **Leaves**: see :data:`SUPPORTED` (``Linear``, ``Conv2d``, ``ReLU``, ``Tanh``, ``MaxPool2d``,
-  ``AvgPool2d``, ``Flatten``, ``BatchNorm2d``, ...). ``nn.Identity`` is skipped.
+- **Leaves** (:data:`SUPPORTED`): ``Linear``; ``Conv2d`` (square kernel, stride, zero padding,
+  bias; ``groups=1``, ``dilation=1``); ``ReLU``, ``Tanh``, ``GELU`` (exact erf form), ``SiLU``;
+  ``MaxPool2d`` (kernel, stride, padding); ``AvgPool2d`` (no padding); ``AdaptiveAvgPool2d``;
+  ``Flatten`` (from axis 1); ``BatchNorm2d`` (affine, running statistics); ``Dropout``.
+  ``nn.Identity`` is skipped. Any other module, or a supported one with an unsupported setting,
+  raises :class:`UnsupportedModuleError` naming its path (``layer3.1.conv2: Conv2d with
+  groups=2 is not supported ...``).
 - **Names**: each gcref layer is named by its module path (``features.0``, ``layer1.0``,
   ``classifier.6``), so the parameter keys are the module's ``state_dict`` keys. The two chains'
   implicit flattens are named ``flatten`` (they have no parameters).
@@ -28,8 +33,9 @@ and copying ``state_dict()`` in float64:
 Choices, documented once here:
 
 - **Evaluation mode.** gcref computes a module's evaluation-mode function (batch norm with its
-  running statistics, dropout as the identity). A module in training mode is converted all the
-  same, with a ``UserWarning`` saying so; the module itself is not changed.
+  running statistics, dropout as the identity). A module whose batch norm or dropout is in
+  training mode is converted all the same, with a ``UserWarning`` saying so; the module itself
+  is not changed.
 - **float64.** Parameters and buffers of any real floating dtype are converted to float64
   (float16/bfloat16/float32 values are float64 values: the conversion is exact). The gcref
   network then computes in float64, i.e. it matches ``module.double()``. Complex or integer
@@ -81,12 +87,9 @@ class BasicBlock(nn.Module):
             self.add_module(name, _module(layer))
         self.downsample = None if block.downsample is None else _chain_module(block.downsample)
 
-    def _main(self, x):
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self._main(x)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
         out += identity
         return self.relu(out)
 
@@ -334,6 +337,7 @@ def _module(layer) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 
 _VGG_CHILDREN = ("features", "avgpool", "classifier")
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
 _BASIC_CHILDREN = {"conv1", "bn1", "relu", "conv2", "bn2"}
 _BOTTLENECK_CHILDREN = {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu"}
 
@@ -455,13 +459,10 @@ def _input_shape(input_shape):
     return tuple(check_int(s, "input_shape entry", minimum=1) for s in input_shape)
 
 
-def _is_identity(layer) -> bool:
-    """Layers whose evaluation-mode output equals their input's values (shape aside)."""
-    return type(layer) in _IDENTITY_LAYERS
-
-
-_IDENTITY_LAYERS: set[type] = {L.Dropout}
-_VALUE_PRESERVING: set[type] = {L.Flatten}
+#: layers that are the identity in evaluation mode (dropped after the head)
+_IDENTITY_LAYERS = (L.Dropout,)
+#: layers that keep their input's values (kept in the embedding before the head)
+_VALUE_PRESERVING = _IDENTITY_LAYERS + (L.Flatten,)
 
 
 def _split_head(chain, embedding):
@@ -472,9 +473,9 @@ def _split_head(chain, embedding):
             raise ValueError("module has no nn.Linear: a gcref network is an embedding followed by "
                              "a linear head (the last Linear)")
         head_at = linear_at[-1]
-        rest = [(n, layer) for n, layer in chain[head_at + 1:] if not _is_identity(layer)]
+        rest = [(n, layer) for n, layer in chain[head_at + 1:] if type(layer) not in _IDENTITY_LAYERS]
         if rest:
-            raise ValueError(f"module: {rest[0][0]} ({rest[0][1].describe()}) comes after the last "
+            raise ValueError(f"module: '{rest[0][0]}' ({rest[0][1].describe()}) comes after the last "
                              f"Linear '{chain[head_at][0]}'; a gcref network ends in its linear "
                              f"head (pass embedding= to end the network earlier)")
         return chain[:head_at], chain[head_at]
@@ -489,7 +490,7 @@ def _split_head(chain, embedding):
         raise ValueError(f"embedding='{embedding}' names no module of the chain; modules: "
                          f"{', '.join(n for n, _ in chain)}")
     end = inside[-1] + 1
-    while end < len(chain) and type(chain[end][1]) in _VALUE_PRESERVING | _IDENTITY_LAYERS:
+    while end < len(chain) and type(chain[end][1]) in _VALUE_PRESERVING:
         end += 1
     if end >= len(chain) or type(chain[end][1]) is not L.Linear:
         nxt = chain[end][0] if end < len(chain) else "nothing"
@@ -538,7 +539,9 @@ def from_torch(module, input_shape, embedding: str | None = None) -> tuple[Netwo
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     shape = _input_shape(input_shape)
-    training = [n or "module" for n, m in module.named_modules() if m.training]
+    # Training mode changes the function only where batch norm or dropout sits.
+    training = [n or "module" for n, m in module.named_modules()
+                if m.training and isinstance(m, _MODE_DEPENDENT)]
     if training:
         warnings.warn(f"module is in training mode ({training[0]}"
                       f"{' and others' if len(training) > 1 else ''}); gcref converts its "

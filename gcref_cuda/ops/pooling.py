@@ -38,10 +38,10 @@ class PoolOp(Op):
         q = self.q
         if q == 0:
             return x
-        xp = ctx.ws.get((self.key, slot), x.shape[:2] + (self.H + 2 * q, self.W + 2 * q), ctx.dtype)
-        xp.fill(fill)
-        xp[:, :, q:q + self.H, q:q + self.W] = x
-        return xp
+        grid = ctx.ws.get((self.key, slot), x.shape[:2] + (self.H + 2 * q, self.W + 2 * q), ctx.dtype)
+        grid.fill(fill)
+        grid[:, :, q:q + self.H, q:q + self.W] = x
+        return grid
 
     def forward(self, P, x, ctx):
         xp, k = ctx.xp, self.k
