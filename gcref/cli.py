@@ -31,7 +31,9 @@ def _print_results(results, show_all: bool) -> None:
     table.add_column("tolerance", justify="right")
     table.add_column("result")
     for r in results:
-        if show_all or not r.passed:
+        if r.skipped:
+            table.add_row(r.name, "-", "-", f"[yellow]SKIPPED[/yellow] {r.detail}")
+        elif show_all or not r.passed:
             table.add_row(r.name, f"{r.error:.2e}", f"{r.tolerance:.0e}",
                           "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {r.detail}")
     console.print(table)
@@ -74,12 +76,12 @@ def check(
             progress.update(task, description=f"checking {name}")
             progress.advance(task)
         results = run_checks(groups, seed=seed, progress=step)
-    passed, failed = summarize(results)
+    passed, failed, skipped = summarize(results)
     if not to_stdout:
         _print_results(results, show_all=not failures_only)
-        console.print(f"[bold]{passed} passed, {failed} failed[/bold]")
+        console.print(f"[bold]{passed} passed, {failed} failed, {skipped} skipped[/bold]")
     if json_path:
-        payload = json.dumps({"passed": passed, "failed": failed,
+        payload = json.dumps({"passed": passed, "failed": failed, "skipped": skipped,
                               "results": [r.as_dict() for r in results]}, indent=2, default=float)
         if to_stdout:
             sys.stdout.write(payload + "\n")

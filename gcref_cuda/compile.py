@@ -28,7 +28,7 @@ from .ops.norm import BatchNormOp
 from .ops.pooling import AdaptiveAvgPoolOp, FlattenOp, IdentityOp, PoolOp
 
 __all__ = ["OP_FACTORIES", "FUSIONS", "register_op", "register_fusion", "compile_chain", "has_op",
-           "op_factory"]
+           "op_factory", "unique_keys"]
 
 #: layer type -> ``factory(prefix, layer, in_shape, compile_chain) -> Op``
 OP_FACTORIES: dict[type, Callable] = {}
@@ -117,6 +117,27 @@ def compile_chain(children, in_shape, prefix: str = "") -> list[Op]:
         ops.append(op)
         shape = op.out_shape
         i += 1
+    return ops
+
+
+def unique_keys(ops: list[Op]) -> list[Op]:
+    """Make the keys of ``ops`` and of every op inside them (``Op.sub_ops``) unique, in place:
+    a repeated key gets ``#2``, ``#3``, ... (a head named like an embedding layer, dotted names).
+    Every op of one network shares a workspace and a parameter dict, keyed by ``op.key``."""
+    seen: set = set()
+
+    def visit(op):
+        if op.key is None:
+            raise ValueError(f"{type(op).__name__} has no key (compile it with compile_chain)")
+        base, i = op.key, 2
+        while op.key in seen:
+            op.key, i = f"{base}#{i}", i + 1
+        seen.add(op.key)
+        for sub in op.sub_ops():
+            visit(sub)
+
+    for op in ops:
+        visit(op)
     return ops
 
 

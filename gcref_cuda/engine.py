@@ -7,8 +7,8 @@ budget; within an example chunk, rows are processed in chunks of ``FastNetwork.r
 each with scratch buffers reused from the previous chunk (:class:`gcref_cuda.nn.Workspace`).
 On NumPy, row chunks are spread over ``backend.cpu_threads()`` worker threads.
 
-Exact shortcuts used for basis rows ``e_k`` in reverse mode (``docs/theory.md``, "The fast
-backend's row passes and exact shortcuts"), keyed on op attributes (``Op.elementwise``,
+Exact shortcuts used for basis rows ``e_k`` in reverse mode (``docs/theory.md`` §5.4, derived
+there), keyed on op attributes (``Op.elementwise``,
 ``Op.rectifier``, ``Op.dense``, ``Op.reshape_only``, ``Op.grid_conv``), never on op types:
 
 * top elementwise activation: ``J^T e_k = J_below^T (s'(z_k) e_k)``; rows with ``s'(z_k) = 0``
@@ -35,7 +35,7 @@ _ENGINE = ("engine",)
 # The functions below take a gcref_cuda.network.FastNetwork ``fnet``; this module does not import
 # it (FastNetwork.jacobian calls into this module: importing back would make a cycle).
 
-__all__ = ["ReversePlan", "per_example_sq_norms", "pair_sq_norms", "projection_sq_norms",
+__all__ = ["ReversePlan", "RowPool", "per_example_sq_norms", "pair_sq_norms", "projection_sq_norms",
            "jacobian", "jacobian_blocks", "basis_rows", "cotangent_rows", "forward_basis_rows"]
 
 
@@ -67,7 +67,7 @@ class ReversePlan:
             self.gram, self.lo = b, b + 1
 
 
-class _Pool:
+class RowPool:
     """Row-chunk runner: inline, or over worker threads each with its own scratch space."""
 
     def __init__(self, fnet, main_ctx: Ctx):
@@ -113,6 +113,10 @@ class _Pool:
             self._executor = None
 
 
+#: The name callers used before (``gcref_cuda.train``).
+_Pool = RowPool
+
+
 def _sq_norms(g, xp):
     """Sum of squares of each row (rows on axis 1 for images, axis 0 for vectors)."""
     if g.ndim == 4:
@@ -153,7 +157,7 @@ def _finish(fnet, P, chain, plan, g, R, ctx, want):
         if plan.gram is not None:
             op = chain[plan.gram]
             G = op.gram(P[op.key])
-            gG = ctx.ws.get((op.key, "gram_gG"), (R, G.shape[0]), ctx.dtype)
+            gG = ctx.ws.get(op.slot("gram_gG"), (R, G.shape[0]), ctx.dtype)
             xp.matmul(g, G, out=gG)
             return xp.einsum("ij,ij->i", g, gG)
         return _sq_norms(g, xp)
@@ -171,7 +175,7 @@ def _output_of(fnet, chain):
     return "logits" if chain and chain[-1] is fnet.head else "embedding"
 
 
-def basis_rows(fnet, P, caches, chain, pool: _Pool, ex, k, want="norms",
+def basis_rows(fnet, P, caches, chain, pool: RowPool, ex, k, want="norms",
                plan: ReversePlan | None = None):
     """``||J(x_ex)^T e_k||^2`` (``want="norms"``, device ``(R,)``) or ``J(x_ex)^T e_k``
     flattened (``want="vectors"``, ``(R, d)``) for host index arrays ``ex`` (sorted; examples of
@@ -191,8 +195,8 @@ def basis_rows(fnet, P, caches, chain, pool: _Pool, ex, k, want="norms",
         c = caches[plan.top_act]
         deriv = op.derivative(c)                                 # (m, P): s'(z)
         s = to_host(deriv[to_device(ex), to_device(k)])
-        keep = np.flatnonzero(s != 0)                            # J^T e_k = 0 where sigma' = 0
-        scale = None if op.rectifier else s[keep]          # a rectifier's s' is 1 there
+        keep = np.flatnonzero(s != 0)                            # J^T e_k = 0 where s' = 0
+        scale = None if op.rectifier else s[keep]                # a rectifier's s' is 1 there
     if keep.shape[0] == 0:
         return result
     exk, kk = ex[keep], k[keep]
@@ -218,7 +222,7 @@ def basis_rows(fnet, P, caches, chain, pool: _Pool, ex, k, want="norms",
     return result
 
 
-def cotangent_rows(fnet, P, caches, chain, pool: _Pool, ex, V):
+def cotangent_rows(fnet, P, caches, chain, pool: RowPool, ex, V):
     """``||J(x_ex)^T v||^2`` for dense cotangent rows ``V`` (host ``(R, out_dim)``): device ``(R,)``."""
     xp = pool.xp
     dtype = pool.main_ctx.dtype
@@ -237,7 +241,7 @@ def cotangent_rows(fnet, P, caches, chain, pool: _Pool, ex, V):
     return result
 
 
-def forward_basis_rows(fnet, P, caches, chain, pool: _Pool, ex, i):
+def forward_basis_rows(fnet, P, caches, chain, pool: RowPool, ex, i):
     """``||J(x_ex) e_i||^2`` by forward mode (used when ``d < out_dim``): device ``(R,)``."""
     xp = pool.xp
     dtype = pool.main_ctx.dtype
@@ -281,7 +285,7 @@ def _example_chunks(fnet, params, X, output):
     X = fnet.check_input(X)
     chain = fnet.chain(output)
     ctx = fnet.ctx(keep_inputs=False)
-    pool = _Pool(fnet, ctx)
+    pool = RowPool(fnet, ctx)
     step = fnet.example_chunk(output)
     try:
         for s in range(0, X.shape[0], step):

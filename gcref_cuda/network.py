@@ -12,12 +12,12 @@ how the arrays are laid out and how derivatives are batched:
   left only, since a window's bottom/right padding is the next row's (image's) top/left
   padding. Vectors are ``(N, F)``.
 * Derivatives run on **rows**: a row is one (example, cotangent) or (example, tangent) pair, so a
-  pass pushes a whole block of cotangents through the network at once (DESIGN.md section 6:
-  "cotangent block of shape (n p, p)"). Per-example state (ReLU masks, max-pool choices) is
+  pass pushes a whole block of cotangents through the network at once (``docs/theory.md``
+  §5.3, "The fast backend's row passes"). Per-example state (ReLU masks, max-pool choices) is
   broadcast to the rows of its example: by a loop over contiguous example segments on NumPy
   (no copies) or a gather on CuPy (one kernel). Rows are processed in chunks sized from a
   memory budget, with buffers reused across chunks.
-* Exact GC uses three exact shortcuts (DESIGN.md section 6): rows ``e_k`` whose output ReLU is
+* Exact GC uses exact shortcuts (``docs/theory.md`` §5.4): rows ``e_k`` whose output ReLU is
   off have ``J^T e_k = 0`` and are skipped; the cotangent of a basis row through the top linear
   layer is a row of its weight (no GEMM); and a first dense layer ``x -> W x`` with more inputs
   than outputs is replaced by its Gram matrix: ``||W^T g||^2 = g^T (W W^T) g``.
@@ -35,7 +35,7 @@ import numpy as np
 from gcref.nn.network import Network
 
 from .backend import get_xp, resolve_dtype, to_device, to_host
-from .compile import compile_chain
+from .compile import compile_chain, unique_keys
 from .ops.linear import LinearOp
 from .workspace import Ctx, Workspace
 
@@ -78,6 +78,7 @@ class FastNetwork:
         self.ops = compile_chain(net.embedding.children, net.input_shape)
         self.head = LinearOp(net.head_name + ".", net.head, (net.embedding_dim,))
         self.head.key = net.head_name
+        unique_keys(self.ops + [self.head])
         self.embedding_dim = net.embedding_dim
         self.num_classes = net.num_classes
         self.input_dim = net.input_dim

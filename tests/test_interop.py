@@ -477,3 +477,17 @@ def test_missing_torch_gives_a_clear_import_error():
             "try:\n    import gcref.interop.torch\nexcept ImportError as e:\n"
             "    assert 'needs PyTorch' in str(e), e\nelse:\n    raise SystemExit('no error')")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_convert_section_runs():
+    """Every Python snippet of the README's "Convert a PyTorch model" subsection runs as written."""
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("### Convert a PyTorch model")
+    end = min([i for i in (text.find("\n## ", start), text.find("\n### ", start + 1)) if i != -1]
+              + [len(text)])
+    snippets = re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+    assert snippets
+    for code in snippets:
+        exec(compile(code, "README.md (Convert a PyTorch model)", "exec"), {})

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import gcref
 import gcref_cuda as gcc
 from gcref.checks import perturbed_params
-from gcref.checks.nn import layer_checks
+from gcref.testing import check_layer
 from gcref.nn import (AdaptiveAvgPool2d, Bottleneck, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
                       Network, ReLU, Sequential, Tanh, zoo)
 from gcref.nn.pooling import adaptive_windows
@@ -83,8 +83,8 @@ def test_padded_max_pool_values_and_arguments():
                                          (MaxPool2d(2, 1, padding=1), (1, 4, 5)),
                                          (MaxPool2d(3, 3, padding=1), (1, 5, 7))])
 def test_padded_max_pool_passes_the_layer_battery(layer, shape):
-    results = layer_checks(layer.describe(), layer, shape, seed=7)
-    assert len(results) == 6 and all(r.passed for r in results), [r for r in results if not r.passed]
+    report = check_layer(layer, shape, seed=7)
+    assert len(report) == 6 and report.passed, str(report)
 
 
 def test_dropout_and_bottleneck_arguments():

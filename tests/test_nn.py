@@ -91,7 +91,8 @@ def test_zoo_network_derivatives(net):
 def random_mlps(draw):
     depth = draw(st.integers(1, 3))
     widths = [draw(st.integers(1, 7)) for _ in range(depth + 1)]
-    return zoo.mlp(widths, draw(st.integers(1, 4)), activation=draw(st.sampled_from(["relu", "tanh"])))
+    act = draw(st.sampled_from(["relu", "tanh", "gelu", "silu"]))
+    return zoo.mlp(widths, draw(st.integers(1, 4)), activation=act)
 
 
 @given(net=random_mlps(), seed=st.integers(0, 10_000))
@@ -106,7 +107,7 @@ def random_cnns(draw):
     h = draw(st.integers(2, 7))
     channels = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=2)))
     return zoo.cnn((c, h, h), draw(st.integers(1, 3)), channels=channels, hidden=draw(st.integers(1, 5)),
-                   activation=draw(st.sampled_from(["relu", "tanh"])), pool=draw(st.sampled_from(["max", "avg"])))
+                   activation=draw(st.sampled_from(["relu", "tanh", "gelu", "silu"])), pool=draw(st.sampled_from(["max", "avg"])))
 
 
 @given(net=random_cnns(), seed=st.integers(0, 10_000))

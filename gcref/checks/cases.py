@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import nn
 from ..nn import zoo
+from ..testing.layer import random_layer_params
 
 __all__ = ["layer_types", "layer_cases", "random_layer_params", "small_zoo", "perturbed_params"]
 
@@ -40,19 +41,6 @@ def layer_cases():
                             f"gcref.nn provides at least one (label, layer, in_shape) case")
         cases.extend(examples)
     return cases
-
-
-def random_layer_params(layer, in_shape, rng):
-    p = layer.init(rng, in_shape)
-    # Perturb batch-norm statistics and affine terms away from their trivial initial values.
-    for k in list(p):
-        if k.endswith("running_var"):
-            p[k] = rng.uniform(0.5, 2.0, p[k].shape)
-        elif k.endswith("running_mean") or (k.endswith("bias") and np.all(p[k] == 0)):
-            p[k] = rng.normal(0, 0.3, p[k].shape)
-        elif k.endswith("weight") and p[k].ndim == 1:
-            p[k] = rng.uniform(0.5, 1.5, p[k].shape)
-    return p
 
 
 def small_zoo():

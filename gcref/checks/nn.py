@@ -10,9 +10,9 @@ import tempfile
 import numpy as np
 
 from ..nn.params_io import load_params, save_params
-from ..testing import (EXACT_RTOL, CheckResult, check_gradient, check_jacobian, check_jvp, check_vjp,
-                       check_vjp_jvp, relative_error)
-from .cases import layer_cases, perturbed_params, random_layer_params, small_zoo
+from ..testing import (EXACT_RTOL, CheckResult, check_gradient, check_jacobian, check_jvp, check_layer,
+                       check_vjp, check_vjp_jvp, relative_error)
+from .cases import layer_cases, perturbed_params, small_zoo
 
 __all__ = ["layer_checks", "network_checks", "layers_group", "networks_group", "parameters_group"]
 
@@ -20,65 +20,9 @@ __all__ = ["layer_checks", "network_checks", "layers_group", "networks_group", "
 # ------------------------------------------------------------------------------------- layers
 
 def layer_checks(label, layer, in_shape, seed: int = 0) -> list[CheckResult]:
-    """Every derivative of one layer against finite differences and against each other."""
-    rng = np.random.default_rng(seed)
-    p = random_layer_params(layer, in_shape, rng)
-    n = 2
-    x = rng.normal(size=(n,) + tuple(in_shape))
-    y, cache = layer.forward(p, x)
-    out = []
-
-    def f(xx):
-        return layer.forward(p, xx)[0]
-
-    out.append(check_vjp(f, lambda v: layer.vjp(p, cache, v)[0], x, seed=seed,
-                         name=f"{label}: VJP wrt input vs FD"))
-    out.append(check_jvp(f, lambda t: layer.jvp(p, cache, t), x, seed=seed,
-                         name=f"{label}: JVP vs FD"))
-    out.append(check_vjp_jvp(lambda v: layer.vjp(p, cache, v)[0], lambda t: layer.jvp(p, cache, t),
-                             x.shape, y.shape, seed=seed, name=f"{label}: VJP vs JVP (transpose)"))
-    trainable = list(layer.param_specs(in_shape))
-    if trainable:
-        v = rng.normal(size=y.shape)
-
-        def scalar(pp):
-            return float(np.vdot(v, layer.forward({**p, **pp}, x)[0]))
-
-        def scalar_grad(pp):
-            q = {**p, **pp}
-            gp = layer.vjp(q, layer.forward(q, x)[1], v)[1]
-            return {k: gp[k] for k in trainable}
-
-        out.append(check_gradient(scalar, scalar_grad, {k: p[k] for k in trainable},
-                                  seed=seed, name=f"{label}: VJP wrt parameters vs FD"))
-    # second order: gradient of s(p, x) = <g, J_x(x; p) u>
-    g = rng.normal(size=y.shape)
-    u = rng.normal(size=x.shape)
-    def s(pp, xx):
-        _, c = layer.forward(pp, xx)
-        return float(np.vdot(g, layer.jvp(pp, c, u)))
-
-    def s_grad(pp, xx):
-        gp2, gx2 = layer.second_order(pp, layer.forward(pp, xx)[1], g, u)
-        return gp2, np.zeros_like(xx) if gx2 is None else gx2
-
-    if trainable:
-        out.append(check_gradient(lambda pp: s({**p, **pp}, x),
-                                  lambda pp: {k: s_grad({**p, **pp}, x)[0][k] for k in trainable},
-                                  {k: p[k] for k in trainable}, seed=seed,
-                                  name=f"{label}: second order wrt parameters vs FD"))
-    out.append(check_gradient(lambda xx: s(p, xx), lambda xx: s_grad(p, xx)[1], x, seed=seed,
-                              name=f"{label}: second order wrt input vs FD"))
-    x1 = x[0]
-    jac = layer.local_jacobian(p, x1)
-    out.append(check_jacobian(lambda xx: layer.forward(p, xx[None])[0][0],
-                              lambda xx: layer.local_jacobian(p, xx), x1,
-                              name=f"{label}: local Jacobian vs FD"))
-    jvp_cols = np.stack([layer.jvp(p, layer.forward(p, x1[None])[1], e.reshape((1,) + x1.shape))[0].ravel()
-                         for e in np.eye(x1.size)], axis=1)
-    out.append(CheckResult(f"{label}: local Jacobian vs JVP columns", relative_error(jac, jvp_cols),
-                           EXACT_RTOL, relative_error(jac, jvp_cols) <= EXACT_RTOL))
-    return out
+    """Every derivative of one layer against finite differences and against each other:
+    :func:`gcref.testing.check_layer` with this label."""
+    return list(check_layer(layer, in_shape, seed, label=label))
 
 
 def layers_group(seed: int) -> list[CheckResult]:

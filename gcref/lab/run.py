@@ -118,15 +118,13 @@ def _blas_threads(n):
         yield
 
 
-def _fit_for(backend: str):
-    """The training loop of a backend: gcref's reference, or gcref_cuda's fast twin."""
+def _engine_for(backend: str):
+    """The engine of a backend for :func:`gcref.train.fit`: ``None`` (the reference) or
+    ``gcref_cuda.FastEngine`` (built for the run's network by ``fit``)."""
     if backend == "cuda":
-        try:
-            import gcref_cuda
-        except ImportError as err:  # pragma: no cover - gcref_cuda ships with gcref
-            raise ValueError(f"backend 'cuda' needs gcref_cuda: {err}") from None
-        return gcref_cuda.fit
-    return fit
+        from gcref_cuda import FastEngine
+        return FastEngine
+    return None
 
 
 def run_training(config=None, out_dir=None, *, progress=None, resume: bool = True,
@@ -190,12 +188,12 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
                  "n_test": data.test.n, "classes": list(data.train.classes)}
         if data.target is not None:
             extra.update(n_target=data.target.n, target_classes_names=list(data.target.classes))
-        result = _fit_for(cfg.backend)(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps,
+        result = fit(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps,
                      l2=cfg.l2, gc_reg=cfg.gc_reg, momentum=cfg.momentum, seed=cfg.seed,
                      test_data=data.test, target_data=data.target, eval_every=cfg.eval_every,
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
                      gc_rows=cfg.gc_rows, few_shot=few_shot_protocol(cfg, data), out_dir=out_dir,
-                     resume=resume, progress=progress, config_extra=extra)
+                     resume=resume, progress=progress, config_extra=extra, engine=_engine_for(cfg.backend))
     wall = time.perf_counter() - t0
     done = {"status": result.status, "message": result.message, "steps": result.steps,
             "wall_time_s": wall}

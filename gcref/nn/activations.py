@@ -122,14 +122,20 @@ _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class GELU(Elementwise):
-    """Exact (erf) GELU, ``torch.nn.GELU()``: ``s(x) = x Phi(x)``, ``Phi(x) = (1 + erf(x/sqrt 2))/2``;
-    ``s'(x) = Phi(x) + x phi(x)``, ``s''(x) = phi(x) (2 - x^2)``, ``phi(x) = exp(-x^2/2)/sqrt(2 pi)``."""
+    """Exact (erf) GELU, ``torch.nn.GELU()``: ``s(x) = x Phi(x)`` with the normal CDF
+    ``Phi(x) = (1 + erf(x/sqrt 2))/2``, evaluated as ``erfc(-x/sqrt 2)/2`` (the same function
+    without the cancellation of ``1 + erf`` for ``x < 0``); ``s'(x) = Phi(x) + x phi(x)``,
+    ``s''(x) = phi(x) (2 - x^2)``, ``phi(x) = exp(-x^2/2)/sqrt(2 pi)``."""
+
+    @staticmethod
+    def _cdf(x):
+        return 0.5 * special.erfc(x * -_INV_SQRT2)
 
     def s(self, x):
-        return x * (0.5 * (1.0 + special.erf(x * _INV_SQRT2)))
+        return x * self._cdf(x)
 
     def ds(self, x, y):
-        return 0.5 * (1.0 + special.erf(x * _INV_SQRT2)) + x * (_INV_SQRT2PI * np.exp(-0.5 * x * x))
+        return self._cdf(x) + x * (_INV_SQRT2PI * np.exp(-0.5 * x * x))
 
     def d2s(self, x, y):
         return _INV_SQRT2PI * np.exp(-0.5 * x * x) * (2.0 - x * x)

@@ -32,14 +32,18 @@ import math
 
 import numpy as np
 
-__all__ = ["Layer", "PiecewiseLinear", "check_keys"]
+__all__ = ["Layer", "PiecewiseLinear", "check_keys", "prod", "he_init"]
 
 
-def _prod(shape) -> int:
+def prod(shape) -> int:
+    """Number of entries of an array of ``shape``."""
     return int(np.prod(shape, dtype=np.int64))
 
 
-def _he_init(rng, shape, fan_in: int, bias: bool) -> dict[str, np.ndarray]:
+_prod = prod        # the name gcref.nn.network imports
+
+
+def he_init(rng, shape, fan_in: int, bias: bool) -> dict[str, np.ndarray]:
     """He (Kaiming) normal weights, std sqrt(2 / fan_in), so ReLU chains keep their scale.
 
     PyTorch's default uniform init shrinks the signal by a constant factor per layer; deep VGGs

@@ -10,7 +10,7 @@ from .base import Layer, check_keys
 from .linear import Conv2d, Linear
 from .norm import BatchNorm2d
 
-__all__ = ["Sequential", "BasicBlock"]
+__all__ = ["Sequential", "BasicBlock", "chain_second_order"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -19,6 +19,43 @@ __all__ = ["Sequential", "BasicBlock"]
 
 def _sub(params: dict, names: dict[str, str]) -> dict:
     return {local: params[full] for local, full in names.items()}
+
+
+def chain_second_order(n: int, jvp, vjp, vjp_params, second_order, g, u):
+    """The product rule for ``<g, J_n ... J_1 u>`` (``docs/theory.md`` §5.1), written once for
+    both backends, over per-link callables (``i`` indexes the chain from the input):
+
+    ``jvp(i, t) -> J_i t``; ``vjp(i, g) -> J_i^T g``; ``vjp_params(i, g) -> (J_i^T g, {key: grad})``;
+    ``second_order(i, g, u) -> ({key: grad}, gx or None)``, keys being full parameter names.
+
+    Forward tangents ``u_{i-1}`` (the input of link ``i``) and backward cotangents ``g_i`` (its
+    output) feed each link's own ``second_order``; the input-dependent terms are carried down the
+    primal chain by ordinary VJPs, adding to the earlier links' parameter gradients.
+    Returns ``({key: grad}, gx or None)``.
+    """
+    tangents = [u]
+    for i in range(n - 1):
+        tangents.append(jvp(i, tangents[-1]))
+    grads: dict = {}
+    carried = None  # cotangent on the current link's output from input-dependent terms
+    g_l = g
+    for i in range(n - 1, -1, -1):
+        gp, gx = second_order(i, g_l, tangents[i])
+        _accumulate(grads, gp)
+        if carried is not None:
+            # the primal chain carries the input-dependent terms further back
+            carried, gpc = vjp_params(i, carried)
+            _accumulate(grads, gpc)
+        if gx is not None:
+            carried = gx if carried is None else carried + gx
+        if i > 0:
+            g_l = vjp(i, g_l)
+    return grads, carried
+
+
+def _accumulate(grads: dict, new: dict) -> None:
+    for k, v in new.items():
+        grads[k] = grads[k] + v if k in grads else v
 
 
 class Sequential(Layer):
@@ -95,10 +132,20 @@ class Sequential(Layer):
 
     def forward(self, p, x):
         caches = []
-        for (name, layer), names in zip(self.children, self._child_names()):
+        for i, ((name, layer), names) in enumerate(zip(self.children, self._child_names())):
+            self._check_child_keys(i, x.shape[1:])
             x, cache = layer.forward(_sub(p, names), x)
             caches.append(cache)
         return x, caches
+
+    def _check_child_keys(self, i, in_shape):
+        # keys() against the specs at the shape actually seen (once per child and shape), so a
+        # chain used without a Network still fails with check_keys' message, not a KeyError
+        seen = self.__dict__.setdefault("_keys_checked", set())
+        if (i, in_shape) not in seen:
+            name, layer = self.children[i]
+            check_keys(layer, in_shape, name)
+            seen.add((i, in_shape))
 
     def vjp(self, p, cache, gy, params=True):
         grads = {}
@@ -114,31 +161,27 @@ class Sequential(Layer):
         return tx
 
     def second_order(self, p, cache, g, u):
-        children = list(zip(self.children, self._child_names(), cache))
-        # Forward tangents u_{l-1} (input of child l) and backward cotangents g_l (its output).
-        tangents = [u]
-        for (name, layer), names, c in children[:-1]:
-            tangents.append(layer.jvp(_sub(p, names), c, tangents[-1]))
-        grads: dict[str, np.ndarray] = {}
-        carried = None  # cotangent on the current child's output from input-dependent terms
-        g_l = g
-        for idx in range(len(children) - 1, -1, -1):
-            (name, layer), names, c = children[idx]
-            sub = _sub(p, names)
-            gp, gx = layer.second_order(sub, c, g_l, tangents[idx])
-            for local, v in gp.items():
-                grads[f"{name}.{local}"] = v
-            if carried is not None:
-                # the primal chain carries the input-dependent terms further back
-                carried, gpc = layer.vjp(sub, c, carried, params=True)
-                for local, v in gpc.items():
-                    key = f"{name}.{local}"
-                    grads[key] = grads[key] + v if key in grads else v
-            if gx is not None:
-                carried = gx if carried is None else carried + gx
-            if idx > 0:
-                g_l, _ = layer.vjp(sub, c, g_l, params=False)
-        return grads, carried
+        # the product rule over the children (chain_second_order, docs/theory.md §5.1)
+        links = [(name, layer, _sub(p, names), c)
+                 for (name, layer), names, c in zip(self.children, self._child_names(), cache)]
+
+        def full(i, grads):
+            return {f"{links[i][0]}.{local}": v for local, v in grads.items()}
+
+        def vjp_params(i, gy):
+            _, layer, sub, c = links[i]
+            gx, gp = layer.vjp(sub, c, gy, params=True)
+            return gx, full(i, gp)
+
+        def second_order(i, gi, ui):
+            _, layer, sub, c = links[i]
+            gp, gx = layer.second_order(sub, c, gi, ui)
+            return full(i, gp), gx
+
+        return chain_second_order(
+            len(links), lambda i, t: links[i][1].jvp(links[i][2], links[i][3], t),
+            lambda i, gy: links[i][1].vjp(links[i][2], links[i][3], gy, params=False)[0],
+            vjp_params, second_order, g, u)
 
     def local_jacobian(self, p, x):
         jac = None

@@ -6,7 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._validation import check_int
-from .base import Layer, _he_init
+from .base import Layer, he_init
 
 __all__ = ["Linear", "Conv2d"]
 
@@ -43,7 +43,7 @@ class Linear(Layer):
         return (self.out_features,)
 
     def init(self, rng, in_shape):
-        return _he_init(rng, (self.out_features, self.in_features), self.in_features, self.bias)
+        return he_init(rng, (self.out_features, self.in_features), self.in_features, self.bias)
 
     def forward(self, p, x):
         y = x @ p["weight"].T
@@ -130,7 +130,7 @@ class Conv2d(Layer):
 
     def init(self, rng, in_shape):
         k = self.kernel_size
-        return _he_init(rng, (self.out_channels, self.in_channels, k, k), self.in_channels * k * k,
+        return he_init(rng, (self.out_channels, self.in_channels, k, k), self.in_channels * k * k,
                         self.bias)
 
     def _pad(self, x):

@@ -7,7 +7,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .._validation import check_float, check_int
-from .base import PiecewiseLinear, _prod
+from .base import PiecewiseLinear, prod
 
 __all__ = ["MaxPool2d", "AvgPool2d", "Flatten", "AdaptiveAvgPool2d", "Dropout", "adaptive_windows"]
 
@@ -159,7 +159,7 @@ class Flatten(PiecewiseLinear):
         return [("Flatten", cls(), (2, 3, 3))]
 
     def out_shape(self, in_shape):
-        return (_prod(in_shape),)
+        return (prod(in_shape),)
 
     def forward(self, p, x):
         return x.reshape(x.shape[0], -1), x.shape

@@ -48,16 +48,39 @@ _TINY = 1e-300
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Outcome of one check: its name, the worst error seen, the tolerance and the verdict."""
+    """Outcome of one check: its name, the worst error seen, the tolerance and the verdict.
+
+    A check that could not run (e.g. no GPU) is ``skipped``: it is neither passed nor failed,
+    and ``detail`` says why (see :meth:`skip`).
+    """
 
     name: str
     error: float
     tolerance: float
     passed: bool
     detail: str = ""
+    skipped: bool = False
+
+    def __post_init__(self):
+        if self.skipped and self.passed:
+            raise ValueError(f"check {self.name!r}: a skipped check is not passed")
+
+    @classmethod
+    def skip(cls, name: str, reason: str) -> "CheckResult":
+        """A check that did not run, with the reason (error and tolerance 0: nothing measured)."""
+        return cls(name, 0.0, 0.0, False, reason, skipped=True)
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` or ``"skipped"``."""
+        return "skipped" if self.skipped else "passed" if self.passed else "failed"
+
+    @property
+    def failed(self) -> bool:
+        return not (self.passed or self.skipped)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": self.status}
 
     def __bool__(self) -> bool:
         return self.passed

@@ -51,11 +51,11 @@ class ElementwiseOp(Op):
 
     def vjp(self, P, cache, g, rows, ctx, out=None):
         if out is None:
-            out = ctx.ws.get((self.key, "gx"), g.shape, ctx.dtype)
+            out = ctx.ws.get(self.slot("gx"), g.shape, ctx.dtype)
         return rowmul(ctx, g, self.derivative(cache), rows, self.row_axis_in, out=out)
 
     def jvp(self, P, cache, t, rows, ctx):
-        out = ctx.ws.get((self.key, "ty"), t.shape, ctx.dtype)
+        out = ctx.ws.get(self.slot("ty"), t.shape, ctx.dtype)
         return rowmul(ctx, t, self.derivative(cache), rows, self.row_axis_in, out=out)
 
     def second_order(self, P, cache, g, u, ctx):

@@ -56,6 +56,17 @@ class Op:
     def row_axis_out(self):
         return 1 if len(self.out_shape) == 3 else 0
 
+    def slot(self, name: str) -> tuple:
+        """The workspace key of this op's scratch buffer ``name``: ``(self.key, name)``."""
+        if self.key is None:
+            raise ValueError(f"{type(self).__name__} has no key: ops get theirs from "
+                             f"gcref_cuda.compile.compile_chain (or set op.key to a unique name)")
+        return (self.key, name)
+
+    def sub_ops(self) -> list:
+        """Ops inside this one (composites), whose keys share this op's namespace."""
+        return []
+
     def prepare(self, params, xp, dtype) -> dict:
         return {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 
 from gcref.nn import layers as L
+from gcref.nn.containers import chain_second_order
 
 from ..workspace import prod, rowmul
 from .base import Op
@@ -18,6 +19,9 @@ class ChainOp(Op):
     def __init__(self, ops, in_shape):
         super().__init__(in_shape, ops[-1].out_shape if ops else in_shape)
         self.ops = ops
+
+    def sub_ops(self):
+        return list(self.ops)
 
     def param_names(self):
         return [n for op in self.ops for n in op.param_names()]
@@ -50,26 +54,16 @@ class ChainOp(Op):
         return g, grads
 
     def second_order(self, P, cache, g, u, ctx):
-        # Product rule over the chain, as gcref.nn.layers.Sequential.second_order.
+        # The reference's product rule (gcref.nn.containers.chain_second_order); forward
+        # tangents and backward cotangents live in their own scratch roles (Ctx.child).
         ops = self.ops
-        tangents = [u]
-        for op, c in zip(ops[:-1], cache[:-1]):
-            tangents.append(op.jvp(P[op.key], c, tangents[-1], None, ctx.child("tangent")))
-        grads: dict = {}
-        carried = None
-        g_l = g
-        for i in range(len(ops) - 1, -1, -1):
-            op, c = ops[i], cache[i]
-            gp, gx = op.second_order(P[op.key], c, g_l, tangents[i], ctx)
-            _accumulate(grads, gp)
-            if carried is not None:
-                carried, gpc = op.vjp_params(P[op.key], c, carried, ctx)
-                _accumulate(grads, gpc)
-            if gx is not None:
-                carried = gx if carried is None else carried + gx
-            if i > 0:
-                g_l = op.vjp(P[op.key], c, g_l, None, ctx.child("cotangent"))
-        return grads, carried
+        return chain_second_order(
+            len(ops),
+            lambda i, t: ops[i].jvp(P[ops[i].key], cache[i], t, None, ctx.child("tangent")),
+            lambda i, gy: ops[i].vjp(P[ops[i].key], cache[i], gy, None, ctx.child("cotangent")),
+            lambda i, gy: ops[i].vjp_params(P[ops[i].key], cache[i], gy, ctx),
+            lambda i, gi, ui: ops[i].second_order(P[ops[i].key], cache[i], gi, ui, ctx),
+            g, u)
 
     def row_bytes(self, itemsize):
         return sum(op.row_bytes(itemsize) for op in self.ops)
@@ -79,11 +73,6 @@ class ChainOp(Op):
 
     def flops(self):
         return sum(op.flops() for op in self.ops)
-
-
-def _accumulate(grads: dict, new: dict):
-    for k, v in new.items():
-        grads[k] = grads[k] + v if k in grads else v
 
 
 class BlockOp(Op):
@@ -98,6 +87,9 @@ class BlockOp(Op):
         if layer.downsample is not None:
             self.down = ChainOp(compile_chain(layer.downsample.children, in_shape,
                                                prefix + "downsample."), in_shape)
+
+    def sub_ops(self):
+        return self.main.sub_ops() + (self.down.sub_ops() if self.down else [])
 
     def param_names(self):
         return self.main.param_names() + (self.down.param_names() if self.down else [])
@@ -120,9 +112,9 @@ class BlockOp(Op):
 
     def vjp(self, P, cache, g, rows, ctx):
         cm, cd, mask = cache
-        gs = rowmul(ctx, g, mask, rows, 1, out=ctx.ws.get((self.key, "gs"), g.shape, ctx.dtype))
+        gs = rowmul(ctx, g, mask, rows, 1, out=ctx.ws.get(self.slot("gs"), g.shape, ctx.dtype))
         gx = self.main.vjp(P["main"], cm, gs, rows, ctx)
-        out = ctx.ws.get((self.key, "gx"), gx.shape, ctx.dtype)
+        out = ctx.ws.get(self.slot("gx"), gx.shape, ctx.dtype)
         if self.down is not None:
             ctx.xp.add(gx, self.down.vjp(P["down"], cd, gs, rows, ctx), out=out)
         else:
@@ -132,7 +124,7 @@ class BlockOp(Op):
     def jvp(self, P, cache, t, rows, ctx):
         cm, cd, mask = cache
         tm = self.main.jvp(P["main"], cm, t, rows, ctx)
-        out = ctx.ws.get((self.key, "ty"), tm.shape, ctx.dtype)
+        out = ctx.ws.get(self.slot("ty"), tm.shape, ctx.dtype)
         if self.down is not None:
             ctx.xp.add(tm, self.down.jvp(P["down"], cd, t, rows, ctx), out=out)
         else:

@@ -39,11 +39,11 @@ class LinearOp(Op):
         return y, (x if ctx.keep_inputs else None)
 
     def vjp(self, P, cache, g, rows, ctx):
-        out = ctx.ws.get((self.key, "gx"), (g.shape[0], self.in_features), ctx.dtype)
+        out = ctx.ws.get(self.slot("gx"), (g.shape[0], self.in_features), ctx.dtype)
         return ctx.xp.matmul(g, P["W"], out=out)
 
     def jvp(self, P, cache, t, rows, ctx):
-        out = ctx.ws.get((self.key, "ty"), (t.shape[0], self.out_features), ctx.dtype)
+        out = ctx.ws.get(self.slot("ty"), (t.shape[0], self.out_features), ctx.dtype)
         return ctx.xp.matmul(t, P["W"].T, out=out)
 
     def vjp_params(self, P, cache, g, ctx):
@@ -114,14 +114,14 @@ class Conv2dOp(Op):
     # -------------------------------------------------------------- im2col
     def _cols_flat(self, x, ctx, slot):
         """Patches on the flat grid: (C k k, N Hg Wg); junk where i >= Ho or j >= Wo."""
-        xp, k, q = ctx.xp, self.k, self.q
+        k, q = self.k, self.q
         C, N = x.shape[0], x.shape[1]
         Hp, Wp = self.Hg, self.Wg
         Lg = N * Hp * Wp
         if k == 1 and q == 0:
             return x.reshape(C, Lg)
         margin = (k - 1) * Wp + (k - 1)
-        key = (self.key, slot + "xb")
+        key = self.slot(slot + "xb")
         xb = ctx.ws.get(key, (C, Lg + margin), ctx.dtype)
         if ctx.ws.tags.get(key) != N:          # only the interior is written: zero the rest once
             xb.fill(0)
@@ -130,7 +130,7 @@ class Conv2dOp(Op):
         if slot == "keep_":                     # kept in a cache: its own memory
             cols = ctx.xp.empty((C, k, k, Lg), dtype=ctx.dtype)
         else:
-            cols = ctx.ws.get((self.key, slot + "cols"), (C, k, k, Lg), ctx.dtype)
+            cols = ctx.ws.get(self.slot(slot + "cols"), (C, k, k, Lg), ctx.dtype)
         for a in range(k):
             for e in range(k):
                 off = a * Wp + e
@@ -143,7 +143,7 @@ class Conv2dOp(Op):
         C, N = x.shape[0], x.shape[1]
         Ho, Wo = self.Ho, self.Wo
         if q:
-            xpd = ctx.ws.get((self.key, slot + "xpad"), (C, N, self.Hp, self.Wp), ctx.dtype,
+            xpd = ctx.ws.get(self.slot(slot + "xpad"), (C, N, self.Hp, self.Wp), ctx.dtype,
                              zero=True)
             xpd[:, :, q:q + self.H, q:q + self.W] = x
         else:
@@ -151,7 +151,7 @@ class Conv2dOp(Op):
         if slot == "keep_":
             cols = ctx.xp.empty((C, k, k, N, Ho, Wo), dtype=ctx.dtype)
         else:
-            cols = ctx.ws.get((self.key, slot + "scols"), (C, k, k, N, Ho, Wo), ctx.dtype)
+            cols = ctx.ws.get(self.slot(slot + "scols"), (C, k, k, N, Ho, Wo), ctx.dtype)
         for a in range(k):
             for e in range(k):
                 cols[:, a, e] = xpd[:, :, a:a + s * (Ho - 1) + 1:s, e:e + s * (Wo - 1) + 1:s]
@@ -167,7 +167,7 @@ class Conv2dOp(Op):
             if self.Hg == self.Ho and self.Wg == self.Wo:
                 xp.matmul(Wm, cols, out=out.reshape(self.O, -1))
             else:
-                yg = ctx.ws.get((self.key, slot + "yg"), (self.O, cols.shape[1]), ctx.dtype)
+                yg = ctx.ws.get(self.slot(slot + "yg"), (self.O, cols.shape[1]), ctx.dtype)
                 xp.matmul(Wm, cols, out=yg)
                 out[...] = yg.reshape(self.O, N, self.Hg, self.Wg)[:, :, :self.Ho, :self.Wo]
         else:
@@ -182,7 +182,7 @@ class Conv2dOp(Op):
         if not self.flat or (self.Ho == self.Hg and self.Wo == self.Wg):
             return None
         Hp, Wp, Ho, Wo = self.Hg, self.Wg, self.Ho, self.Wo
-        key = (self.key, "T_gg")
+        key = self.slot("T_gg")
         gg = ctx.ws.get(key, (self.O, R * Hp * Wp), ctx.dtype)
         g4 = gg.reshape(self.O, R, Hp, Wp)
         if ctx.ws.tags.get(key) != R:
@@ -213,13 +213,13 @@ class Conv2dOp(Op):
             Lg = R * Hp * Wp
             if k == 1 and q == 0:
                 if out is None:
-                    out = ctx.ws.get((self.key, "gx"), (C, R, self.H, self.W), ctx.dtype)
+                    out = ctx.ws.get(self.slot("gx"), (C, R, self.H, self.W), ctx.dtype)
                 xp.matmul(WmT, gg, out=out.reshape(C, Lg))
                 return out
-            cols = ctx.ws.get((self.key, "T_cols"), (C, k, k, Lg), ctx.dtype)
+            cols = ctx.ws.get(self.slot("T_cols"), (C, k, k, Lg), ctx.dtype)
             xp.matmul(WmT, gg, out=cols.reshape(C * k * k, Lg))
             margin = (k - 1) * Wp + (k - 1)
-            acc = ctx.ws.get((self.key, "T_acc"), (C, Lg + margin), ctx.dtype)
+            acc = ctx.ws.get(self.slot("T_acc"), (C, Lg + margin), ctx.dtype)
             acc[:, :Lg] = cols[:, 0, 0]
             acc[:, Lg:] = 0
             for a in range(k):
@@ -234,9 +234,9 @@ class Conv2dOp(Op):
             return out
         R = g.shape[1]
         Hp, Wp = self.Hp, self.Wp
-        cols = ctx.ws.get((self.key, "T_scols"), (C, k, k, R, Ho, Wo), ctx.dtype)
+        cols = ctx.ws.get(self.slot("T_scols"), (C, k, k, R, Ho, Wo), ctx.dtype)
         xp.matmul(WmT, g.reshape(self.O, -1), out=cols.reshape(C * k * k, -1))
-        gxp = ctx.ws.get((self.key, "T_gxp"), (C, R, Hp, Wp), ctx.dtype, zero=True)
+        gxp = ctx.ws.get(self.slot("T_gxp"), (C, R, Hp, Wp), ctx.dtype, zero=True)
         for a in range(k):
             for e in range(k):
                 gxp[:, :, a:a + s * (Ho - 1) + 1:s, e:e + s * (Wo - 1) + 1:s] += cols[:, a, e]
@@ -261,11 +261,11 @@ class Conv2dOp(Op):
 
     def vjp(self, P, cache, g, rows, ctx, on_grid=False, view=False):
         R = g.shape[1] // (self.Hg * self.Wg) if on_grid else g.shape[1]
-        out = None if view else ctx.ws.get((self.key, "gx"), (self.C, R, self.H, self.W), ctx.dtype)
+        out = None if view else ctx.ws.get(self.slot("gx"), (self.C, R, self.H, self.W), ctx.dtype)
         return self._conv_transpose(g, P["WmT"], ctx, out, on_grid=on_grid, view=view)
 
     def jvp(self, P, cache, t, rows, ctx):
-        out = ctx.ws.get((self.key, "ty"), (self.O, t.shape[1], self.Ho, self.Wo), ctx.dtype)
+        out = ctx.ws.get(self.slot("ty"), (self.O, t.shape[1], self.Ho, self.Wo), ctx.dtype)
         return self._conv(t, P["Wm"], ctx, "J_", out=out)
 
     def _weight_grad(self, x, g, ctx, gg=None):
@@ -290,7 +290,7 @@ class Conv2dOp(Op):
         self._conv_transpose(g, P["WmT"], ctx, gx)
         gg = None
         if self.flat and not (self.Hg == self.Ho and self.Wg == self.Wo):
-            gg = ctx.ws.get((self.key, "T_gg"), (self.O, g.shape[1] * self.Hg * self.Wg), ctx.dtype)
+            gg = ctx.ws.get(self.slot("T_gg"), (self.O, g.shape[1] * self.Hg * self.Wg), ctx.dtype)
         grads = {self.prefix + "weight": self._weight_grad(cache, g, ctx, gg)}
         if self.bias:
             grads[self.prefix + "bias"] = g.sum(axis=(1, 2, 3))

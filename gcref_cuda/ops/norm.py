@@ -41,11 +41,11 @@ class BatchNormOp(Op):
 
     def vjp(self, P, cache, g, rows, ctx, out=None):
         if out is None:
-            out = ctx.ws.get((self.key, "gx"), g.shape, ctx.dtype)
+            out = ctx.ws.get(self.slot("gx"), g.shape, ctx.dtype)
         return ctx.xp.multiply(g, P["scale"], out=out)
 
     def jvp(self, P, cache, t, rows, ctx):
-        out = ctx.ws.get((self.key, "ty"), t.shape, ctx.dtype)
+        out = ctx.ws.get(self.slot("ty"), t.shape, ctx.dtype)
         return ctx.xp.multiply(t, P["scale"], out=out)
 
     def vjp_params(self, P, cache, g, ctx):

@@ -38,7 +38,7 @@ class PoolOp(Op):
         q = self.q
         if q == 0:
             return x
-        grid = ctx.ws.get((self.key, slot), x.shape[:2] + (self.H + 2 * q, self.W + 2 * q), ctx.dtype)
+        grid = ctx.ws.get(self.slot(slot), x.shape[:2] + (self.H + 2 * q, self.W + 2 * q), ctx.dtype)
         grid.fill(fill)
         grid[:, :, q:q + self.H, q:q + self.W] = x
         return grid
@@ -88,7 +88,7 @@ class PoolOp(Op):
         k, C, R, s = self.k, self.C, g.shape[1], self.s
         if self.block:
             if out is None:
-                out = ctx.ws.get((self.key, "gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
+                out = ctx.ws.get(self.slot("gx"), (C, R, self.Ho, k, self.Wo, k), ctx.dtype)
             else:                                   # a (C, R, H, W) view: split H and W
                 out = split_view(out, (C, R, self.Ho, k, self.Wo, k))
             for j in range(k * k):
@@ -100,9 +100,9 @@ class PoolOp(Op):
                     ctx.xp.multiply(g, 1.0 / (k * k), out=dst)
             return out.reshape(C, R, self.H, self.W) if out.flags.c_contiguous else None
         q = self.q
-        out = ctx.ws.get((self.key, "gx"), (C, R, self.H + 2 * q, self.W + 2 * q), ctx.dtype,
+        out = ctx.ws.get(self.slot("gx"), (C, R, self.H + 2 * q, self.W + 2 * q), ctx.dtype,
                          zero=True)
-        tmp = ctx.ws.get((self.key, "tmp"), g.shape, ctx.dtype)
+        tmp = ctx.ws.get(self.slot("tmp"), g.shape, ctx.dtype)
         for j in range(k * k):
             a, e = divmod(j, k)
             dst = out[:, :, a:a + s * (self.Ho - 1) + 1:s, e:e + s * (self.Wo - 1) + 1:s]
@@ -112,7 +112,7 @@ class PoolOp(Op):
                 dst += g * (1.0 / (k * k))
         if q == 0:
             return out
-        crop = ctx.ws.get((self.key, "gx_crop"), (C, R, self.H, self.W), ctx.dtype)
+        crop = ctx.ws.get(self.slot("gx_crop"), (C, R, self.H, self.W), ctx.dtype)
         crop[...] = out[:, :, q:q + self.H, q:q + self.W]
         return crop
 
@@ -123,8 +123,8 @@ class PoolOp(Op):
             if self.block:
                 return t.reshape(C, R, self.Ho, k, self.Wo, k).mean(axis=(3, 5))
             return sum(self._slice(t, a, e) for a in range(k) for e in range(k)) / (k * k)
-        acc = ctx.ws.get((self.key, "ty"), (C, R, self.Ho, self.Wo), ctx.dtype, zero=True)
-        tmp = ctx.ws.get((self.key, "tmp"), (C, R, self.Ho, self.Wo), ctx.dtype)
+        acc = ctx.ws.get(self.slot("ty"), (C, R, self.Ho, self.Wo), ctx.dtype, zero=True)
+        tmp = ctx.ws.get(self.slot("tmp"), (C, R, self.Ho, self.Wo), ctx.dtype)
         for j in range(k * k):
             a, e = divmod(j, k)
             acc += rowmul(ctx, self._slice(t, a, e), cache[j], rows, 1, out=tmp)
@@ -154,7 +154,7 @@ class FlattenOp(Op):
             return g
         C, H, W = self.in_shape
         R = g.shape[0]
-        out = ctx.ws.get((self.key, "gx"), (C, R, H, W), ctx.dtype)
+        out = ctx.ws.get(self.slot("gx"), (C, R, H, W), ctx.dtype)
         out[...] = g.reshape(R, C, H, W).transpose(1, 0, 2, 3)
         return out
 
