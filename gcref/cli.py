@@ -73,6 +73,9 @@ def check(
     seed: int = typer.Option(0, help="Seed for the random networks and directions."),
     failures_only: bool = typer.Option(False, "--failures-only", help="Print only failing rows."),
     backend: str = typer.Option("numpy", help="'numpy' (the reference) or 'cuda' (adds gcref_cuda agreement checks)."),
+    against: str = typer.Option(None, "--against", help="MODULE:FUNCTION: run the conformance suite against your implementation instead."),
+    quantity: str = typer.Option("gc", "--quantity", help="With --against: gc, cdnv, nc, papyan or estimator."),
+    framework: str = typer.Option("numpy", "--framework", help="With --against: numpy, torch or jax (what your function receives)."),
 ):
     """Verify everything numerically and print a table; exit code 1 if any check fails.
 
@@ -80,6 +83,9 @@ def check(
     against each other, on seeded random networks of every layer type and zoo architecture, plus
     every group later parts of gcref register (metrics, estimators, bounds, training, backends).
     """
+    if against is not None:   # the conformance suite (gcref.testing.command)
+        from .testing.command import check_against
+        raise typer.Exit(code=check_against(against, quantity, framework, json_path, console))
     from .checks import GROUPS, run_checks, summarize
     if backend not in ("numpy", "cuda"):
         raise typer.BadParameter(f"backend must be 'numpy' or 'cuda', got {backend!r}")

@@ -53,10 +53,10 @@ def network_checks(net, seed: int = 0, full_jacobian: bool = True) -> list[Check
                              name=f"{label}: {output} JVP vs FD"))
     k = net.num_classes
     v = rng.normal(size=(X.shape[0], k))
-    grads = net.vjp(params, X, v, output="logits")[1]
     trainable = net.param_names
     out.append(check_gradient(lambda pp: float(np.vdot(v, net.forward_cache({**p64, **pp}, X)[1])),
-                              grads, {kk: p64[kk] for kk in trainable}, seed=seed,
+                              lambda pp: net.vjp({**p64, **pp}, X, v, output="logits")[1],
+                              {kk: p64[kk] for kk in trainable}, seed=seed,
                               name=f"{label}: logits VJP wrt parameters vs FD"))
     out.append(check_vjp_jvp(lambda w: net.vjp_cached(p64, cache, w, "embedding", need_params=False)[0],
                              lambda t: net.jvp_cached(p64, cache, t, "embedding"),
@@ -70,7 +70,10 @@ def network_checks(net, seed: int = 0, full_jacobian: bool = True) -> list[Check
     err = relative_error(j_rev[0], j_chain)
     out.append(CheckResult(f"{label}: Jacobian = chain of local Jacobians", err, 1e-10, err <= 1e-10))
     if full_jacobian and net.input_dim <= 256:
-        out.append(check_jacobian(lambda xx: net.forward_cache(p64, xx[None])[0][0], j_rev[0], X[0],
+        out.append(check_jacobian(lambda xx: net.forward_cache(p64, xx[None])[0][0],
+                                  # Jacobian at xx, in the batch of j_rev (so bitwise j_rev[0] at X[0])
+                                  lambda xx: net.jacobian(params, np.concatenate([xx[None], X[1:]]),
+                                                          mode="reverse")[0], X[0],
                                   name=f"{label}: Jacobian vs FD"))
     return out
 

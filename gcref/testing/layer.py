@@ -112,32 +112,39 @@ def check_layer(layer: Layer, in_shape, seed=0, *, label: str | None = None) -> 
     trainable = list(layer.param_specs(in_shape))
     if trainable:
         v = rng.normal(size=y.shape)
-        gp = layer.vjp(p, cache, v)[1]
 
         def scalar(pp):
             return float(np.vdot(v, layer.forward({**p, **pp}, x)[0]))
 
-        out.append(check_gradient(scalar, {k: gp[k] for k in trainable}, {k: p[k] for k in trainable},
+        def scalar_grad(pp):
+            q = {**p, **pp}
+            gp = layer.vjp(q, layer.forward(q, x)[1], v)[1]
+            return {k: gp[k] for k in trainable}
+
+        out.append(check_gradient(scalar, scalar_grad, {k: p[k] for k in trainable},
                                   seed=seed, name=f"{label}: VJP wrt parameters vs FD"))
     # second order: gradient of s(p, x) = <g, J_x(x; p) u>
     g = rng.normal(size=y.shape)
     u = rng.normal(size=x.shape)
-    gp2, gx2 = layer.second_order(p, cache, g, u)
-
     def s(pp, xx):
         _, c = layer.forward(pp, xx)
         return float(np.vdot(g, layer.jvp(pp, c, u)))
 
+    def s_grad(pp, xx):
+        gp2, gx2 = layer.second_order(pp, layer.forward(pp, xx)[1], g, u)
+        return gp2, np.zeros_like(xx) if gx2 is None else gx2
+
     if trainable:
-        out.append(check_gradient(lambda pp: s({**p, **pp}, x), {k: gp2[k] for k in trainable},
+        out.append(check_gradient(lambda pp: s({**p, **pp}, x),
+                                  lambda pp: {k: s_grad({**p, **pp}, x)[0][k] for k in trainable},
                                   {k: p[k] for k in trainable}, seed=seed,
                                   name=f"{label}: second order wrt parameters vs FD"))
-    gx2 = np.zeros_like(x) if gx2 is None else gx2
-    out.append(check_gradient(lambda xx: s(p, xx), gx2, x, seed=seed,
+    out.append(check_gradient(lambda xx: s(p, xx), lambda xx: s_grad(p, xx)[1], x, seed=seed,
                               name=f"{label}: second order wrt input vs FD"))
     x1 = x[0]
     jac = layer.local_jacobian(p, x1)
-    out.append(check_jacobian(lambda xx: layer.forward(p, xx[None])[0][0], jac, x1,
+    out.append(check_jacobian(lambda xx: layer.forward(p, xx[None])[0][0],
+                              lambda xx: layer.local_jacobian(p, xx), x1,
                               name=f"{label}: local Jacobian vs FD"))
     jvp_cols = np.stack([layer.jvp(p, layer.forward(p, x1[None])[1], e.reshape((1,) + x1.shape))[0].ravel()
                          for e in np.eye(x1.size)], axis=1)

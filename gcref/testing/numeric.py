@@ -28,6 +28,7 @@ derivative spoils both.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -169,14 +170,35 @@ def check_vjp_jvp(vjp, jvp, in_shape, out_shape, *, seed=0, rtol: float = EXACT_
     return _result(name, worst, rtol)
 
 
+def _evaluated(derivative, at, argname: str, fn_name: str, form: str):
+    """``derivative(at)`` for a function; a value (the old form) with a ``DeprecationWarning``."""
+    if callable(derivative):
+        return derivative(at)
+    warnings.warn(
+        f"{fn_name}: passing the {argname} as a value is deprecated; pass a function "
+        f"{form} (as check_vjp and check_jvp take functions)", DeprecationWarning, stacklevel=3)
+    return derivative
+
+
 def check_jacobian(fun, jacobian, x, *, eps: float = FD_EPS, rtol: float = FD_RTOL,
                    name: str = "jacobian") -> CheckResult:
-    """Check a whole Jacobian ``(out_size, in_size)`` column by column against central differences.
+    """Check a whole Jacobian against central differences of ``fun``, column by column.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> ndarray``.
+    jacobian : callable
+        ``jacobian(x) -> ndarray`` of shape ``(fun(x).size, x.size)`` (inputs and outputs
+        flattened in C order). Passing the array itself is deprecated (``DeprecationWarning``).
+    x : array_like
+        The point.
 
     Costs ``2 · x.size`` evaluations of ``fun``: for small problems only.
     """
     x = np.asarray(x, dtype=np.float64)
-    jac = np.asarray(jacobian, dtype=np.float64)
+    jac = np.asarray(_evaluated(jacobian, x.copy(), "jacobian", "check_jacobian", "jacobian(x)"),
+                     dtype=np.float64)
     out_size = np.asarray(fun(x)).size
     if jac.shape != (out_size, x.size):
         return CheckResult(name, np.inf, rtol, False,
@@ -198,13 +220,28 @@ def check_gradient(loss, gradient, params, *, seed=0, eps: float = FD_EPS, rtol:
                    directions: int = 3, name: str = "gradient") -> CheckResult:
     """Check the gradient of a scalar ``loss(params)`` along random directions.
 
-    ``params`` is an array or a ``dict[str, ndarray]``; ``gradient`` has the same structure (a
-    dict may omit keys whose gradient is zero, e.g. buffers). The directional derivative
-    ``<grad, d>`` is compared with ``(loss(θ + eps d) − loss(θ − eps d)) / (2 eps)``, relative to
-    ``||grad||·||d||``.
+    Parameters
+    ----------
+    loss : callable
+        ``loss(params) -> float``.
+    gradient : callable
+        ``gradient(params)`` returns the gradient at ``params``, with the same structure (an
+        array, or a dict that may omit keys whose gradient is zero, e.g. buffers). Passing the
+        gradient itself is deprecated (``DeprecationWarning``).
+    params : array_like or dict[str, ndarray]
+        The point.
+
+    The directional derivative ``<grad, d>`` is compared with
+    ``(loss(θ + eps d) − loss(θ − eps d)) / (2 eps)``, relative to ``||grad||·||d||``.
     """
     rng = as_generator(seed)
+    at = ({k: np.array(v, dtype=np.float64) for k, v in params.items()} if isinstance(params, dict)
+          else np.array(params, dtype=np.float64))
+    gradient = _evaluated(gradient, at, "gradient", "check_gradient", "gradient(params)")
     if isinstance(params, dict):
+        if not isinstance(gradient, dict):
+            return CheckResult(name, np.inf, rtol, False,
+                               f"gradient must be a dict like params, got {type(gradient).__name__}")
         keys = sorted(params)
         missing = [k for k in gradient if k not in params]
         if missing:
