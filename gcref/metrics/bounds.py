@@ -8,7 +8,7 @@ draw from a uniformly chosen class. Ties count as errors. For a query of class `
     P(i -> j) <= b_ij = C (2 Var_i + (Var_i + Var_j) / m) / ||mu_i - mu_j||^2,
 
 with ``C = 2`` proved (and optimal for this form) and used by default; ``C = 4``
-(``DESIGN_CONSTANT``, the constant of the looser norm-based argument) is also a valid bound,
+(``LOOSE_CONSTANT``, the constant of the looser norm-based argument) is also a valid bound,
 available through ``constant=``. A union bound over ``j`` and the average over query classes give
 
     variance form:  E[err] <= (1/k) sum_i sum_{j != i} b_ij = 2 C (k - 1) (1 + 1/m) NC
@@ -32,6 +32,7 @@ from gcref.metrics.collapse import (COINCIDING_MEANS_RTOL, ClassStats, check_mea
 from gcref.metrics.poincare import per_class_constants
 
 __all__ = [
+    "LOOSE_CONSTANT",
     "DESIGN_CONSTANT",
     "TIGHT_CONSTANT",
     "NCCErrorBound",
@@ -42,7 +43,9 @@ __all__ = [
 
 #: The pairwise constant of the norm-based argument (Cauchy-Schwarz on norms, docs/theory.md
 #: section 3, "Comparison with the constant 4"): valid, not tight. Not the default.
-DESIGN_CONSTANT = 4.0
+LOOSE_CONSTANT = 4.0
+#: Deprecated alias of :data:`LOOSE_CONSTANT` (its first name).
+DESIGN_CONSTANT = LOOSE_CONSTANT
 #: The smallest pairwise constant for which gcref proves the bound (docs/theory.md, Thm 2);
 #: no smaller constant works for the form ``(2 Var_i + (Var_i + Var_j)/m) / d^2`` (Prop. 3).
 TIGHT_CONSTANT = 2.0
@@ -163,7 +166,7 @@ def ncc_error_bound(means, variances, shots: int, *, form: str = "variance",
         terms; ``"capped_gc"``: the same with GC terms. Always ``<= 1``.
     constant : float
         Pairwise constant ``C`` (default 2, ``TIGHT_CONSTANT``: proved and optimal, see
-        ``docs/theory.md`` section 3; ``DESIGN_CONSTANT = 4`` is the looser norm-based
+        ``docs/theory.md`` section 3; ``LOOSE_CONSTANT = 4`` is the looser norm-based
         constant). Values below 2 give ``proven=False``.
     gc_per_class : array_like, shape (k,), optional
         ``GC_c`` for the GC forms.

@@ -38,7 +38,7 @@ class Network:
     Notes
     -----
     Inputs are flattened for the Jacobian: ``d = prod(input_shape)`` and
-    ``J_f(x) = df/dx`` has shape ``(p, d)`` (DESIGN.md §1).
+    ``J_f(x) = df/dx`` has shape ``(p, d)`` (docs/theory.md §1).
     """
 
     def __init__(self, embedding, head: tuple[str, Linear], input_shape, name: str = "network"):

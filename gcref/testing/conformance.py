@@ -41,7 +41,7 @@ import numpy as np
 from .._validation import check_float, check_int
 from ..metrics.collapse import cdnv, neural_collapse, papyan_nc
 from ..metrics.complexity import geometric_complexity, per_example_gc
-from .conventions import GCIngredients, conventions_for
+from .conventions import FeatureCase, GCIngredients, conventions_for
 from .diagnosis import Diagnosis, matching_conventions, scalar_error
 from .frameworks import as_framework_input, check_framework, embedding_function
 
@@ -62,24 +62,6 @@ OFFSET = 1e8
 
 
 # ------------------------------------------------------------------------------------- cases
-
-@dataclass(frozen=True, eq=False)
-class FeatureCase:
-    """Features ``Z`` (n, p), labels ``y`` (n,) and optionally a head ``W`` (K, p), ``b`` (K,).
-
-    ``raises``: the right answer is an error (coinciding means). ``ill_conditioned``: the features
-    carry a large offset (``1e8``) that cancels in a one-pass variance.
-    """
-
-    name: str
-    Z: np.ndarray
-    y: np.ndarray
-    W: np.ndarray | None = None
-    b: np.ndarray | None = None
-    raises: bool = False
-    ill_conditioned: bool = False
-    note: str = ""
-
 
 @dataclass(frozen=True, eq=False)
 class NetworkCase:
@@ -232,7 +214,7 @@ def gc_cases() -> list[NetworkCase]:
     stem, GELU and SiLU MLPs), then ties, tanh, batch norm, a linear map
     (``GC = ||A||_F^2``) and the scaling laws ``GC(c f) = c^2 GC(f)``,
     ``GC(f(./c), X) = GC(f, X/c) / c^2``."""
-    from ..checks.cases import perturbed_params, small_zoo   # lazy: gcref.checks imports testing
+    from .cases import perturbed_params, small_zoo
     from ..nn import layers as L
     from ..nn import zoo
     cases = []

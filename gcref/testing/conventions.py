@@ -27,7 +27,25 @@ import numpy as np
 
 from ..metrics.collapse import class_stats, off_diagonal_mean, pairwise_ratio
 
-__all__ = ["Convention", "CONVENTIONS", "conventions_for", "convention", "implementation"]
+
+@dataclass(frozen=True, eq=False)
+class FeatureCase:
+    """Features ``Z`` (n, p), labels ``y`` (n,) and optionally a head ``W`` (K, p), ``b`` (K,).
+
+    ``raises``: the right answer is an error (coinciding means). ``ill_conditioned``: the features
+    carry a large offset (``1e8``) that cancels in a one-pass variance.
+    """
+
+    name: str
+    Z: np.ndarray
+    y: np.ndarray
+    W: np.ndarray | None = None
+    b: np.ndarray | None = None
+    raises: bool = False
+    ill_conditioned: bool = False
+    note: str = ""
+
+__all__ = ["FeatureCase", "Convention", "CONVENTIONS", "conventions_for", "convention", "implementation"]
 
 
 @dataclass(frozen=True)
@@ -281,7 +299,6 @@ def implementation(quantity: str, key: str):
     GC conventions are transforms of Jacobians, which a user's implementation computes in its own
     framework; see ``tests/test_conformance.py`` for implementations written that way.
     """
-    from .conformance import FeatureCase
     conv = convention(quantity, key)
     if quantity == "gc":
         raise ValueError("quantity: GC conventions transform Jacobians; write the implementation in "
