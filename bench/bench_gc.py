@@ -178,11 +178,12 @@ def _torch_model(net, params, dtype):
     return model, embed, tdt
 
 
-def impl_torch(spec, net, params, X, y, chunk=None):
+def impl_torch(spec, net, params, X, y, chunk=None, device="cpu"):
     import torch
     from torch.func import functional_call, grad, jacrev, vmap
     model, embed, tdt = _torch_model(net, params, spec["dtype"])
-    Xt = torch.as_tensor(X, dtype=tdt)
+    model, embed = model.to(device), embed.to(device)
+    Xt = torch.as_tensor(X, dtype=tdt, device=device)
     if spec["kind"] == "gc":
         eparams = {k: v.detach() for k, v in embed.named_parameters()}
 
@@ -193,9 +194,9 @@ def impl_torch(spec, net, params, X, y, chunk=None):
         def run():
             with torch.no_grad():
                 J = jac(Xt)
-                return (J ** 2).reshape(J.shape[0], -1).sum(1).numpy()
+                return (J ** 2).reshape(J.shape[0], -1).sum(1).cpu().numpy()
         return run
-    yt = torch.as_tensor(y)
+    yt = torch.as_tensor(y, device=device)
     names = [k for k, _ in model.named_parameters()]
     embed_names = [k for k, _ in embed.named_parameters()]   # the same keys, head left out
     l2, gc_reg, lr = 5e-4, spec["gc_reg"], 0.01

@@ -115,53 +115,8 @@ def worker_bench(dry: bool) -> dict:
 
 
 def _torch_impl(bench_gc, spec, net, params, X, y, device):
-    """bench_gc.impl_torch with the model and inputs on ``device``."""
-    import torch
-    from torch.func import functional_call, jacrev, vmap
-    if spec["kind"] == "gc":
-        embed, head, tdt = bench_gc._torch_model(net, params, spec["dtype"])
-        embed = embed.to(device)
-        Xt = torch.as_tensor(X, dtype=tdt, device=device)
-        eparams = {k: v.detach() for k, v in embed.named_parameters()}
-
-        def f(x):
-            return functional_call(embed, eparams, (x[None],))[0]
-        jac = vmap(jacrev(f))
-
-        def run():
-            with torch.no_grad():
-                J = jac(Xt)
-                return (J ** 2).reshape(J.shape[0], -1).sum(1).cpu().numpy()
-        return run
-    embed, head, tdt = bench_gc._torch_model(net, params, spec["dtype"])
-    model = torch.nn.Sequential(embed, head).to(device)
-    Xt = torch.as_tensor(X, dtype=tdt, device=device)
-    yt = torch.as_tensor(y, device=device)
-    l2, gc_reg = 5e-4, spec["gc_reg"]
-    prm0 = {k: v.detach() for k, v in model.named_parameters()}
-
-    def loss_fn(prm):
-        logits = functional_call(model, prm, (Xt,))
-        loss = torch.nn.functional.cross_entropy(logits, yt)
-        loss = loss + 0.5 * l2 * sum((v ** 2).sum() for v in prm.values())
-        if gc_reg:
-            eprm = {k[2:]: v for k, v in prm.items() if k.startswith("0.")}
-
-            def f(x):
-                return functional_call(embed, eprm, (x[None],))[0]
-            J = vmap(jacrev(f))(Xt)
-            loss = loss + gc_reg * (J ** 2).sum() / Xt.shape[0]
-        return loss
-
-    def run():
-        prm = {k: v.clone().requires_grad_(True) for k, v in prm0.items()}
-        loss = loss_fn(prm)
-        grads = torch.autograd.grad(loss, list(prm.values()))
-        with torch.no_grad():
-            for v, g in zip(prm.values(), grads):
-                v -= 0.01 * g
-        return float(loss)
-    return run
+    """``bench_gc.impl_torch`` (the same torch programs as the CPU benchmark) on ``device``."""
+    return bench_gc.impl_torch(spec, net, params, X, y, device=device)
 
 
 def worker_vgg13(dry: bool) -> dict:

@@ -286,6 +286,7 @@ def test_torch_feature_implementations():
     assert report.passed, report.table()
 
 
+@pytest.mark.slow
 def test_jax_gc_implementation_passes():
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
@@ -299,6 +300,7 @@ def test_jax_gc_implementation_passes():
     assert max(r.error for r in report.rows) < 1e-14
 
 
+@pytest.mark.slow
 def test_to_jax_matches_gcref_on_every_case():
     jax = pytest.importorskip("jax")
     from gcref.testing import to_jax
