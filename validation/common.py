@@ -49,7 +49,7 @@ if str(HERE) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
-SCALES = ("smoke", "small", "paper")
+SCALES = ("smoke", "small", "medium", "paper")
 VERDICTS = ("reproduced", "not reproduced", "not run at this scale")
 
 #: Fields every claim summary carries (tests check them).
@@ -65,12 +65,16 @@ def parse_args(argv=None, *, claim: int, description: str) -> argparse.Namespace
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=SCALES, default="small",
                     help="smoke: seconds (tests); small: CPU minutes (digits, Fashion-MNIST, "
-                         "synthetic); paper: the paper's architecture and dataset (GPU)")
+                         "glyphs, synthetic); medium: about an hour on 2 CPU cores (VGG-11 on "
+                         "Fashion-MNIST at reduced width); paper: the paper's architecture and "
+                         "dataset (GPU)")
     ap.add_argument("--data-root", default=None,
                     help="folder holding the original dataset files (paper scale: "
                          "cifar-10-batches-bin/, cifar-100-binary/, MNIST IDX files)")
-    ap.add_argument("--out", default=str(RESULTS),
-                    help="folder for claimN.json and claimN.png (default validation/results)")
+    ap.add_argument("--out", default=None,
+                    help="folder for claimN.json and claimN.png (default: each scale its own, see "
+                         "default_out: small validation/results, medium validation/results/medium, "
+                         "paper validation/results/paper, smoke and --tiny a temporary folder)")
     ap.add_argument("--seeds", default=None,
                     help="number of seeds (e.g. 5 -> 0..4) or a comma list (e.g. 0,3,7); "
                          "default: the scale's configuration")
@@ -91,9 +95,35 @@ def parse_args(argv=None, *, claim: int, description: str) -> argparse.Namespace
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
     args.claim = claim
+    if args.out is None:
+        args.out = str(default_out(args.scale, args.tiny))
+    elif (args.scale == "smoke" or args.tiny) and _inside(Path(args.out), RESULTS):
+        ap.error(f"--out {args.out}: --scale smoke and --tiny never write into the committed results "
+                 f"({RESULTS}); give another folder")
     if args.jobs is None:
         args.jobs = max(1, min(2, os.cpu_count() or 1))
     return args
+
+
+def default_out(scale: str, tiny: bool = False) -> Path:
+    """Where a scale's results go when ``--out`` is not given: each scale its own folder, so no
+    run overwrites another scale's committed results.
+
+    ``small`` -> ``validation/results`` (the committed table), ``medium`` ->
+    ``validation/results/medium``, ``paper`` -> ``validation/results/paper``; ``smoke`` and any
+    ``--tiny`` run -> ``<tmp>/gcref-validation-<scale>[-tiny]`` (never the committed results).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if scale == "smoke" or tiny:
+        return Path(tempfile.gettempdir()) / f"gcref-validation-{scale}{'-tiny' if tiny else ''}"
+    return RESULTS if scale == "small" else RESULTS / scale
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (after resolving links)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def parse_seeds(text, default) -> list[int]:
@@ -193,6 +223,9 @@ def apply_overrides(cfg: dict, overrides) -> dict:
 
 def resolve_config(configs: dict, args) -> dict:
     """The scale's configuration with ``--set`` overrides and ``--seeds`` applied."""
+    if args.scale not in configs:
+        raise SystemExit(f"claim{args.claim} has no configuration at --scale {args.scale} "
+                         f"(scales: {', '.join(configs)})")
     cfg = configs[args.scale]
     if getattr(args, "tiny", False):
         cfg = apply_tiny(cfg)
