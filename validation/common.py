@@ -183,6 +183,8 @@ _TINY = {
     "flatness_examples": lambda v: min(int(v), 4),
     "budgets": lambda v: {"examples": [4], "outputs": [2], "mask": [0.25], "projection": [1]},
     "seeds": lambda v: list(v)[:2],
+    "n_per_class": lambda v: min(int(v), 10), "test_per_class": lambda v: min(int(v), 4),
+    "num_source": lambda v: list(v)[:1] if isinstance(v, list) else v,
 }
 _TINY_SWEEP = {"batch_size": [2, 4]}
 
