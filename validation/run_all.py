@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # validation/ is on sys.path when a script runs (python validation/...)
 
 SCRIPTS = {1: "claim1_hyperparams", 2: "claim2_sampled_gc", 3: "claim3_ncc_bound", 4: "claim4_transfer",
            5: "claim5_gc_regularization", 6: "claim6_inequalities"}

@@ -118,6 +118,10 @@ def _blas_threads(n):
         yield
 
 
+#: The BLAS thread limiter under a public name (``validation/`` uses it): ``with blas_threads(1):``.
+blas_threads = _blas_threads
+
+
 def _fit_for(backend: str):
     """The training loop of a backend: gcref's reference, or gcref_cuda's fast twin."""
     if backend == "cuda":
