@@ -313,8 +313,9 @@ def load_run_data(config) -> RunData:
       and all examples (train and test) of the target classes;
     - ``cifar_fs``: the 64 train classes (CIFAR-100 train / test images) and the 20 test classes;
     - ``glyphs``: the source classes of :func:`gcref.data.glyph_class_split` (``split_seed``;
-      ``n_per_class`` training and ``test_per_class`` (default 30) test renderings per class) and
-      the target classes (``n_per_class`` renderings of the test stream).
+      ``n_per_class`` (default ``max_per_class``, else 100) training and ``test_per_class``
+      (default ``min(30, n_per_class)``) test renderings per class) and the target classes
+      (``n_per_class`` renderings of the test stream).
     """
     from ..data import class_split, concat, load_dataset, random_class_split
 
@@ -332,7 +333,9 @@ def load_run_data(config) -> RunData:
         # source classes: n_per_class training and test_per_class test renderings; target
         # classes: n_per_class renderings of the test stream (never trained on)
         opts.setdefault("class_seed", cfg.split_seed)
-        n_test = opts.pop("test_per_class", 30)
+        if cfg.max_per_class:
+            opts.setdefault("n_per_class", cfg.max_per_class)
+        n_test = opts.pop("test_per_class", min(30, opts.get("n_per_class", 100)))
         train = load_dataset(name, split="train", part="source", **opts)
         test = load_dataset(name, split="test", part="source", **{**opts, "n_per_class": n_test})
         target = load_dataset(name, split="test", part="target", **opts)
