@@ -150,3 +150,25 @@ def test_load_dataset_and_lab_split():
     assert not set(data.train.classes) & set(data.target.classes)
     with pytest.raises(ValueError, match="glyphs has its own class split"):
         validate_config({"dataset": "glyphs", "num_source": 5})
+
+
+def test_transfer_command_defaults_to_glyphs(tmp_path):
+    """``gcref transfer`` teaches on glyphs by default (its own 112 / 28 / 35 class split)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gcref.cli import app
+    out = tmp_path / "transfer"
+    res = CliRunner().invoke(app, ["transfer", "--max-per-class", "4", "--shots", "1", "--queries", "2",
+                                   "--episodes", "2", "--steps", "2", "--eval-every", "2", "--eval-size", "8",
+                                   "--hidden", "8,4", "--batch-size", "8", "--param", "lr=0.05",
+                                   "--seeds", "0", "--parallel-backend", "sequential", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    run = summary["runs"][0]
+    assert run["status"] == "completed" and run["final"]["few_shot_accuracy"] is not None
+    config = json.loads(next(out.glob("*/config.json")).read_text())
+    assert config["dataset"] == "glyphs-source-train"
+    res = CliRunner().invoke(app, ["train", "--dataset", "glyphs", "--num-source", "5", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "glyphs has its own class split" in res.output
