@@ -167,10 +167,11 @@ def plot_hyperparameters(setting_runs):
         for j, key in enumerate(("gc", "target_nc", "few_shot_accuracy")):
             ax = axes[i, j]
             ys = [np.array([_final(r, key) for r in rs if r["hp"][hp] == v]) for v in vals]
+            ys = [y[np.isfinite(y)] for y in ys]
             xs = list(range(len(vals)))
-            mean = [np.nanmean(y) if y.size else np.nan for y in ys]
-            lo = [m - np.nanmin(y) if y.size else 0 for m, y in zip(mean, ys)]
-            hi = [np.nanmax(y) - m if y.size else 0 for m, y in zip(mean, ys)]
+            mean = [float(np.mean(y)) if y.size else np.nan for y in ys]
+            lo = [m - float(np.min(y)) if y.size else 0.0 for m, y in zip(mean, ys)]
+            hi = [float(np.max(y)) - m if y.size else 0.0 for m, y in zip(mean, ys)]
             ax.errorbar(xs, mean, yerr=[lo, hi], marker="o", capsize=3)
             for x, y in zip(xs, ys):
                 ax.scatter([x] * y.size, y, s=8, color="k", alpha=0.4)
