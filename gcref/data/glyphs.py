@@ -31,7 +31,7 @@ On matplotlib's fonts the 357 candidates give **175 classes** (181 dropped). Why
 candidates are what all 16 fonts cover (no arrows, no math beyond ∂, because the mono faces lack
 them), and the rule is conservative -- a whole-image distance cannot weigh a small distinguishing
 mark (a dot, a bar, a tail) against the stroke-weight differences between cases, so the threshold
-that merges every look-alike pair also drops some pairs a reader tells apart (F / E, i / l,
+that merges every look-alike pair also drops some pairs a reader tells apart (F / E, i / 1,
 t / f, Λ / A, И / H, ~ / _). It never keeps two classes closer than the threshold.
 
 Normalising the bounding box removes the differences of size and position (o / O, x / X,
