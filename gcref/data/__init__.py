@@ -58,8 +58,8 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`load_dataset`.
-DATASETS = ("digits", "glyphs", "gaussian_mixture", "procedural", "mnist", "fashion_mnist", "cifar10",
-            "cifar100", "cifar_fs")
+DATASETS = ("digits", "gaussian_mixture", "procedural", "mnist", "fashion_mnist", "cifar10",
+            "cifar100", "cifar_fs", "glyphs")
 
 _FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "cifar_fs")
 
