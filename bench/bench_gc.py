@@ -167,48 +167,23 @@ def impl_gcref_cuda(spec, net, params, X, y):
 
 
 def _torch_model(net, params, dtype):
-    """A torch module mirroring a sequential gcref network, loaded with the same parameters."""
+    """The torch modules of a gcref network (``gcref.interop.torch.to_torch``: same names and
+    parameters): the whole network and its embedding, in the case's dtype."""
     import torch
-    from torch import nn
 
-    from gcref.nn import layers as L
-
-    def make(layer):
-        if isinstance(layer, L.Linear):
-            return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
-        if isinstance(layer, L.Conv2d):
-            return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                             layer.padding, bias=layer.bias)
-        if isinstance(layer, L.ReLU):
-            return nn.ReLU()
-        if isinstance(layer, L.MaxPool2d):
-            return nn.MaxPool2d(layer.kernel_size, layer.stride)
-        if isinstance(layer, L.Flatten):
-            return nn.Flatten()
-        raise TypeError(type(layer).__name__)
-
-    names, mods = [], []
-    for name, layer in net.embedding.children:
-        names.append(name)
-        mods.append(make(layer))
-    embed = nn.Sequential(*mods)
-    head = nn.Linear(net.embedding_dim, net.num_classes)
+    from gcref.interop.torch import to_torch
     tdt = torch.float64 if dtype == "float64" else torch.float32
-    embed, head = embed.to(tdt), head.to(tdt)       # before loading: no float32 rounding
-    with torch.no_grad():
-        for name, mod in zip(names, mods):
-            for local, prm in mod.named_parameters():
-                prm.copy_(torch.as_tensor(params[f"{name}.{local}"]))
-        head.weight.copy_(torch.as_tensor(params[f"{net.head_name}.weight"]))
-        head.bias.copy_(torch.as_tensor(params[f"{net.head_name}.bias"]))
-    return embed, head, tdt
+    model = to_torch(net, params).to(tdt)             # built in float64: no float32 rounding
+    embed = to_torch(net, params, output="embedding").to(tdt)
+    return model, embed, tdt
 
 
-def impl_torch(spec, net, params, X, y, chunk=None):
+def impl_torch(spec, net, params, X, y, chunk=None, device="cpu"):
     import torch
     from torch.func import functional_call, grad, jacrev, vmap
-    embed, head, tdt = _torch_model(net, params, spec["dtype"])
-    Xt = torch.as_tensor(X, dtype=tdt)
+    model, embed, tdt = _torch_model(net, params, spec["dtype"])
+    model, embed = model.to(device), embed.to(device)
+    Xt = torch.as_tensor(X, dtype=tdt, device=device)
     if spec["kind"] == "gc":
         eparams = {k: v.detach() for k, v in embed.named_parameters()}
 
@@ -219,11 +194,11 @@ def impl_torch(spec, net, params, X, y, chunk=None):
         def run():
             with torch.no_grad():
                 J = jac(Xt)
-                return (J ** 2).reshape(J.shape[0], -1).sum(1).numpy()
+                return (J ** 2).reshape(J.shape[0], -1).sum(1).cpu().numpy()
         return run
-    yt = torch.as_tensor(y)
-    model = torch.nn.Sequential(embed, head)
+    yt = torch.as_tensor(y, device=device)
     names = [k for k, _ in model.named_parameters()]
+    embed_names = [k for k, _ in embed.named_parameters()]   # the same keys, head left out
     l2, gc_reg, lr = 5e-4, spec["gc_reg"], 0.01
 
     def loss_fn(prm):
@@ -231,7 +206,7 @@ def impl_torch(spec, net, params, X, y, chunk=None):
         loss = torch.nn.functional.cross_entropy(logits, yt)
         loss = loss + 0.5 * l2 * sum((v ** 2).sum() for v in prm.values())
         if gc_reg:
-            eprm = {k[2:]: v for k, v in prm.items() if k.startswith("0.")}
+            eprm = {k: prm[k] for k in embed_names}
 
             def f(x):
                 return functional_call(embed, eprm, (x[None],))[0]

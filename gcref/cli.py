@@ -1,4 +1,9 @@
-"""The ``gcref`` command line (typer)."""
+"""The ``gcref`` command line (typer): the one place where gcref's app is built.
+
+``check`` is defined here; ``train``, ``sweep``, ``transfer`` and ``plot`` come from
+:mod:`gcref.lab.commands`, which knows nothing of this module (:func:`gcref.lab.commands.register`
+attaches them), so the import graph has no cycle: ``nn <- metrics <- train <- lab <- cli``.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,41 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .lab.commands import register as _register_lab_commands
+
 app = typer.Typer(
     help="gcref: geometric complexity (GC) and neural collapse (NC) in transfer learning, "
          "computable and checkable (Munn, Dherin & Gonzalvo, NeurIPS 2024).",
-    no_args_is_help=True,
     add_completion=False,
 )
 # Wide enough for the check names when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 160)
 
 
-@app.callback()
-def _root():
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("gcref")
+    except PackageNotFoundError:          # running from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool):
+    if value:
+        typer.echo(f"gcref {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print gcref's version and exit."),
+):
     """gcref: geometric complexity and neural collapse, computable and checkable."""
+    if ctx.invoked_subcommand is None:       # bare `gcref`: the help, and success
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _print_results(results, show_all: bool) -> None:
@@ -31,7 +58,9 @@ def _print_results(results, show_all: bool) -> None:
     table.add_column("tolerance", justify="right")
     table.add_column("result")
     for r in results:
-        if show_all or not r.passed:
+        if r.skipped:
+            table.add_row(r.name, "-", "-", f"[yellow]SKIPPED[/yellow] {r.detail}")
+        elif show_all or not r.passed:
             table.add_row(r.name, f"{r.error:.2e}", f"{r.tolerance:.0e}",
                           "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {r.detail}")
     console.print(table)
@@ -44,6 +73,9 @@ def check(
     seed: int = typer.Option(0, help="Seed for the random networks and directions."),
     failures_only: bool = typer.Option(False, "--failures-only", help="Print only failing rows."),
     backend: str = typer.Option("numpy", help="'numpy' (the reference) or 'cuda' (adds gcref_cuda agreement checks)."),
+    against: str = typer.Option(None, "--against", help="MODULE:FUNCTION: run the conformance suite against your implementation instead."),
+    quantity: str = typer.Option("gc", "--quantity", help="With --against: gc, cdnv, nc, papyan or estimator."),
+    framework: str = typer.Option("numpy", "--framework", help="With --against: numpy, torch or jax (what your function receives)."),
 ):
     """Verify everything numerically and print a table; exit code 1 if any check fails.
 
@@ -51,6 +83,9 @@ def check(
     against each other, on seeded random networks of every layer type and zoo architecture, plus
     every group later parts of gcref register (metrics, estimators, bounds, training, backends).
     """
+    if against is not None:   # the conformance suite (gcref.testing.command)
+        from .testing.command import check_against
+        raise typer.Exit(code=check_against(against, quantity, framework, json_path, console))
     from .checks import GROUPS, run_checks, summarize
     if backend not in ("numpy", "cuda"):
         raise typer.BadParameter(f"backend must be 'numpy' or 'cuda', got {backend!r}")
@@ -68,12 +103,12 @@ def check(
             progress.update(task, description=f"checking {name}")
             progress.advance(task)
         results = run_checks(groups, seed=seed, progress=step)
-    passed, failed = summarize(results)
+    passed, failed, skipped = summarize(results)
     if not to_stdout:
         _print_results(results, show_all=not failures_only)
-        console.print(f"[bold]{passed} passed, {failed} failed[/bold]")
+        console.print(f"[bold]{passed} passed, {failed} failed, {skipped} skipped[/bold]")
     if json_path:
-        payload = json.dumps({"passed": passed, "failed": failed,
+        payload = json.dumps({"passed": passed, "failed": failed, "skipped": skipped,
                               "results": [r.as_dict() for r in results]}, indent=2, default=float)
         if to_stdout:
             sys.stdout.write(payload + "\n")
@@ -83,17 +118,7 @@ def check(
     raise typer.Exit(code=1 if failed else 0)
 
 
-def _register_optional_commands():
-    # Commands defined by later parts (training, lab) attach themselves to ``app`` on import.
-    import importlib
-    try:
-        importlib.import_module("gcref.lab.commands")
-    except ModuleNotFoundError as err:
-        if err.name is None or not "gcref.lab.commands".startswith(err.name):
-            raise
-
-
-_register_optional_commands()
+_register_lab_commands(app)
 
 
 def main():  # pragma: no cover - entry point

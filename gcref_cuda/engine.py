@@ -7,10 +7,13 @@ budget; within an example chunk, rows are processed in chunks of ``FastNetwork.r
 each with scratch buffers reused from the previous chunk (:class:`gcref_cuda.nn.Workspace`).
 On NumPy, row chunks are spread over ``backend.cpu_threads()`` worker threads.
 
-Exact shortcuts used for basis rows ``e_k`` in reverse mode (DESIGN.md section 6):
+Exact shortcuts used for basis rows ``e_k`` in reverse mode (``docs/theory.md`` §5.4, derived
+there), keyed on op attributes (``Op.elementwise``,
+``Op.rectifier``, ``Op.dense``, ``Op.reshape_only``, ``Op.grid_conv``), never on op types:
 
-* top activation: ``J^T e_k = J_below^T (sigma'(z_k) e_k)``; rows with ``sigma'(z_k) = 0`` (ReLU
-  off) are identically zero and are not computed;
+* top elementwise activation: ``J^T e_k = J_below^T (s'(z_k) e_k)``; rows with ``s'(z_k) = 0``
+  (ReLU off) are identically zero and are not computed, the others start scaled by ``s'(z_k)``
+  (no scaling for a rectifier, whose ``s'`` is 1 there);
 * top linear layer: ``W^T e_k`` is row ``k`` of ``W`` (a gather, not a GEMM);
 * bottom linear layer ``x -> W x`` (after any flatten) with more inputs than outputs, when only
   squared norms are wanted: ``||W^T g||^2 = g^T (W W^T) g`` with the Gram matrix computed once.
@@ -24,9 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .backend import cpu_compute, cpu_threads, to_device, to_host
-from .nn import Conv2dOp, Ctx, FastNetwork, FlattenOp, LinearOp, ReLUOp, Rows, TanhOp, Workspace
+from .workspace import Ctx, Rows, Workspace
 
-__all__ = ["ReversePlan", "per_example_sq_norms", "pair_sq_norms", "projection_sq_norms",
+#: Owner of the engine's own scratch buffers (op keys are strings: no clash).
+_ENGINE = ("engine",)
+
+# The functions below take a gcref_cuda.network.FastNetwork ``fnet``; this module does not import
+# it (FastNetwork.jacobian calls into this module: importing back would make a cycle).
+
+__all__ = ["ReversePlan", "RowPool", "per_example_sq_norms", "pair_sq_norms", "projection_sq_norms",
            "jacobian", "jacobian_blocks", "basis_rows", "cotangent_rows", "forward_basis_rows"]
 
 
@@ -41,27 +50,27 @@ class ReversePlan:
         j = len(chain) - 1
         self.top_act = self.top_linear = None
         if basis:
-            if j >= 0 and isinstance(chain[j], (ReLUOp, TanhOp)) and len(chain[j].in_shape) == 1:
+            if j >= 0 and chain[j].elementwise and len(chain[j].in_shape) == 1:
                 self.top_act = j
                 j -= 1
-            if j >= 0 and isinstance(chain[j], LinearOp):
+            if j >= 0 and chain[j].dense:
                 self.top_linear = j
                 j -= 1
         self.hi = j
         b = 0
-        while b <= j and isinstance(chain[b], FlattenOp):
+        while b <= j and chain[b].reshape_only:
             b += 1
         self.gram = None
         self.lo = 0
-        if want_norms and b <= j and isinstance(chain[b], LinearOp) \
+        if want_norms and b <= j and chain[b].dense \
                 and chain[b].in_features > chain[b].out_features:
             self.gram, self.lo = b, b + 1
 
 
-class _Pool:
+class RowPool:
     """Row-chunk runner: inline, or over worker threads each with its own scratch space."""
 
-    def __init__(self, fnet: FastNetwork, main_ctx: Ctx):
+    def __init__(self, fnet, main_ctx: Ctx):
         self.xp = main_ctx.xp
         self.workers = max(1, cpu_threads()) if self.xp is np else 1
         self.ctxs = queue.SimpleQueue()
@@ -104,6 +113,10 @@ class _Pool:
             self._executor = None
 
 
+#: The name callers used before (``gcref_cuda.train``).
+_Pool = RowPool
+
+
 def _sq_norms(g, xp):
     """Sum of squares of each row (rows on axis 1 for images, axis 0 for vectors)."""
     if g.ndim == 4:
@@ -121,49 +134,48 @@ def _run_reverse(chain, P, caches, g, rows, ctx, lo, hi, view_at_bottom=False):
         op = chain[i]
         below = chain[i - 1] if i > lo else None
         target = None
-        if below is not None and isinstance(below, Conv2dOp) and op.accepts_out:
+        if below is not None and below.grid_conv and op.accepts_out:
             target = below.grid_input(rows.n, ctx)
         kw = {}
-        if isinstance(op, Conv2dOp):
+        if op.grid_conv:
             kw["on_grid"] = on_grid
             kw["view"] = view_at_bottom and i == lo
         if target is not None:
             grid, interior = target
-            op.vjp(P[id(op)], caches[i], g, rows, ctx, out=interior, **kw)
+            op.vjp(P[op.key], caches[i], g, rows, ctx, out=interior, **kw)
             g, on_grid = grid, True
         else:
-            g = op.vjp(P[id(op)], caches[i], g, rows, ctx, **kw)
+            g = op.vjp(P[op.key], caches[i], g, rows, ctx, **kw)
             on_grid = False
     return g
 
 
-def _finish(fnet, P, plan, g, R, ctx, want):
+def _finish(fnet, P, chain, plan, g, R, ctx, want):
     """Rows at the input of ``chain[plan.lo]`` -> squared norms, or flattened input rows."""
     xp = ctx.xp
     if want == "norms":
         if plan.gram is not None:
-            G = P["__gram__"]
-            gG = ctx.ws.get(("gram", "gG"), (R, G.shape[0]), ctx.dtype)
+            op = chain[plan.gram]
+            G = op.gram(P[op.key])
+            gG = ctx.ws.get(op.slot("gram_gG"), (R, G.shape[0]), ctx.dtype)
             xp.matmul(g, G, out=gG)
             return xp.einsum("ij,ij->i", g, gG)
         return _sq_norms(g, xp)
     return fnet.from_layout(g, R)
 
 
-def _with_gram(P, chain, plan):
-    # In float64 whatever the compute dtype: rounding G once in float32 would bias every row
-    # the same way (measured 5e-5 relative on case 1); rounded from float64 it stays ~1e-7.
-    if plan.gram is not None and "__gram__" not in P:
-        W = P[id(chain[plan.gram])]["W"]
-        W64 = W.astype(np.float64) if W.dtype != np.float64 else W
-        P["__gram__"] = (W64 @ W64.T).astype(W.dtype)
+def _gram_once(P, chain, plan):
+    # before the row chunks run in parallel: each reads the one Gram matrix kept in P
+    if plan.gram is not None:
+        op = chain[plan.gram]
+        op.gram(P[op.key])
 
 
 def _output_of(fnet, chain):
     return "logits" if chain and chain[-1] is fnet.head else "embedding"
 
 
-def basis_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, k, want="norms",
+def basis_rows(fnet, P, caches, chain, pool: RowPool, ex, k, want="norms",
                plan: ReversePlan | None = None):
     """``||J(x_ex)^T e_k||^2`` (``want="norms"``, device ``(R,)``) or ``J(x_ex)^T e_k``
     flattened (``want="vectors"``, ``(R, d)``) for host index arrays ``ex`` (sorted; examples of
@@ -171,7 +183,7 @@ def basis_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, k, want="no
     xp = pool.xp
     dtype = pool.main_ctx.dtype
     plan = plan or ReversePlan(chain, want == "norms")
-    _with_gram(P, chain, plan)
+    _gram_once(P, chain, plan)
     ex = np.asarray(ex, dtype=np.int64)
     k = np.asarray(k, dtype=np.int64)
     n_all = ex.shape[0]
@@ -181,10 +193,10 @@ def basis_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, k, want="no
     if plan.top_act is not None:
         op = chain[plan.top_act]
         c = caches[plan.top_act]
-        deriv = c if isinstance(op, ReLUOp) else c[1]           # (m, P): sigma'(z)
+        deriv = op.derivative(c)                                 # (m, P): s'(z)
         s = to_host(deriv[to_device(ex), to_device(k)])
-        keep = np.flatnonzero(s != 0)                            # J^T e_k = 0 where sigma' = 0
-        scale = None if isinstance(op, ReLUOp) else s[keep]
+        keep = np.flatnonzero(s != 0)                            # J^T e_k = 0 where s' = 0
+        scale = None if op.rectifier else s[keep]                # a rectifier's s' is 1 there
     if keep.shape[0] == 0:
         return result
     exk, kk = ex[keep], k[keep]
@@ -194,28 +206,28 @@ def basis_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, k, want="no
         rows = Rows(exk[sl], xp)
         kd = to_device(kk[sl])
         if plan.top_linear is not None:
-            W = P[id(chain[plan.top_linear])]["W"]
-            g = ctx.ws.get(("seed", "g"), (rows.n, W.shape[1]), dtype)
+            W = P[chain[plan.top_linear].key]["W"]
+            g = ctx.ws.get((_ENGINE, "seed"), (rows.n, W.shape[1]), dtype)
             xp.take(W, kd, axis=0, out=g)
         else:
-            g = ctx.ws.get(("seed", "g"), (rows.n, width), dtype, zero=True)
+            g = ctx.ws.get((_ENGINE, "seed"), (rows.n, width), dtype, zero=True)
             g[xp.arange(rows.n), kd] = 1.0
         if scale is not None:
             g *= to_device(scale[sl], dtype)[:, None]
         g = _run_reverse(chain, P, caches, g, rows, ctx, plan.lo, plan.hi,
                          view_at_bottom=want == "norms" and plan.gram is None)
-        result[to_device(keep[sl])] = _finish(fnet, P, plan, g, rows.n, ctx, want)
+        result[to_device(keep[sl])] = _finish(fnet, P, chain, plan, g, rows.n, ctx, want)
 
     pool.map(body, keep.shape[0], pool.row_chunk(_output_of(fnet, chain)))
     return result
 
 
-def cotangent_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, V):
+def cotangent_rows(fnet, P, caches, chain, pool: RowPool, ex, V):
     """``||J(x_ex)^T v||^2`` for dense cotangent rows ``V`` (host ``(R, out_dim)``): device ``(R,)``."""
     xp = pool.xp
     dtype = pool.main_ctx.dtype
     plan = ReversePlan(chain, True, basis=False)
-    _with_gram(P, chain, plan)
+    _gram_once(P, chain, plan)
     ex = np.asarray(ex, dtype=np.int64)
     result = xp.empty((ex.shape[0],), dtype=dtype)
 
@@ -223,13 +235,13 @@ def cotangent_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, V):
         rows = Rows(ex[sl], xp)
         g = _run_reverse(chain, P, caches, to_device(V[sl], dtype), rows, ctx, plan.lo, plan.hi,
                          view_at_bottom=plan.gram is None)
-        result[sl] = _finish(fnet, P, plan, g, rows.n, ctx, "norms")
+        result[sl] = _finish(fnet, P, chain, plan, g, rows.n, ctx, "norms")
 
     pool.map(body, ex.shape[0], pool.row_chunk(_output_of(fnet, chain)))
     return result
 
 
-def forward_basis_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, i):
+def forward_basis_rows(fnet, P, caches, chain, pool: RowPool, ex, i):
     """``||J(x_ex) e_i||^2`` by forward mode (used when ``d < out_dim``): device ``(R,)``."""
     xp = pool.xp
     dtype = pool.main_ctx.dtype
@@ -237,16 +249,16 @@ def forward_basis_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, i):
     i = np.asarray(i, dtype=np.int64)
     result = xp.empty((ex.shape[0],), dtype=dtype)
     b = 0
-    while b < len(chain) and isinstance(chain[b], FlattenOp):
+    while b < len(chain) and chain[b].reshape_only:
         b += 1
-    first_linear = b < len(chain) and isinstance(chain[b], LinearOp)
+    first_linear = b < len(chain) and chain[b].dense
     shape = fnet.input_shape
 
     def body(ctx, sl):
         rows = Rows(ex[sl], xp)
         idx = to_device(i[sl])
         if first_linear:                                   # J_1 e_i is column i of W
-            t = xp.ascontiguousarray(xp.take(P[id(chain[b])]["W"], idx, axis=1).T)
+            t = xp.ascontiguousarray(xp.take(P[chain[b].key]["W"], idx, axis=1).T)
             start = b + 1
         elif len(shape) == 3:
             t = xp.zeros((shape[0], rows.n) + tuple(shape[1:]), dtype=dtype)
@@ -258,7 +270,7 @@ def forward_basis_rows(fnet: FastNetwork, P, caches, chain, pool: _Pool, ex, i):
             t[xp.arange(rows.n), idx] = 1.0
             start = 0
         for j in range(start, len(chain)):
-            t = chain[j].jvp(P[id(chain[j])], caches[j], t, rows, ctx)
+            t = chain[j].jvp(P[chain[j].key], caches[j], t, rows, ctx)
         result[sl] = _sq_norms(t, xp)
 
     pool.map(body, ex.shape[0], pool.row_chunk(_output_of(fnet, chain)))
@@ -273,7 +285,7 @@ def _example_chunks(fnet, params, X, output):
     X = fnet.check_input(X)
     chain = fnet.chain(output)
     ctx = fnet.ctx(keep_inputs=False)
-    pool = _Pool(fnet, ctx)
+    pool = RowPool(fnet, ctx)
     step = fnet.example_chunk(output)
     try:
         for s in range(0, X.shape[0], step):
@@ -284,7 +296,7 @@ def _example_chunks(fnet, params, X, output):
         pool.close()
 
 
-def per_example_sq_norms(fnet: FastNetwork, params, X, output="embedding") -> np.ndarray:
+def per_example_sq_norms(fnet, params, X, output="embedding") -> np.ndarray:
     """Exact ``||J(x)||_F^2`` per example (host ``(n,)``): reverse mode over the ``out_dim``
     basis cotangents, or forward mode over the ``d`` basis tangents when ``d`` is smaller (the
     reference's rule)."""
@@ -306,7 +318,7 @@ def per_example_sq_norms(fnet: FastNetwork, params, X, output="embedding") -> np
     return gc
 
 
-def pair_sq_norms(fnet: FastNetwork, params, X, rows_idx, output="embedding") -> np.ndarray:
+def pair_sq_norms(fnet, params, X, rows_idx, output="embedding") -> np.ndarray:
     """``a[i, j] = ||J(x_i)^T e_{rows_idx[i, j]}||^2`` (host ``(n, s)``)."""
     fnet.net._check_output(output)
     n, s_ = rows_idx.shape
@@ -319,7 +331,7 @@ def pair_sq_norms(fnet: FastNetwork, params, X, rows_idx, output="embedding") ->
     return out
 
 
-def projection_sq_norms(fnet: FastNetwork, params, X, V, output="embedding") -> np.ndarray:
+def projection_sq_norms(fnet, params, X, V, output="embedding") -> np.ndarray:
     """``||J(x_i)^T V[i, r]||^2`` for host probes ``V`` of shape ``(n, R, out_dim)``: host ``(n, R)``."""
     fnet.net._check_output(output)
     n, R, _ = V.shape
@@ -332,7 +344,7 @@ def projection_sq_norms(fnet: FastNetwork, params, X, V, output="embedding") -> 
     return out
 
 
-def jacobian_blocks(fnet: FastNetwork, params, X, output="embedding"):
+def jacobian_blocks(fnet, params, X, output="embedding"):
     """Yield ``(start, J)``: exact Jacobians (device ``(m, out_dim, d)``) of consecutive
     example blocks, sized so a block takes at most a quarter of the memory budget."""
     fnet.net._check_output(output)
@@ -354,7 +366,7 @@ def jacobian_blocks(fnet: FastNetwork, params, X, output="embedding"):
         yield s0, parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=0)
 
 
-def jacobian(fnet: FastNetwork, params, X, output="embedding") -> np.ndarray:
+def jacobian(fnet, params, X, output="embedding") -> np.ndarray:
     """Exact input Jacobians ``(n, out_dim, d)`` (host)."""
     fnet.net._check_output(output)
     X = fnet.check_input(X)

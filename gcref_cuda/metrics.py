@@ -1,179 +1,83 @@
 """GC, neural collapse, geometric collapse, the NCC bound and few-shot accuracy, fast.
 
 Every function has the name and signature of its ``gcref`` twin (plus keyword-only ``dtype`` and
-``memory_budget``), computes the same quantity (DESIGN.md section 1) and returns host values of
-the same types (``float``, NumPy arrays, ``gcref``'s dataclasses). The estimators draw the same
-random numbers from the same ``numpy.random.Generator`` in the same order as ``gcref``, so with
-the same ``seed`` they return the same value.
+``memory_budget``), computes the same quantity (``docs/theory.md`` section 1) and returns host
+values of the same types (``float``, NumPy arrays, ``gcref``'s dataclasses). The GC functions
+and estimators ARE the ``gcref`` functions, run with :class:`gcref_cuda.FastEngine`: the
+formulas, validators, messages and random draws are the reference's, and only the passes are
+fast. Class statistics (one GEMM with the one-hot labels) and few-shot episodes (all episodes
+at once) are vectorized here; the pairwise ratios and the NCC bound (``O(k^2)`` on class
+summaries) are the reference's, on host copies.
 
 ``net`` may be a ``gcref.nn.Network`` or a :class:`gcref_cuda.FastNetwork`.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from gcref._validation import (as_float_array, as_generator, as_labels, check_float, check_int)
+from gcref._validation import as_float_array, as_labels, check_int
+from gcref.metrics import collapse as _collapse
+from gcref.metrics import complexity as _metrics
 from gcref.metrics.bounds import TIGHT_CONSTANT, NCCErrorBound
-from gcref.metrics.collapse import COINCIDING_MEANS_RTOL, ClassStats
+from gcref.metrics.collapse import COINCIDING_MEANS_RTOL, ClassStats, check_class_counts
 from gcref.metrics.complexity import ESTIMATORS, Estimate
 from gcref.metrics.ncc import FewShotResult, few_shot_episodes
 
-from . import engine
 from .backend import get_xp, is_device_array, to_device, to_host
-from .nn import as_fast
+from .fast_engine import FastEngine
+from .network import as_fast
 
 __all__ = ["per_example_gc", "geometric_complexity", "per_class_gc", "estimate_gc",
            "geometric_collapse", "class_stats", "cdnv", "neural_collapse", "pairwise_ratio",
            "ncc_error_bound", "few_shot_accuracy", "few_shot_accuracy_features", "Estimate",
            "ESTIMATORS"]
 
-_OUTPUTS = ("embedding", "logits")
-#: Pairs whose Gram-matrix distance is below this fraction of ``|mu_i|^2 + |mu_j|^2`` (after
-#: centring) are recomputed from their difference vector: the Gram expansion's rounding error
-#: is about ``1e-16 (|mu_i|^2 + |mu_j|^2)``, so elsewhere its relative error stays below 1e-13.
-_GRAM_GUARD = 1e-2
-
-
 # ============================================================================== GC
-
-def _prepare(net, params, X, output, chunk_size, dtype, memory_budget):
-    if output not in _OUTPUTS:
-        raise ValueError(f"output must be 'embedding' or 'logits', got {output!r}")
-    chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
-    fnet = as_fast(net, dtype, memory_budget)
-    params = fnet.check_params({k: to_host(v) for k, v in params.items()}
-                               if isinstance(params, dict) else params)
-    X = fnet.check_input(X)
-    return fnet, params, X, chunk_size
-
 
 def per_example_gc(net, params, X, output: str = "embedding", chunk_size: int = 256, *,
                    dtype=None, memory_budget=None) -> np.ndarray:
-    """``||J(x)||_F^2`` for every example, shape ``(n,)``; exact (``gcref.per_example_gc``).
-
-    Notes
-    -----
-    Reverse mode over the ``out_dim`` basis cotangents, all examples' rows in one batch per
-    chunk (forward mode over the ``d`` basis tangents when ``d < out_dim``); see
-    :mod:`gcref_cuda.engine` for the exact shortcuts. ``chunk_size`` is accepted for
-    compatibility; chunking follows ``memory_budget`` (bytes, default 1 GiB).
-    """
-    fnet, params, X, _ = _prepare(net, params, X, output, chunk_size, dtype, memory_budget)
-    return engine.per_example_sq_norms(fnet, params, X, output)
+    """``||J(x)||_F^2`` for every example, shape ``(n,)``; exact: ``gcref.per_example_gc`` with
+    the fast engine (reverse mode over the basis cotangents, all of a chunk's rows batched, or
+    forward mode when ``d < out_dim``; see :mod:`gcref_cuda.engine`). ``chunk_size`` is
+    validated and otherwise unused: chunks follow ``memory_budget`` (bytes, default 1 GiB)."""
+    engine = FastEngine(net, dtype, memory_budget)
+    return _metrics.per_example_gc(engine.net, params, X, output, chunk_size, engine=engine)
 
 
 def geometric_complexity(net, params, X, output: str = "embedding", chunk_size: int = 256, *,
                          dtype=None, memory_budget=None) -> float:
-    """``GC(f, D) = (1/|D|) sum_x ||J_f(x)||_F^2`` (exact), as ``gcref.geometric_complexity``."""
-    return float(np.mean(per_example_gc(net, params, X, output, chunk_size, dtype=dtype,
-                                        memory_budget=memory_budget)))
+    """``GC(f, D) = (1/|D|) sum_x ||J_f(x)||_F^2`` (exact): ``gcref.geometric_complexity`` with
+    the fast engine."""
+    engine = FastEngine(net, dtype, memory_budget)
+    return _metrics.geometric_complexity(engine.net, params, X, output, chunk_size, engine=engine)
 
 
 def per_class_gc(net, params, X, y, output: str = "embedding", chunk_size: int = 256, *,
                  dtype=None, memory_budget=None):
-    """Per-class GC: ``(classes, gc)``, both ``(k,)``, as ``gcref.per_class_gc``."""
-    fnet = as_fast(net, dtype, memory_budget)
-    X = fnet.check_input(X)
-    y = as_labels(to_host(y), n=X.shape[0])
-    values = per_example_gc(fnet, params, X, output, chunk_size)
-    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse.ravel(), weights=values, minlength=classes.shape[0])
-    return classes, sums / counts
-
-
-def _summary(values_per_example, var_per_example, n_draws, method):
-    n = values_per_example.shape[0]
-    value = float(np.mean(values_per_example))
-    stderr = float(math.sqrt(max(np.sum(var_per_example), 0.0)) / n)
-    return Estimate(value, stderr, int(n_draws), method)
+    """Per-class GC ``(classes, gc)``, both ``(k,)``: ``gcref.per_class_gc`` with the fast engine."""
+    engine = FastEngine(net, dtype, memory_budget)
+    return _metrics.per_class_gc(engine.net, params, X, to_host(y), output, chunk_size, engine=engine)
 
 
 def estimate_gc(net, params, X, method: str = "outputs", size=None, seed=0,
                 output: str = "embedding", probe: str = "rademacher", chunk_size: int = 256, *,
                 dtype=None, memory_budget=None) -> Estimate:
-    """Unbiased estimate of ``GC(f, D)`` with a standard error, as ``gcref.estimate_gc``.
-
-    Same methods, budgets, defaults and random draws (in the same order) as the reference:
-    ``"examples"``, ``"outputs"``, ``"mask"``, ``"projection"``. ``chunk_size`` fixes the order
-    of the projection draws exactly as in ``gcref`` (it must match to reproduce its value).
-    """
-    if method not in ESTIMATORS:
-        raise ValueError(f"method must be one of {ESTIMATORS}, got {method!r}")
-    if probe not in ("rademacher", "sphere"):
-        raise ValueError(f"probe must be 'rademacher' or 'sphere', got {probe!r}")
-    fnet, params, X, chunk_size = _prepare(net, params, X, output, chunk_size, dtype, memory_budget)
-    rng = as_generator(seed)
-    n = X.shape[0]
-    p = fnet.output_dim(output)
-
-    if method == "examples":
-        m = min(n, 32) if size is None else check_int(size, "size", minimum=1, maximum=n)
-        idx = np.sort(rng.choice(n, size=m, replace=False))
-        values = engine.per_example_sq_norms(fnet, params, X[idx], output)
-        value = float(values.mean())
-        var = 0.0 if m < 2 else (1.0 - m / n) * float(np.var(values, ddof=1)) / m
-        return Estimate(value, math.sqrt(var), m, method)
-
-    if method == "outputs":
-        s = max(2, math.ceil(p / 4)) if size is None else check_int(size, "size", minimum=1, maximum=p)
-        s = min(s, p)
-        rows = np.stack([np.sort(rng.choice(p, size=s, replace=False)) for _ in range(n)])
-        a = engine.pair_sq_norms(fnet, params, X, rows, output)
-        est = (p / s) * a.sum(axis=1)
-        var = (p ** 2) * (1.0 - s / p) * (a.var(axis=1, ddof=1) if s > 1 else np.zeros(n)) / s
-        return _summary(est, var, n * s, method)
-
-    if method == "mask":
-        q = 0.25 if size is None else check_float(size, "size", minimum=0.0, maximum=1.0, strict_min=True)
-        est = np.empty(n)
-        var = np.empty(n)
-        kept = 0
-        xp = get_xp()
-        # rng.random streams: drawing block by block in example order gives the reference's
-        # numbers whatever its chunk boundaries.
-        for start, J in engine.jacobian_blocks(fnet, params, X, output):
-            m = J.shape[0]
-            mask_host = rng.random(J.shape) < q
-            kept += int(mask_host.sum())
-            mk = to_device(mask_host.reshape(m, -1))
-            J2 = (J.reshape(m, -1).astype(np.float64)) ** 2
-            e = xp.sum(J2 * mk, axis=1) / q
-            v = xp.sum(J2 ** 2 * mk, axis=1) * (1.0 - q) / q ** 2
-            est[start:start + m] = to_host(e)
-            var[start:start + m] = to_host(v)
-        return _summary(est, var, kept, method)
-
-    R = 4 if size is None else check_int(size, "size", minimum=1)
-    V = np.empty((n, R, p))
-    for start in range(0, n, chunk_size):
-        m = min(chunk_size, n - start)
-        for r in range(R):
-            if probe == "rademacher":
-                v = rng.choice(np.array([-1.0, 1.0]), size=(m, p))
-            else:
-                g = rng.standard_normal((m, p))
-                v = g / np.linalg.norm(g, axis=1, keepdims=True) * math.sqrt(p)
-            V[start:start + m, r] = v
-    vals = engine.projection_sq_norms(fnet, params, X, V, output)
-    est = vals.mean(axis=1)
-    var = vals.var(axis=1, ddof=1) / R if R > 1 else np.zeros(n)
-    return _summary(est, var, n * R, method)
+    """Unbiased estimate of ``GC(f, D)`` with a standard error: ``gcref.estimate_gc`` with the
+    fast engine, hence the same methods, budgets, defaults and random draws (made on the host,
+    in an order that does not depend on ``chunk_size`` or the memory budget)."""
+    engine = FastEngine(net, dtype, memory_budget)
+    return _metrics.estimate_gc(engine.net, params, X, method, size, seed, output, probe, chunk_size,
+                                engine=engine)
 
 
 def geometric_collapse(net, params, X, y, output: str = "embedding", chunk_size: int = 256, *,
                        dtype=None, memory_budget=None) -> float:
-    """Geometric collapse ``mean_{i != j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)``, as
-    ``gcref.geometric_collapse`` (class means of the embedding, or of the logits)."""
-    fnet, params, X, chunk_size = _prepare(net, params, X, output, chunk_size, dtype, memory_budget)
-    y = as_labels(to_host(y), n=X.shape[0])
-    classes, gc = per_class_gc(fnet, params, X, y, output, chunk_size)
-    Z = fnet.embed(params, X) if output == "embedding" else fnet.forward(params, X)
-    stats = class_stats(Z, y)
-    R = pairwise_ratio(stats.means, gc, values_name="gc_per_class")
-    return _off_diagonal_mean(R)
+    """Geometric collapse ``mean_{i != j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)``:
+    ``gcref.geometric_collapse`` with the fast engine."""
+    engine = FastEngine(net, dtype, memory_budget)
+    return _metrics.geometric_collapse(engine.net, params, X, to_host(y), output, chunk_size,
+                                       engine=engine)
 
 
 # ============================================================================== class statistics
@@ -185,18 +89,21 @@ def _freeze(a) -> np.ndarray:
 
 
 def _features(Z, name="Z"):
-    """Validate features (host or device) -> device float64 ``(n, p)``."""
+    """Validate features (host or device) -> device float64 ``(n, p)``.
+
+    Host arrays go through the reference's validator. A device array is checked on the device
+    (shape, dtype, finiteness: no transfer); if anything is off, the reference's validator runs
+    on a host copy and raises its own message.
+    """
     xp = get_xp()
     if is_device_array(Z):
-        if Z.ndim != 2:
-            raise ValueError(f"{name} must have 2 dimension(s), got shape {Z.shape}")
-        if Z.size == 0:
-            raise ValueError(f"{name} must not be empty, got shape {Z.shape}")
-        Zd = Z.astype(xp.float64, copy=False)
-        bad = int(Zd.size - int(xp.count_nonzero(xp.isfinite(Zd))))
-        if bad:
-            raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-        return Zd
+        ok = Z.ndim == 2 and Z.size > 0 and Z.dtype.kind in "iuf"     # as the reference accepts
+        if ok:
+            Zd = Z.astype(xp.float64, copy=False)
+            if bool(xp.all(xp.isfinite(Zd))):
+                return Zd
+        as_float_array(to_host(Z), name, ndim=2)     # raises the reference's message
+        raise AssertionError("unreachable: the reference accepted what the device check refused")
     return to_device(as_float_array(Z, name, ndim=2))
 
 
@@ -218,11 +125,7 @@ def class_stats(Z, y) -> ClassStats:
     xp = get_xp()
     Zd = _features(Z)
     _, classes, inverse, counts = _group(y, Zd.shape[0])
-    small = classes[counts < 2]
-    if small.size:
-        raise ValueError(
-            f"y: class {int(small[0])} has {int(counts[counts < 2][0])} example(s); a class "
-            "variance needs at least 2 examples per class")
+    check_class_counts(classes, counts)
     k = classes.shape[0]
     inv_d = to_device(inverse)
     onehot = (xp.arange(k)[:, None] == inv_d[None, :]).astype(xp.float64)   # (k, n)
@@ -235,92 +138,32 @@ def class_stats(Z, y) -> ClassStats:
                       counts=_freeze(counts.astype(np.int64)))
 
 
-def _check_means_values(means, values, values_name):
-    means = as_float_array(to_host(means), "means", ndim=2)
-    k = means.shape[0]
-    if k < 2:
-        raise ValueError(f"means: need at least 2 classes for a pairwise ratio, got {k}")
-    values = as_float_array(to_host(values), values_name, shape=(k,))
-    if np.any(values < 0):
-        raise ValueError(f"{values_name} must be non-negative, got min {values.min()!r}")
-    return means, values
-
-
-def _pair_distances(means_host, rtol, ncc_message=False):
-    """Squared distances ``||mu_i - mu_j||^2`` (device ``(k, k)``) from the Gram matrix of the
-    centred means, with cancellation-prone pairs recomputed from their differences; raises when
-    two means coincide (same rule and message as ``gcref``)."""
-    xp = get_xp()
-    M = to_device(means_host)
-    k = M.shape[0]
-    norms = xp.sqrt(xp.einsum("ij,ij->i", M, M))
-    Mc = M - M.mean(axis=0)
-    n2 = xp.einsum("ij,ij->i", Mc, Mc)
-    d2 = n2[:, None] + n2[None, :] - 2.0 * (Mc @ Mc.T)
-    scale2 = n2[:, None] + n2[None, :]
-    suspicious = to_host(d2 <= _GRAM_GUARD * scale2)
-    np.fill_diagonal(suspicious, False)
-    I, J = np.nonzero(np.triu(suspicious))
-    step = max(1, (1 << 22) // max(1, means_host.shape[1]))
-    for s in range(0, I.shape[0], step):
-        i, j = to_device(I[s:s + step]), to_device(J[s:s + step])
-        diff = M[i] - M[j]
-        v = xp.einsum("ij,ij->i", diff, diff)
-        d2[i, j] = v
-        d2[j, i] = v
-    d2[xp.arange(k), xp.arange(k)] = 0.0
-    d2 = xp.maximum(d2, 0.0)
-    scale = xp.maximum(norms[:, None], norms[None, :])
-    bad = (d2 == 0.0) | (xp.sqrt(d2) <= rtol * scale)
-    bad[xp.arange(k), xp.arange(k)] = False
-    bad_h = to_host(bad)
-    if bad_h.any():
-        i, j = (int(v) for v in np.argwhere(bad_h)[0])
-        dist = float(np.sqrt(to_host(d2[i, j])))
-        sc = float(to_host(scale[i, j]))
-        if ncc_message:
-            raise ValueError(f"means: class means {i} and {j} coincide; the NCC bound is undefined")
-        raise ValueError(f"means: class means {i} and {j} coincide (||mu_i - mu_j|| = "
-                         f"{dist:.3g}, mean norm {sc:.3g}); the pairwise ratio is undefined")
-    return d2
-
-
 def pairwise_ratio(means, values, *, rtol: float = COINCIDING_MEANS_RTOL,
                    values_name: str = "values") -> np.ndarray:
-    """``(values_i + values_j) / (2 ||mu_i - mu_j||^2)``, zero diagonal, ``(k, k)`` host; as
-    ``gcref.metrics.collapse.pairwise_ratio`` (same checks), vectorized."""
-    xp = get_xp()
-    means, values = _check_means_values(means, values, values_name)
-    rtol = check_float(rtol, "rtol", minimum=0.0)
-    k = means.shape[0]
-    d2 = _pair_distances(means, rtol)
-    v = to_device(values)
-    eye = xp.eye(k, dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = (v[:, None] + v[None, :]) / (2.0 * xp.where(eye, 1.0, d2))
-    ratio = xp.where(eye, 0.0, ratio)
-    ratio = to_host(ratio)
-    if not np.all(np.isfinite(ratio)):
-        raise ValueError(f"the pairwise ratio of {values_name} overflowed; rescale the features")
-    return ratio
+    """``(values_i + values_j) / (2 ||mu_i - mu_j||^2)``, zero diagonal, ``(k, k)`` host:
+    ``gcref.metrics.collapse.pairwise_ratio`` on host copies (``O(k^2 p)`` work on ``k`` means:
+    one definition, with its checks and messages, serves both backends)."""
+    return _collapse.pairwise_ratio(to_host(means), to_host(values), rtol=rtol, values_name=values_name)
 
 
-def _off_diagonal_mean(R) -> float:
-    k = R.shape[0]
-    return float((R.sum() - np.trace(R)) / (k * (k - 1)))
+def _centred_stats(Z, y) -> ClassStats:
+    """Class statistics of the centred features (``gcref.metrics.collapse.centred``), on the device."""
+    Zd = _features(Z)
+    return class_stats(Zd - Zd.mean(axis=0), y)
 
 
 def cdnv(Z, y) -> np.ndarray:
-    """CDNV matrix ``V_ij = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` (``gcref.cdnv``), ``(k, k)``."""
-    stats = class_stats(Z, y)
+    """CDNV matrix ``V_ij = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)`` (``gcref.cdnv``), ``(k, k)``:
+    class statistics of the centred features on the device, the ratio by the reference."""
+    stats = _centred_stats(Z, y)
     if stats.num_classes < 2:
         raise ValueError(f"y: CDNV needs at least 2 classes, got {stats.num_classes}")
-    return pairwise_ratio(stats.means, stats.variances, values_name="variances")
+    return _collapse.cdnv_from_stats(stats.means, stats.variances)
 
 
 def neural_collapse(Z, y) -> float:
     """NC = mean over pairs ``i != j`` of the CDNV (``gcref.neural_collapse``)."""
-    return _off_diagonal_mean(cdnv(Z, y))
+    return _collapse.off_diagonal_mean(cdnv(Z, y))
 
 
 # ============================================================================== NCC bound

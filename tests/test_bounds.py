@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy.stats import binom
 
 from gcref.metrics.bounds import (
-    DESIGN_CONSTANT, TIGHT_CONSTANT, NCCErrorBound, ncc_error_bound, ncc_error_bound_from_stats,
+    LOOSE_CONSTANT, TIGHT_CONSTANT, NCCErrorBound, ncc_error_bound, ncc_error_bound_from_stats,
     ncc_pairwise_terms,
 )
 from gcref.metrics.collapse import class_stats, neural_collapse_from_stats
@@ -22,7 +22,7 @@ def random_stats(seed, k, p):
     return rng.normal(size=(k, p)) * rng.uniform(0.5, 5), rng.uniform(0, 3, size=k)
 
 
-@given(stats_strategy, st.sampled_from([DESIGN_CONSTANT, TIGHT_CONSTANT, 1.0, 3.3]))
+@given(stats_strategy, st.sampled_from([LOOSE_CONSTANT, TIGHT_CONSTANT, 1.0, 3.3]))
 def test_variance_form_equals_closed_form(params, C):
     seed, k, p, m = params
     means, var = random_stats(seed, k, p)
@@ -30,7 +30,7 @@ def test_variance_form_equals_closed_form(params, C):
     nc = neural_collapse_from_stats(means, var)
     assert res.value == pytest.approx(2 * C * (k - 1) * (1 + 1 / m) * nc, rel=1e-12)
     assert res.closed_form == pytest.approx(res.value, rel=1e-12)
-    if C == DESIGN_CONSTANT:                              # DESIGN.md: 8 (k-1)(1+1/m) NC
+    if C == LOOSE_CONSTANT:                              # the loose constant: 8 (k-1)(1+1/m) NC
         assert res.value == pytest.approx(8 * (k - 1) * (1 + 1 / m) * nc, rel=1e-12)
     if C == TIGHT_CONSTANT:
         assert res.value == pytest.approx(4 * (k - 1) * (1 + 1 / m) * nc, rel=1e-12)
@@ -134,7 +134,7 @@ def test_monte_carlo_gaussian_error_below_all_forms(separation, shots):
     for form, kw in [("variance", {}), ("capped", {}),
                      ("gc", dict(gc_per_class=gc, rho=rho)),
                      ("capped_gc", dict(gc_per_class=gc, rho=rho))]:
-        for C in (TIGHT_CONSTANT, DESIGN_CONSTANT):
+        for C in (TIGHT_CONSTANT, LOOSE_CONSTANT):
             bound = ncc_error_bound(means, var, shots, form=form, constant=C, **kw).value
             assert measured - 3 * se <= bound, (form, C, measured, bound)
 

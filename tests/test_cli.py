@@ -48,3 +48,27 @@ def test_check_exit_code_one_on_failure(monkeypatch):
     res = runner.invoke(app, ["check", "--group", "broken"])
     assert res.exit_code == 1
     assert "FAIL" in res.output and "0 passed, 1 failed" in res.output
+
+
+def test_bare_gcref_prints_help_and_succeeds():
+    res = runner.invoke(app, [])
+    assert res.exit_code == 0
+    assert "Usage" in res.output and "train" in res.output and "check" in res.output
+
+
+def test_version():
+    from importlib.metadata import version
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.output.strip() == f"gcref {version('gcref')}"
+
+
+def test_lab_commands_do_not_import_the_cli():
+    """The app is built in gcref.cli only: gcref.lab.commands knows nothing of it (no cycle)."""
+    import subprocess
+    import sys
+    code = ("import sys, gcref.lab.commands as c; assert 'gcref.cli' not in sys.modules; "
+            "import typer; a = typer.Typer(); c.register(a); "
+            "print(sorted(cmd.callback.__name__ for cmd in a.registered_commands))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['plot', 'sweep', 'train', 'transfer']"

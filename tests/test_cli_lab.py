@@ -121,3 +121,88 @@ def test_json_error_is_machine_readable(tmp_path):
     result = invoke("train", "--lr", "0", "--json", "--out", tmp_path / "r")
     assert result.exit_code == 2
     assert "lr must be a positive number" in json.loads(result.stdout)["error"]
+
+
+def _error_lines(result):
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "transfer", "plot"])
+def test_out_that_is_a_file_is_one_error_line(tmp_path, command):
+    bad = tmp_path / "a_file"
+    bad.write_text("not a folder")
+    if command == "plot":
+        run = tmp_path / "run"
+        assert invoke("train", *TINY, "--out", run).exit_code == 0
+        args = ["plot", run, "--out", bad]
+    else:
+        args = [command, *TINY, "--seeds", "0"] if command != "train" else ["train", *TINY]
+        args += ["--out", bad]
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    lines = _error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "is a file, not a folder" in lines[0]
+    assert bad.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_out_that_cannot_be_written_is_one_error_line(tmp_path, command):
+    out = "/proc/gcref-cannot-write-here"          # no folder can be made there, even as root
+    args = [command, *TINY, "--out", out] + (["--seeds", "0"] if command == "sweep" else [])
+    result = invoke(*args)
+    assert result.exit_code == 2
+    lines = _error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith(f"Error: --out {out} cannot be written")
+
+
+def test_unwritable_figure_folder_is_one_error_line(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", *TINY, "--out", run).exit_code == 0
+    result = invoke("plot", run, "--out", "/proc/gcref-no-figures")
+    assert result.exit_code == 2
+    assert len(_error_lines(result)) == 1 and "cannot be written" in result.stderr
+
+
+def test_resumed_run_says_from_which_step(tmp_path):
+    from gcref import lab
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(step, steps, rec):
+        if step == 15:
+            raise Stop
+    cfg = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16}
+    with pytest.raises(Stop):
+        lab.run_training(cfg, tmp_path / "run", progress=interrupt)
+    result = invoke("train", *TINY, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "resumed from step 10" in result.stderr
+    assert "(resumed from step 10)" in " ".join(result.stdout.split())
+
+
+def test_other_grid_into_a_sweep_folder_is_an_error(tmp_path):
+    out = tmp_path / "s"
+    base = ["sweep", *TINY, "--seeds", "0", "--parallel-backend", "sequential", "--out", out]
+    assert invoke(*base, "--param", "lr=0.05,0.2").exit_code == 0
+    result = invoke(*base, "--param", "lr=0.05,0.1")
+    assert result.exit_code == 2
+    assert "holds a sweep over other runs" in result.stderr and len(_error_lines(result)) == 1
+    assert invoke(*base, "--param", "lr=0.05,0.1", "--overwrite").exit_code == 0
+
+
+def test_tables_are_not_cut_at_80_columns(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = tmp_path / "s"
+    result = invoke("sweep", *TINY, "--param", "lr=0.02,0.1", "--param", "l2=0.0001,0.005",
+                    "--seeds", "0,1", "--parallel-backend", "sequential", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "\u2026" not in result.stdout                     # no "0.09…"
+    summary = json.loads((out / "summary.json").read_text())
+    for run in summary["runs"]:
+        for key in ("gc", "nc"):
+            assert f"{run['final'][key]:.4g}" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "lower is better" in result.stdout
+    result = invoke("train", *TINY, "--out", tmp_path / "r")
+    assert "\u2026" not in result.stdout and "lower" in result.stdout and "higher" in result.stdout

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+
+import gcref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -296,3 +298,37 @@ def test_papyan_nc3_nc4_ranges(problem):
     assert 0.0 <= out["NC3"] <= 4.0 + 1e-12            # ||a - b||^2 with ||a|| = ||b|| = 1
     assert 0.0 <= out["NC4"] <= 1.0
     assert out["NC1"] >= 0.0
+
+
+@pytest.mark.parametrize("offset,gap", [(1e8, 1e-2), (1e12, 0.1)])
+def test_large_common_offset_costs_no_digits(offset, gap):
+    # Features on a grid that survives adding the offset exactly (multiples of 2^-10 below
+    # 2^-10 * 2^12): NC, CDNV, geometric collapse and Papyan's NC1-NC3 are shift invariant, so
+    # they must equal their values on the small features to rounding. On raw class means an
+    # offset of 1e8 cost 1e-6 relative and 1e12 made the means "coincide".
+    rng = np.random.default_rng(0)
+    k, n_c, p = 3, 10, 4
+    centres = gap * np.arange(k)[:, None] * np.ones((1, p))
+    Z = np.repeat(centres, n_c, axis=0) + 0.1 * gap * rng.normal(size=(k * n_c, p))
+    Z = np.round(Z * 1024) / 1024 if offset > 1e10 else np.round(Z * 2 ** 20) / 2 ** 20
+    y = np.repeat(np.arange(k), n_c)
+    Zo = Z + offset
+    np.testing.assert_array_equal(Zo - offset, Z)        # the offset is exact on this grid
+    assert gcref.neural_collapse(Zo, y) == pytest.approx(gcref.neural_collapse(Z, y), rel=1e-12)
+    np.testing.assert_allclose(gcref.cdnv(Zo, y), gcref.cdnv(Z, y), rtol=1e-12)
+    a, b = papyan_nc(Zo, y), papyan_nc(Z, y)
+    for key in ("NC1", "NC2_equinorm", "NC2_equiangle", "NC2_maxangle"):
+        assert a[key] == pytest.approx(b[key], rel=1e-10, abs=1e-12), key
+    from gcref.metrics.collapse import centred, geometric_collapse_from_stats
+    gc = np.array([1.0, 2.0, 3.0])
+    sa, sb = gcref.class_stats(centred(Zo), y), gcref.class_stats(centred(Z), y)
+    assert geometric_collapse_from_stats(sa.means, gc) == pytest.approx(
+        geometric_collapse_from_stats(sb.means, gc), rel=1e-12)
+
+
+def test_centred_is_exact_and_keeps_raw_class_means():
+    from gcref.metrics.collapse import centred
+    Z = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]])
+    np.testing.assert_array_equal(centred(Z), [[-2.0, -4.0], [0.0, 0.0], [2.0, 4.0]])
+    # class_stats itself is unchanged: raw means
+    np.testing.assert_array_equal(gcref.class_stats(Z[[0, 1, 1, 2]], [0, 0, 1, 1]).means, [[2.0, 4.0], [4.0, 8.0]])

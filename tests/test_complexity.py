@@ -112,6 +112,49 @@ def test_estimators_exact_at_full_budget(cnn_case):
     assert e.value == pytest.approx(exact, rel=1e-12) and e.stderr == 0.0
 
 
+@pytest.mark.parametrize("method", ["examples", "outputs", "projection"])
+def test_one_draw_has_no_standard_error(cnn_case, method):
+    # A single draw per example spreads (tens of % of GC here) but cannot estimate its own
+    # spread: the value is unbiased, the standard error unknown (inf), never a false 0.0.
+    net, params, X, exact = cnn_case
+    est = [gcref.estimate_gc(net, params, X, method=method, size=1, seed=s) for s in range(40)]
+    values = np.array([e.value for e in est])
+    assert values.std(ddof=1) > 0.01 * exact
+    assert all(e.stderr == np.inf for e in est)
+    assert abs(values.mean() - exact) <= 4 * values.std(ddof=1) / np.sqrt(len(values))
+    # two draws give a finite standard error; the whole budget an exact value (stderr 0)
+    assert 0.0 < gcref.estimate_gc(net, params, X, method=method, size=2, seed=0).stderr < np.inf
+    tiny = gcref.estimate_gc(net, params, X[:1], method="examples", size=1)
+    assert tiny.stderr == 0.0 and tiny.value == pytest.approx(gcref.geometric_complexity(net, params, X[:1]))
+    # the mask estimator estimates its variance from one draw
+    assert 0.0 < gcref.estimate_gc(net, params, X, method="mask", size=0.3).stderr < np.inf
+
+
+def test_projection_draws_do_not_depend_on_chunk_size(cnn_case):
+    net, params, X, _ = cnn_case
+    for probe in ("rademacher", "sphere"):
+        a = gcref.estimate_gc(net, params, X, method="projection", size=3, probe=probe, seed=2, chunk_size=4)
+        b = gcref.estimate_gc(net, params, X, method="projection", size=3, probe=probe, seed=2, chunk_size=256)
+        assert a.value == pytest.approx(b.value, rel=1e-13) and a.stderr == pytest.approx(b.stderr, rel=1e-12)
+    a = gcref.estimate_gc(net, params, X, method="mask", size=0.3, seed=2, chunk_size=4)
+    b = gcref.estimate_gc(net, params, X, method="mask", size=0.3, seed=2, chunk_size=256)
+    assert a.value == pytest.approx(b.value, rel=1e-13) and a.n == b.n
+
+
+def test_engine_argument(cnn_case):
+    from gcref.engine import Engine, ReferenceEngine, as_engine
+    net, params, X, exact = cnn_case
+    eng = ReferenceEngine(net, chunk_size=7)
+    assert gcref.geometric_complexity(net, params, X, engine=eng) == pytest.approx(exact, rel=1e-13)
+    assert as_engine(net, ReferenceEngine) .net is net          # a factory is called with net
+    with pytest.raises(ValueError, match="engine was built for"):
+        gcref.per_example_gc(zoo.cnn((1, 6, 6), 3, channels=(3,), hidden=10), params, X, engine=eng)
+    with pytest.raises(TypeError, match="engine must be"):
+        gcref.per_example_gc(net, params, X, engine=3)
+    with pytest.raises(NotImplementedError):
+        Engine().forward(params, X)
+
+
 def test_estimators_reproducible(cnn_case):
     net, params, X, _ = cnn_case
     for m in gcref.ESTIMATORS:
@@ -146,8 +189,18 @@ def test_flatness_inequality_holds(widths, seed, act):
     X = np.random.default_rng(seed).normal(size=(6, widths[0]))
     rep = gcref.flatness_bound(net, params, X)
     assert rep.holds
-    # an independent check of the parameter-gradient side: ||G||_F^2 (1 + ||x||^2)
-    assert np.all(rep.param_grad_sq >= 0)
+    # an independent check of the parameter-gradient side: central differences over the first
+    # layer's (W, b), squared and summed over every embedding coordinate
+    h, fd = 1e-6, np.zeros(X.shape[0])
+    for key in (f"{rep.layer}.weight", f"{rep.layer}.bias"):
+        for idx in np.ndindex(params[key].shape):
+            plus, minus = dict(params), dict(params)
+            plus[key], minus[key] = params[key].copy(), params[key].copy()
+            plus[key][idx] += h
+            minus[key][idx] -= h
+            d = (net.embed(plus, X) - net.embed(minus, X)) / (2 * h)
+            fd += np.sum(d * d, axis=1)
+    np.testing.assert_allclose(rep.param_grad_sq, fd, rtol=1e-6, atol=1e-12)
 
 
 def test_flatness_equality_for_one_linear_layer_with_orthogonal_rows():

@@ -1,13 +1,14 @@
 """gcref_cuda agrees with gcref: property tests over random architectures, shapes and seeds.
 
 Every public function of ``gcref_cuda`` is run against its ``gcref`` twin on the same network,
-parameters and data: float64 within 1e-10 relative, float32 within 1e-4 (DESIGN.md section 4).
+parameters and data: float64 within 1e-10 relative, float32 within 1e-4 (``docs/theory.md``).
 Each test runs with NumPy as the array module, and again with CuPy where a GPU is present
 (``gpu`` marker; skipped with its reason otherwise).
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -57,6 +58,9 @@ def assert_agree(actual, desired, tol, what):
 def assert_estimate(a, b, tol, what):
     assert a.method == b.method and a.n == b.n, f"{what}: {a} vs {b}"
     assert_agree(a.value, b.value, tol, f"{what} value")
+    if math.isinf(b.stderr):                 # one draw per example: no standard error, in both
+        assert math.isinf(a.stderr), f"{what} stderr: {a.stderr} vs {b.stderr}"
+        return
     # stderr comes from a spread of per-draw values that agree to tol relative to the value
     scale = max(abs(b.value), b.stderr, 1e-300)
     assert abs(a.stderr - b.stderr) <= tol * scale, f"{what} stderr: {a.stderr} vs {b.stderr}"
@@ -479,11 +483,21 @@ def test_same_errors_as_reference(on_backend):
 
 
 def test_fast_network_rejects_unknown_layers():
-    from gcref.nn.layers import Layer, Linear
+    from gcref.nn.layers import Linear, PiecewiseLinear
     from gcref.nn.network import Network
 
-    class Odd(Layer):
-        pass
+    class Odd(PiecewiseLinear):          # a valid layer (the identity) with no registered op
+        def forward(self, p, x):
+            return x, None
+
+        def vjp(self, p, cache, gy, params=True):
+            return gy, {}
+
+        def jvp(self, p, cache, tx):
+            return tx
+
+        def local_jacobian(self, p, x):
+            return np.eye(x.size)
 
     net = Network([("a", Linear(3, 2)), ("b", Odd())], ("head", Linear(2, 2)), (3,))
     with pytest.raises(TypeError, match="Odd"):
@@ -519,3 +533,51 @@ def test_fit_history_and_files_match_the_reference(on_backend, tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [r["step"] for r in b.history]
     ref_module = importlib.import_module("gcref.train.fit")
     assert ref_module.train_step is gcref.train.train_step          # restored after the run
+
+
+# --------------------------------------------------------------------------------- the engine seam
+
+@pytest.mark.parametrize("dtype,tol", DTYPES)
+@_examples(8)
+@given(case=networks(), data=st.data())
+def test_fast_engine_primitives_agree_with_the_reference_engine(on_backend, dtype, tol, case, data):
+    """Every primitive of the seam, FastEngine against ReferenceEngine, on host float64 results."""
+    from gcref.engine import ReferenceEngine
+    net, params, X, seed = case
+    fast, ref = gcc.FastEngine(net, dtype), ReferenceEngine(net, chunk_size=data.draw(st.integers(1, 4)))
+    P = ref.check_params(params)
+    assert all(np.array_equal(v, P[k]) for k, v in fast.check_params(params).items())
+    rng = np.random.default_rng(seed)
+    for output in ("embedding", "logits"):
+        p = net.output_dim(output)
+        a = fast.forward(P, X, output)
+        assert a.dtype == np.float64
+        assert_agree(a, ref.forward(P, X, output), tol, f"forward({output})")
+        assert_agree(fast.jacobian_sq_norms(P, X, output), ref.jacobian_sq_norms(P, X, output), tol,
+                     f"jacobian_sq_norms({output})")
+        rows = rng.integers(0, p, size=(X.shape[0], 2))
+        assert_agree(fast.row_sq_norms(P, X, rows, output), ref.row_sq_norms(P, X, rows, output), tol,
+                     f"row_sq_norms({output})")
+        V = rng.normal(size=(X.shape[0], 3, p))
+        assert_agree(fast.probe_sq_norms(P, X, V, output), ref.probe_sq_norms(P, X, V, output), tol,
+                     f"probe_sq_norms({output})")
+        Jf = np.concatenate([J for _, J in fast.jacobian_blocks(P, X, output)])
+        Jr = np.concatenate([J for _, J in ref.jacobian_blocks(P, X, output)])
+        assert Jf.dtype == np.float64
+        assert_agree(Jf, Jr, tol, f"jacobian_blocks({output})")
+    (Zf, Lf), (Zr, Lr) = fast.embed_and_logits(P, X), ref.embed_and_logits(P, X)
+    assert_agree(Zf, Zr, tol, "embed")
+    assert_agree(Lf, Lr, tol, "logits")
+    (lf, pf), (lr, pr) = fast.logits_and_pullback(P, X), ref.logits_and_pullback(P, X)
+    v = rng.normal(size=lf.shape)
+    gf, gr = pf(v), pr(v)
+    assert gf.keys() == gr.keys()
+    for k in gr:
+        assert_agree(gf[k], gr[k], tol, f"pullback {k}")
+    chosen = np.sort(rng.choice(net.embedding_dim, size=min(2, net.embedding_dim), replace=False))
+    (vf, Gf), (vr, Gr) = fast.gc_rows_value_and_grad(P, X, chosen), ref.gc_rows_value_and_grad(P, X, chosen)
+    assert_agree(vf, vr, tol, "gc rows value")
+    assert list(Gf) == list(Gr) == net.param_names
+    for k in Gr:
+        assert Gf[k].dtype == np.float64
+        assert_agree(Gf[k], Gr[k], tol * 10 if dtype == np.float32 else tol, f"gc rows grad {k}")

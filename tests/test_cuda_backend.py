@@ -145,7 +145,9 @@ def test_thread_settings_agree_and_runs_repeat_bitwise(threads):
 def test_to_host_and_to_device_round_trip():
     with backend.using("numpy"):
         a = np.arange(6.0).reshape(2, 3)
-        assert backend.to_host(backend.to_device(a)) is not None
+        back = backend.to_host(backend.to_device(a))
+        assert isinstance(back, np.ndarray) and back.dtype == np.float64
+        np.testing.assert_array_equal(back, a)
         np.testing.assert_array_equal(backend.to_host(backend.to_device(a, np.float32)), a)
         assert backend.to_host(3.0) == 3.0
 
@@ -182,3 +184,58 @@ def test_gpu_backend_allocates():
     with backend.using("cupy") as cp:
         assert cp.asarray([1.0, 2.0]).sum().get() == 3.0
         assert backend.default_dtype() == np.float32
+
+
+def test_fast_fit_never_runs_the_reference_passes(monkeypatch):
+    # gcref_cuda.fit is gcref.train.fit with the fast engine: every forward and derivative pass
+    # of the run (steps, records, test accuracy, target NC/GC, few-shot) is the engine's.
+    import gcref
+    from gcref.data import gaussian_mixture
+    from gcref.nn import Network
+    from gcref.nn.containers import Sequential
+    src = gaussian_mixture(12, 3, 5, seed=0).dataset
+    tgt = gaussian_mixture(10, 4, 5, seed=1).dataset
+    net = zoo.mlp([5, 8, 6], num_classes=3)
+    kw = dict(lr=0.1, batch_size=6, steps=4, gc_reg=0.1, l2=1e-3, momentum=0.5, seed=2, eval_every=2,
+              test_data=src, target_data=tgt, few_shot=dict(ways=3, shots=2, queries=3, episodes=4))
+    ref = gcref.train.fit(net, net.init(0), src, **kw)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the reference's forward pass was called during gcref_cuda.fit")
+
+    for cls, names in ((Network, ("forward_cache", "forward", "embed", "vjp_cached", "jvp_cached",
+                                  "jacobian")), (Sequential, ("forward", "vjp", "jvp", "second_order"))):
+        for name in names:
+            monkeypatch.setattr(cls, name, forbidden)
+    with backend.using("numpy"):
+        fast = gcc.fit(net, net.init(0), src, **kw)
+        again = gcref.train.fit(net, net.init(0), src, engine=gcc.FastEngine, **kw)
+    monkeypatch.undo()
+    assert fast.history == again.history and fast.status == "completed"
+    assert [r["step"] for r in fast.history] == [r["step"] for r in ref.history] == [0, 2, 4]
+    for rf, rr in zip(fast.history, ref.history):
+        assert rf.keys() == rr.keys()
+        for key in rr:
+            assert rf[key] == pytest.approx(rr[key], rel=1e-10, abs=1e-12), key
+    for k in ref.params:
+        np.testing.assert_allclose(fast.params[k], ref.params[k], rtol=1e-10, atol=1e-13)
+    with pytest.raises(TypeError, match="chooses the engine"):
+        gcc.fit(net, net.init(0), src, engine=gcc.FastEngine, **kw)
+
+
+def test_check_reports_skips_apart_from_passes():
+    from gcref.checks import cuda as cuda_checks
+    from gcref.checks import summarize
+    from gcref.testing import CheckResult
+    rows = [CheckResult("a", 0.0, 1.0, True), CheckResult("b", 2.0, 1.0, False),
+            CheckResult.skip("c", "no GPU")]
+    assert tuple(summarize(rows)) == (1, 1, 1)
+    assert [r.status for r in rows] == ["passed", "failed", "skipped"]
+    assert rows[2].as_dict()["status"] == "skipped" and not rows[2] and not rows[2].failed
+    with pytest.raises(ValueError, match="skipped check is not passed"):
+        CheckResult("d", 0.0, 0.0, True, skipped=True)
+    if not backend.gpu_available():
+        out = cuda_checks.cuda_group(0)
+        skipped = [r for r in out if r.skipped]
+        assert len(skipped) == 1 and "GPU" in skipped[0].name
+        assert summarize(out) == (len(out) - 1, 0, 1)

@@ -246,3 +246,44 @@ def test_backend_setting_and_estimated_gc_size():
         run_training({**kw, "gc_size": 2.5})
     with pytest.raises(ValueError, match="keep probability"):
         run_training({**kw, "gc_method": "mask", "gc_size": 2.0})
+
+
+# ---------------------------------------------------------------------------- progress, figures
+
+def test_fit_progress_bar_on_request_and_off_otherwise(capsys):
+    from gcref import zoo
+    from gcref.data import gaussian_mixture
+    from gcref.train import fit
+    data = gaussian_mixture(20, 3, 5, separation=2.0, seed=0).dataset
+    net = zoo.mlp([5, 8, 4], num_classes=3)
+    kw = dict(lr=0.1, batch_size=8, steps=12, eval_every=4, eval_size=30)
+    a = fit(net, net.init(0), data, progress=True, **kw)
+    err = capsys.readouterr().err
+    assert "train mlp" in err and "12/12" in err and "GC" in err
+    b = fit(net, net.init(0), data, **kw)          # stderr is not a terminal here: no bar
+    c = fit(net, net.init(0), data, progress=False, **kw)
+    assert capsys.readouterr().err == ""
+    assert all(np.array_equal(a.params[k], b.params[k]) and np.array_equal(a.params[k], c.params[k])
+               for k in a.params)
+
+
+def test_final_figure_has_a_legend_and_names_diverged_runs(tmp_path, monkeypatch):
+    from gcref.lab import plots
+    figures = {}
+    real_save = plots._save
+
+    def keep(fig, path):
+        figures[os.path.basename(path)] = fig
+        real_save(fig, path)
+    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots._pyplot(), "close", lambda fig=None: None)
+    lab.run_sweep(TINY, {"lr": [0.05, 1e4, 0.2]}, seeds=[0, 1], out_dir=tmp_path / "s", backend="sequential")
+    lab.plot_run_or_sweep(tmp_path / "s")
+    final = figures["final.png"]
+    legend = final.axes[2].get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == ["lr=0.05", "lr=0.2"]
+    for name in ("final.png", "curves.png"):
+        notes = [t.get_text() for t in figures[name].texts]
+        assert any("diverged" in n and "lr=10000.0_seed=0" in n and "lr=10000.0_seed=1" in n
+                   for n in notes), notes

@@ -148,3 +148,63 @@ def test_lower_bound_is_not_a_float():
         float(lb)
     with pytest.raises(ValueError, match="at least 2 samples"):
         empirical_poincare_lower_bound(np.ones((1, 2)))
+
+
+def _linear_gaussian_report(seed, level=0.05, k=3, n=300):
+    """f(x) = A x on isotropic Gaussian classes N(m_c, s^2 I), rho_c = s^2: population equality
+    ``Var_c = s^2 ||A||_F^2 = rho_c GC_c`` for every class."""
+    from gcref.metrics.poincare import poincare_inequality
+    from gcref.nn import Network
+    from gcref.nn.layers import Linear
+    rng = np.random.default_rng([seed, 11])
+    d, p, s2 = 4, 3, 0.7
+    net = Network([("f.0", Linear(d, p))], ("head", Linear(p, k)), (d,), name="linear")
+    params = net.init(0)
+    params["f.0.weight"] = rng.normal(size=(p, d))
+    centres = 5.0 * rng.normal(size=(k, d))
+    y = np.repeat(np.arange(k), n)
+    X = centres[y] + np.sqrt(s2) * rng.normal(size=(k * n, d))
+    return poincare_inequality(net, params, X, y, rho=s2, level=level), params["f.0.weight"], s2
+
+
+def test_per_class_verdict_at_population_equality_is_a_test_at_its_level():
+    # Point comparisons of two estimates flag a violation in most samples at equality (the
+    # defect this replaces); the z-test flags at most ``level`` of them (Bonferroni, one-sided).
+    reports = [_linear_gaussian_report(seed)[0] for seed in range(100)]
+    point_violations = sum(not bool(np.all(r.class_lhs <= r.class_rhs * (1 + r.rtol))) for r in reports)
+    test_violations = sum(not r.class_holds for r in reports)
+    assert point_violations > 40                       # noise alone breaks the point comparison
+    assert test_violations <= 12                       # level 0.05 over 100 samples (sd ~2.2)
+    rep, A, s2 = _linear_gaussian_report(0)
+    # the statistic is (Var_c - rho_c GC_c) / stderr_c with GC_c = ||A||_F^2 exactly
+    np.testing.assert_allclose(rep.class_rhs, s2 * np.sum(A * A), rtol=1e-12)
+    np.testing.assert_allclose(rep.class_z, (rep.class_lhs - rep.class_rhs) / rep.class_stderr, rtol=1e-12)
+    from scipy.stats import norm
+    assert rep.z_critical == pytest.approx(norm.ppf(1 - 0.05 / 3), rel=1e-12)
+    assert rep.level == 0.05 and np.all(rep.class_stderr > 0)
+
+
+def test_per_class_test_detects_a_real_violation():
+    # rho too small by 20 %: Var_c = 1.25 rho_c GC_c in the population, found in every class
+    rep, A, s2 = _linear_gaussian_report(1)
+    from gcref.metrics.poincare import poincare_inequality_from_stats
+    bad = poincare_inequality_from_stats(rep.class_lhs, rep.class_rhs / s2, 0.8 * s2,
+                                         np.eye(3), class_stderr=rep.class_stderr)
+    assert not bad.class_holds and np.all(bad.class_z > bad.z_critical)
+    # without standard errors the verdict is the point comparison; zero spread decides exactly
+    exact = poincare_inequality_from_stats([1.0, 2.0], [1.0, 1.0], 2.0, np.eye(2), class_stderr=[0.0, 0.0])
+    assert exact.class_holds and np.array_equal(exact.class_z, [0.0, 0.0])
+    worse = poincare_inequality_from_stats([3.0, 2.0], [1.0, 1.0], 2.0, np.eye(2), class_stderr=[0.0, 0.0])
+    assert not worse.class_holds and worse.class_z[0] == np.inf
+    with pytest.raises(ValueError, match="level"):
+        poincare_inequality_from_stats([1.0, 2.0], [1.0, 1.0], 2.0, np.eye(2), level=1.0)
+    with pytest.raises(ValueError, match="class_stderr must be non-negative"):
+        poincare_inequality_from_stats([1.0, 2.0], [1.0, 1.0], 2.0, np.eye(2), class_stderr=[-1.0, 0.0])
+
+
+def test_empirical_lower_bound_small_sample_bias_is_downward_in_one_dimension():
+    # the mean of the divisor-n sample variance is (n - 1)/n sigma^2: 0.8 sigma^2 at n = 5
+    rng = np.random.default_rng(0)
+    values = [empirical_poincare_lower_bound(rng.normal(size=(5, 1))).value for _ in range(20000)]
+    assert np.mean(values) == pytest.approx(0.8, abs=0.02)
+    assert "biased upward" not in empirical_poincare_lower_bound(rng.normal(size=(5, 1))).note

@@ -8,6 +8,7 @@ nn <- metrics <- train <- checks <- cli), so a module never registers itself upw
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from . import cuda, metrics, nn, training
 from .cases import layer_cases, perturbed_params, random_layer_params, small_zoo
 from .nn import layer_checks, network_checks
 
-__all__ = ["GROUPS", "run_checks", "summarize", "layer_checks", "network_checks", "layer_cases",
+__all__ = ["GROUPS", "run_checks", "summarize", "Summary", "layer_checks", "network_checks", "layer_cases",
            "small_zoo", "perturbed_params", "random_layer_params"]
 
 #: group name -> ``fn(seed) -> list[CheckResult]``, in table order. The ``cuda*`` groups are
@@ -54,7 +55,16 @@ def run_checks(groups=None, seed: int = 0, progress=None) -> list[CheckResult]:
     return results
 
 
-def summarize(results: list[CheckResult]) -> tuple[int, int]:
-    """(passed, failed) counts."""
-    passed = sum(r.passed for r in results)
-    return passed, len(results) - passed
+class Summary(NamedTuple):
+    """Counts of a run: skipped checks (e.g. no GPU) are neither passed nor failed."""
+
+    passed: int
+    failed: int
+    skipped: int
+
+
+def summarize(results: list[CheckResult]) -> Summary:
+    """``(passed, failed, skipped)`` counts."""
+    passed = sum(r.status == "passed" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    return Summary(passed, len(results) - passed - skipped, skipped)

@@ -10,9 +10,9 @@ import tempfile
 import numpy as np
 
 from ..nn.params_io import load_params, save_params
-from ..testing import (EXACT_RTOL, CheckResult, check_gradient, check_jacobian, check_jvp, check_vjp,
-                       check_vjp_jvp, relative_error)
-from .cases import layer_cases, perturbed_params, random_layer_params, small_zoo
+from ..testing import (EXACT_RTOL, CheckResult, check_gradient, check_jacobian, check_jvp, check_layer,
+                       check_vjp, check_vjp_jvp, relative_error)
+from .cases import layer_cases, perturbed_params, small_zoo
 
 __all__ = ["layer_checks", "network_checks", "layers_group", "networks_group", "parameters_group"]
 
@@ -20,58 +20,9 @@ __all__ = ["layer_checks", "network_checks", "layers_group", "networks_group", "
 # ------------------------------------------------------------------------------------- layers
 
 def layer_checks(label, layer, in_shape, seed: int = 0) -> list[CheckResult]:
-    """Every derivative of one layer against finite differences and against each other."""
-    rng = np.random.default_rng(seed)
-    p = random_layer_params(layer, in_shape, rng)
-    n = 2
-    x = rng.normal(size=(n,) + tuple(in_shape))
-    y, cache = layer.forward(p, x)
-    out = []
-
-    def f(xx):
-        return layer.forward(p, xx)[0]
-
-    out.append(check_vjp(f, lambda v: layer.vjp(p, cache, v)[0], x, seed=seed,
-                         name=f"{label}: VJP wrt input vs FD"))
-    out.append(check_jvp(f, lambda t: layer.jvp(p, cache, t), x, seed=seed,
-                         name=f"{label}: JVP vs FD"))
-    out.append(check_vjp_jvp(lambda v: layer.vjp(p, cache, v)[0], lambda t: layer.jvp(p, cache, t),
-                             x.shape, y.shape, seed=seed, name=f"{label}: VJP vs JVP (transpose)"))
-    trainable = list(layer.param_specs(in_shape))
-    if trainable:
-        v = rng.normal(size=y.shape)
-        gp = layer.vjp(p, cache, v)[1]
-
-        def scalar(pp):
-            return float(np.vdot(v, layer.forward({**p, **pp}, x)[0]))
-
-        out.append(check_gradient(scalar, {k: gp[k] for k in trainable}, {k: p[k] for k in trainable},
-                                  seed=seed, name=f"{label}: VJP wrt parameters vs FD"))
-    # second order: gradient of s(p, x) = <g, J_x(x; p) u>
-    g = rng.normal(size=y.shape)
-    u = rng.normal(size=x.shape)
-    gp2, gx2 = layer.second_order(p, cache, g, u)
-
-    def s(pp, xx):
-        _, c = layer.forward(pp, xx)
-        return float(np.vdot(g, layer.jvp(pp, c, u)))
-
-    if trainable:
-        out.append(check_gradient(lambda pp: s({**p, **pp}, x), {k: gp2[k] for k in trainable},
-                                  {k: p[k] for k in trainable}, seed=seed,
-                                  name=f"{label}: second order wrt parameters vs FD"))
-    gx2 = np.zeros_like(x) if gx2 is None else gx2
-    out.append(check_gradient(lambda xx: s(p, xx), gx2, x, seed=seed,
-                              name=f"{label}: second order wrt input vs FD"))
-    x1 = x[0]
-    jac = layer.local_jacobian(p, x1)
-    out.append(check_jacobian(lambda xx: layer.forward(p, xx[None])[0][0], jac, x1,
-                              name=f"{label}: local Jacobian vs FD"))
-    jvp_cols = np.stack([layer.jvp(p, layer.forward(p, x1[None])[1], e.reshape((1,) + x1.shape))[0].ravel()
-                         for e in np.eye(x1.size)], axis=1)
-    out.append(CheckResult(f"{label}: local Jacobian vs JVP columns", relative_error(jac, jvp_cols),
-                           EXACT_RTOL, relative_error(jac, jvp_cols) <= EXACT_RTOL))
-    return out
+    """Every derivative of one layer against finite differences and against each other:
+    :func:`gcref.testing.check_layer` with this label."""
+    return list(check_layer(layer, in_shape, seed, label=label))
 
 
 def layers_group(seed: int) -> list[CheckResult]:
@@ -102,10 +53,10 @@ def network_checks(net, seed: int = 0, full_jacobian: bool = True) -> list[Check
                              name=f"{label}: {output} JVP vs FD"))
     k = net.num_classes
     v = rng.normal(size=(X.shape[0], k))
-    grads = net.vjp(params, X, v, output="logits")[1]
     trainable = net.param_names
     out.append(check_gradient(lambda pp: float(np.vdot(v, net.forward_cache({**p64, **pp}, X)[1])),
-                              grads, {kk: p64[kk] for kk in trainable}, seed=seed,
+                              lambda pp: net.vjp({**p64, **pp}, X, v, output="logits")[1],
+                              {kk: p64[kk] for kk in trainable}, seed=seed,
                               name=f"{label}: logits VJP wrt parameters vs FD"))
     out.append(check_vjp_jvp(lambda w: net.vjp_cached(p64, cache, w, "embedding", need_params=False)[0],
                              lambda t: net.jvp_cached(p64, cache, t, "embedding"),
@@ -119,7 +70,10 @@ def network_checks(net, seed: int = 0, full_jacobian: bool = True) -> list[Check
     err = relative_error(j_rev[0], j_chain)
     out.append(CheckResult(f"{label}: Jacobian = chain of local Jacobians", err, 1e-10, err <= 1e-10))
     if full_jacobian and net.input_dim <= 256:
-        out.append(check_jacobian(lambda xx: net.forward_cache(p64, xx[None])[0][0], j_rev[0], X[0],
+        out.append(check_jacobian(lambda xx: net.forward_cache(p64, xx[None])[0][0],
+                                  # Jacobian at xx, in the batch of j_rev (so bitwise j_rev[0] at X[0])
+                                  lambda xx: net.jacobian(params, np.concatenate([xx[None], X[1:]]),
+                                                          mode="reverse")[0], X[0],
                                   name=f"{label}: Jacobian vs FD"))
     return out
 

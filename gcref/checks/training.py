@@ -19,15 +19,16 @@ def training_group(seed: int):
         params = net.check_params(perturbed_params(net, seed + i))
         rng = np.random.default_rng(seed + i)
         X = rng.normal(size=(3,) + net.input_shape)
-        _, g = gc_penalty_and_grad(net, params, X)
         names = net.param_names
-        out.append(check_gradient(lambda pp: geometric_complexity(net, {**params, **pp}, X), g,
+        out.append(check_gradient(lambda pp: geometric_complexity(net, {**params, **pp}, X),
+                                  lambda pp: gc_penalty_and_grad(net, {**params, **pp}, X)[1],
                                   {k: params[k] for k in names}, seed=seed,
                                   name=f"{net.name}: GC-penalty gradient (double backprop) vs FD"))
         y = rng.integers(0, net.num_classes, 3)
-        _, _, G = objective_and_grad(net, params, X, y, l2=0.01, gc_reg=0.1)
         out.append(check_gradient(lambda pp: objective_and_grad(net, {**params, **pp}, X, y, 0.01, 0.1)[0],
-                                  G, {k: params[k] for k in names}, seed=seed,
+                                  lambda pp: objective_and_grad(net, {**params, **pp}, X, y, l2=0.01,
+                                                                gc_reg=0.1)[2],
+                                  {k: params[k] for k in names}, seed=seed,
                                   name=f"{net.name}: L + l2/2||θ||² + λ·GC gradient vs FD"))
     opt = SGD(lr=0.1, momentum=0.9, weight_decay=0.01)
     p = {"w": np.array([1.0, -2.0])}

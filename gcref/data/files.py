@@ -15,6 +15,7 @@ for and where.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -198,7 +199,7 @@ def read_idx(path) -> np.ndarray:
                          f"file has {len(buf)}")
     shape = tuple(int(s) for s in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
     dtype, tname = _IDX_TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize      # Python ints: no overflow on absurd sizes
     found = len(buf) - header
     if found != expected:
         what = "truncated" if found < expected else "has trailing bytes"

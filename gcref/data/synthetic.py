@@ -1,7 +1,7 @@
 """Synthetic data with known laws: Gaussian mixtures and uniform boxes with known Poincaré
 constants, and procedural images for small convolutional experiments.
 
-Poincaré constants (DESIGN.md section 1): a distribution Q has constant ``rho(Q)`` if
+Poincaré constants (docs/theory.md §2): a distribution Q has constant ``rho(Q)`` if
 ``Var_Q(u) <= rho * E_Q ||grad u||^2`` for every smooth scalar ``u``.
 
 - Gaussian ``N(m, Sigma)``: ``rho = lambda_max(Sigma)`` (sharp: equality for ``u(x) = v^T x`` with

@@ -1,8 +1,14 @@
-"""``gcref train``, ``gcref sweep``, ``gcref transfer`` and ``gcref plot`` (attached to gcref's typer app).
+"""``gcref train``, ``gcref sweep``, ``gcref transfer`` and ``gcref plot``.
 
 Every command is a thin layer over :mod:`gcref.lab`: it turns options into a
-:class:`~gcref.lab.TrainConfig`, validates everything before any work, shows rich progress bars
-(on stderr), prints a summary table and, with ``--json``, writes the summary as JSON on stdout.
+:class:`~gcref.lab.TrainConfig`, validates everything before any work (the output folder too),
+shows rich progress bars (on stderr), prints a summary table and, with ``--json``, writes the
+summary as JSON on stdout. Bad input, an output folder that cannot be written, or a folder
+another process is writing: one ``Error:`` line on stderr, exit code 2.
+
+This module does not know the application: :func:`register` attaches the commands to a typer
+app (``gcref.cli`` builds gcref's app and calls it), so the import graph stays
+``train <- lab <- cli``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..cli import app
+from ..nn.params_io import FolderLocked
 from . import config as lab_config
+
+__all__ = ["register", "train", "sweep", "transfer", "plot"]
 
 _err = Console(stderr=True)
 
@@ -189,8 +197,28 @@ def _parse_seeds(text):
 def _fail(message, as_json):
     if as_json:
         sys.stdout.write(json.dumps({"error": message}) + "\n")
-    _err.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False)
+    _err.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _prepare_out(out, as_json, what="--out", lock=False):
+    """Make sure the output folder can be written (after validation, before any work) and,
+    with ``lock``, that no other process is writing it."""
+    import tempfile
+    from ..nn.params_io import FolderLock
+    if os.path.exists(out) and not os.path.isdir(out):
+        _fail(f"{what} {out} is a file, not a folder", as_json)
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+        if lock:
+            with FolderLock(out):
+                pass
+    except FolderLocked as err:
+        _fail(str(err), as_json)
+    except OSError as err:
+        _fail(f"{what} {out} cannot be written: {err.strerror or err}", as_json)
 
 
 def _emit_json(obj):
@@ -221,7 +249,6 @@ _METRIC_LABELS = {"loss": "training loss", "gc": "embedding GC", "nc": "NC (CDNV
                   "few_shot_accuracy": "few-shot NCC accuracy", "few_shot_ci95": "  95% CI half-width"}
 
 
-@app.command()
 @_with_config_options
 def train(
     out: str = typer.Option("runs/train", "--out", "-o", help="Run folder (config, history, checkpoint, params, done marker)."),
@@ -241,20 +268,29 @@ def train(
         cfg = validate_config(cfg, n_train=data.train.n)
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err), as_json)
+    _prepare_out(out, as_json, lock=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
         task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.steps)
+        first = []
 
         def progress(step, steps, record):
+            if not first:
+                first.append(step)
+                if step > 1:
+                    bar.console.print(f"resumed from step {step - 1}", highlight=False)
             bar.update(task, completed=step)
             if record is not None and record.get("gc") is not None:
                 bar.update(task, description=f"train: loss {_fmt(record.get('loss'), 3)}  "
                                              f"GC {_fmt(record.get('gc'), 4)}  NC {_fmt(record.get('nc'), 3)}")
         try:
             summary = run_training(cfg, out, progress=progress, overwrite=overwrite)
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError, FolderLocked) as err:
             bar.stop()
             _fail(str(err), as_json)
+        except OSError as err:
+            bar.stop()
+            _fail(f"cannot write {out}: {err}", as_json)
         bar.update(task, completed=summary["steps"])
     if as_json:
         _emit_json(summary)
@@ -263,16 +299,46 @@ def train(
     raise typer.Exit(code=0 if summary["status"] == "completed" else 1)
 
 
+#: Which direction of each metric is "better" in the paper's reading (lower GC and NC: more
+#: collapse, expected to go with better transfer); shown in the tables.
+BETTER = {"loss": "lower", "gc": "lower", "nc": "lower", "geometric_collapse": "lower",
+          "train_accuracy": "higher", "test_accuracy": "higher", "flatness": "lower",
+          "target_gc": "lower", "target_nc": "lower", "few_shot_accuracy": "higher"}
+_ARROW = {"lower": "\u2193", "higher": "\u2191"}
+_BETTER_NOTE = ("\u2193 lower is better, \u2191 higher is better, in the paper's reading "
+                "(lower GC and NC: more collapse, expected to transfer better)")
+
+
+def _console():
+    """stdout console: the terminal's width, else ``$COLUMNS`` or 80 (the tables fit 80)."""
+    return Console()
+
+
+def _table(title, columns, rows):
+    """A table whose cells are never cut: numeric columns keep their full width (headers may
+    wrap), text columns fold; compact borders so a sweep fits 80 columns."""
+    from rich import box
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for i, (head, numeric) in enumerate(columns):
+        width = max([len(str(r[i])) for r in rows] + [1])
+        if numeric:
+            t.add_column(head, justify="right", no_wrap=True, min_width=width, overflow="fold")
+        else:
+            t.add_column(head, overflow="fold", min_width=min(width, 12))
+    for r in rows:
+        t.add_row(*[str(c) for c in r])
+    return t
+
+
 def _print_run(summary):
-    console = Console()
-    t = Table(title=f"gcref train: {summary['dir']}")
-    t.add_column("quantity")
-    t.add_column("final value", justify="right")
-    for k, v in summary["final"].items():
-        t.add_row(_METRIC_LABELS.get(k, k), _fmt(v))
-    console.print(t)
+    console = _console()
+    rows = [(_METRIC_LABELS.get(k, k), _fmt(v), BETTER.get(k, "")) for k, v in summary["final"].items()]
+    console.print(_table(f"gcref train: {summary['dir']}",
+                         [("quantity", False), ("final value", True), ("better", False)], rows))
     wall = summary.get("wall_time_s")
     note = " (already finished: not run again; --overwrite to redo)" if summary.get("skipped") else ""
+    if summary.get("resumed_from"):
+        note += f" (resumed from step {summary['resumed_from']})"
     console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps, "
                   f"status [bold]{summary['status']}[/bold]"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
@@ -303,6 +369,13 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
             raise _Usage(f"--n-jobs must be a positive integer or -1 (all cores), got {n_jobs}")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err), as_json)
+    if not overwrite:
+        from .sweep import check_sweep_folder
+        try:
+            check_sweep_folder(out, base, grid, seed_list, points, kind)
+        except ValueError as err:
+            _fail(str(err), as_json)
+    _prepare_out(out, as_json, lock=True)
 
     total_steps = sum(p.config.steps for p in points)
     stop = threading.Event()
@@ -330,10 +403,14 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
             summary = run_sweep(base, grid, seed_list, out, n_jobs=n_jobs, backend=backend,
                                 progress=progress, overwrite=overwrite, dask_scheduler=dask_scheduler,
                                 kind=kind)
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError, FolderLocked) as err:
             stop.set()
             bar.stop()
             _fail(str(err), as_json)
+        except OSError as err:
+            stop.set()
+            bar.stop()
+            _fail(f"cannot write {out}: {err}", as_json)
         finally:
             stop.set()
             poller.join()
@@ -350,39 +427,35 @@ _RHO_ORDER = ("gc_vs_nc", "gc_vs_geometric_collapse", "gc_vs_target_nc", "gc_vs_
 
 
 def _print_sweep(summary):
-    console = Console()
+    console = _console()
     transfer = any("few_shot_accuracy" in r["final"] for r in summary["runs"])
-    t = Table(title=f"gcref {summary['kind']}: {summary['dir']}")
     setting_keys = list(dict.fromkeys(k for r in summary["runs"] for k in r["settings"]))
-    for k in setting_keys:
-        t.add_column(k, no_wrap=True)
-    t.add_column("status", no_wrap=True)
     cols = ["loss", "gc", "nc", "geometric_collapse", "test_accuracy"]
     heads = ["loss", "GC", "NC", "geom. coll.", "test acc."]
     if transfer:
         cols = ["gc", "nc", "target_nc", "few_shot_accuracy"]
-        heads = ["source GC", "source NC", "target NC", "few-shot acc. ± 95% CI"]
-    for h in heads:
-        t.add_column(h, justify="right")
+        heads = ["source GC", "source NC", "target NC", "few-shot acc. \u00b1 95% CI"]
+    heads = [f"{h} {_ARROW[BETTER[c]]}" for h, c in zip(heads, cols)]
+    rows = []
     for r in summary["runs"]:
         f = r["final"]
         cells = [_fmt(f.get(c)) for c in cols]
         if transfer and f.get("few_shot_accuracy") is not None:
-            cells[-1] = f"{f['few_shot_accuracy']:.3f} ± {f.get('few_shot_ci95') or 0:.3f}"
-        t.add_row(*[_fmt(r["settings"].get(k)) for k in setting_keys], r["status"], *cells)
-    console.print(t)
+            cells[-1] = f"{f['few_shot_accuracy']:.3f} \u00b1 {f.get('few_shot_ci95') or 0:.3f}"
+        rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [r["status"]] + cells)
+    columns = [(k, True) for k in setting_keys] + [("status", False)] + [(h, True) for h in heads]
+    console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows))
+    console.print(_BETTER_NOTE, highlight=False)
     corr = summary["correlations"]
-    c = Table(title="Spearman rank correlations across completed runs")
-    c.add_column("x vs y")
-    c.add_column("rho", justify="right")
-    c.add_column("p-value", justify="right")
-    c.add_column("n", justify="right")
     order = [k for k in _RHO_ORDER if k in corr] + [k for k in corr if k not in _RHO_ORDER]
+    rows = []
     for k in order:
         v = corr[k]
         rho = "n/a" if v["rho"] is None else f"{v['rho']:+.3f}"
-        c.add_row(f"{v['x']} vs {v['y']}", rho + ("" if v["rho"] is not None else f" ({v.get('note', '')})"),
-                  _fmt(v["pvalue"], 2), str(v["n"]))
+        rows.append((f"{v['x']} vs {v['y']}", rho + ("" if v["rho"] is not None else f" ({v.get('note', '')})"),
+                     _fmt(v["pvalue"], 2), str(v["n"])))
+    c = _table("Spearman rank correlations across completed runs",
+               [("x vs y", False), ("rho", False), ("p-value", True), ("n", True)], rows)
     console.print(c)
     for key, words in (("gc_vs_nc", "GC and NC"), ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy"),
                        ("gc_vs_target_nc", "source GC and target NC")):
@@ -401,10 +474,9 @@ _PARAM_HELP = ("Swept setting: name=v1,v2,... (repeatable; the runs are the Cart
                "e.g. --param lr=0.01,0.05,0.2 --param batch_size=8,32,128.")
 _BACKEND_HELP = ("joblib backend: loky (processes, default), multiprocessing, threading, sequential; "
                  "dask (needs dask[distributed]; --dask-scheduler ADDRESS, else a local cluster) or ray "
-                 "(needs ray; RAY_ADDRESS picks the cluster) send the runs to a cluster.")
+                 "(needs ray; RAY_ADDRESS picks the cluster, else a local one) send the runs to a cluster.")
 
 
-@app.command()
 @_with_config_options
 def sweep(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
@@ -425,7 +497,6 @@ def sweep(
                    out, overwrite, as_json)
 
 
-@app.command()
 @_with_config_options(defaults={"dataset": "glyphs"})
 def transfer(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
@@ -448,7 +519,6 @@ def transfer(
 
 # ---------------------------------------------------------------------------- plot
 
-@app.command()
 def plot(
     run_dir: str = typer.Argument(..., metavar="RUN_OR_SWEEP_DIR", help="A folder written by gcref train, sweep or transfer."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for the PNGs (default RUN_OR_SWEEP_DIR/figures)."),
@@ -458,16 +528,30 @@ def plot(
 
     curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy.
     """
-    from .plots import plot_run_or_sweep
+    from .plots import _load, plot_run_or_sweep
     if not os.path.isdir(run_dir):
         _fail(f"{run_dir} is not a folder", as_json)
+    try:
+        _load(run_dir)                       # a run or a sweep, before any folder is made
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err), as_json)
+    _prepare_out(os.path.join(run_dir, "figures") if out is None else out, as_json,
+                 "--out" if out is not None else "the figure folder")
     try:
         with _err.status("drawing figures"):
             paths = plot_run_or_sweep(run_dir, out)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err), as_json)
+    except OSError as err:
+        _fail(f"cannot write the figures: {err}", as_json)
     if as_json:
         _emit_json({"figures": paths})
     else:
         for p in paths:
             Console().print(f"wrote {p}", highlight=False)
+
+
+def register(app) -> None:
+    """Attach ``train``, ``sweep``, ``transfer`` and ``plot`` to the typer ``app``."""
+    for command in (train, sweep, transfer, plot):
+        app.command()(command)

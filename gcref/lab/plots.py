@@ -3,9 +3,12 @@
 - ``curves.png``: GC, NC, geometric collapse and the training loss over the steps, one curve per
   setting (seeds of a setting share its colour), log scale.
 - ``final.png`` (sweeps over a numeric setting): final GC and NC against the swept setting, and
-  NC against GC across all runs, with Spearman's rho.
+  NC against GC across all runs (legend: the settings' colours), with Spearman's rho.
 - ``transfer.png`` (runs with target classes): source GC against target NC and against the
   few-shot NCC accuracy (95% CI error bars), with Spearman's rho.
+
+Diverged runs are drawn in the curves up to their divergence (marked with an x) and left out of
+the final-value panels, as in the sweep summary; every figure names them in a red note.
 """
 
 from __future__ import annotations
@@ -120,6 +123,15 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
                 ax.plot(x, y, color=colour[label], lw=1.6, alpha=0.9,
                         label=None if label in seen else label)
         seen.add(label)
+    for name, settings, history in runs:
+        if any(r.get("diverged") for r in history):
+            for ax, key in zip(axes, keys):
+                x, y = _series(history, key)
+                if x:
+                    ax.plot(x[-1:], y[-1:], marker="x", ms=9, mew=2, color="tab:red", ls="")
+    diverged = [name for name, _, history in runs if any(r.get("diverged") for r in history)]
+    note = (f"diverged (x: last record; left out of final values): {', '.join(diverged)}"
+            if diverged else None)
     for ax, key in zip(axes, keys):
         ax.set_title(_LABELS[key])
         ax.set_xlabel("step")
@@ -129,6 +141,7 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
     if swept or kind == "run":
         axes[0].legend(fontsize=8, title=", ".join(swept) or None)
     fig.suptitle(f"{os.path.basename(os.path.normpath(os.path.abspath(run_or_sweep_dir)))}: training curves")
+    _note(fig, note)
     path = os.path.join(out_dir, "curves.png")
     _save(fig, path)
     plt.close(fig)
@@ -168,6 +181,12 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
         ax.set_xlabel(_LABELS["gc"])
         ax.set_ylabel(_LABELS["nc"])
         ax.grid(True, alpha=0.3)
+        shown = list(dict.fromkeys(_setting_label(s, swept) for s, _ in finals))
+        ax.legend(handles=[plt.Line2D([], [], marker="o", ls="", color=colour[lab], label=lab)
+                           for lab in shown],
+                  fontsize=8, title=", ".join(swept) + (" (seeds share a colour)" if len(finals) > len(shown) else ""),
+                  title_fontsize=8)
+        _note(fig, note)
         path = os.path.join(out_dir, "final.png")
         _save(fig, path)
         plt.close(fig)
@@ -196,11 +215,18 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
         handles = [plt.Line2D([], [], marker="o", ls="", color=colour[lab], label=lab) for lab in labels]
         if swept:
             axes[1].legend(handles=handles, fontsize=8, title=", ".join(swept))
+        _note(fig, note)
         path = os.path.join(out_dir, "transfer.png")
         _save(fig, path)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _note(fig, note):
+    """A red note under the figure (kept by ``bbox_inches="tight"``)."""
+    if note:
+        fig.text(0.0, -0.02, note, fontsize=8, color="tab:red", ha="left", va="top")
 
 
 def _last(history):

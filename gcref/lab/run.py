@@ -5,6 +5,13 @@ record per evaluation), ``checkpoint.npz`` (parameters and momentum of the last 
 ``params.npz`` (final parameters, PyTorch names) and, once the run has finished, ``done.json``
 (its summary). Every file is written atomically; a run without ``done.json`` is resumed from its
 checkpoint, bitwise as if it had never stopped.
+
+A process writes a run folder only while it holds the folder's exclusive lock
+(:class:`gcref.nn.params_io.FolderLock`, the file ``.gcref.lock``): a second writer is refused
+with a message naming the holder. A run counts as finished only when its files agree
+(:func:`verify_finished`): ``done.json``, the last record of ``history.jsonl`` and the
+checkpoint all carry the step count and the settings fingerprint of ``config.json``, whose
+settings are the ones asked for.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import json
 import os
 import time
 
-from ..nn.params_io import atomic_write, save_params
+from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, save_params
+from ..train.checkpoint import checkpoint_info, settings_fingerprint
 from ..train.fit import CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, fit, load_history
 from .config import (TrainConfig, build_network, few_shot_protocol, load_run_data,
                      validate_config)
 
-__all__ = ["run_training", "run_summary", "final_record", "read_done", "DONE_FILE", "PARAMS_FILE",
-           "FINAL_METRICS", "RUN_FILES"]
+__all__ = ["run_training", "run_summary", "final_record", "read_done", "verify_finished",
+           "DONE_FILE", "PARAMS_FILE", "FINAL_METRICS", "RUN_FILES"]
 
 DONE_FILE = "done.json"
 PARAMS_FILE = "params.npz"
@@ -58,17 +66,69 @@ def read_done(out_dir) -> dict | None:
         return None          # a damaged marker counts as unfinished: the run is resumed
 
 
+def _settings_difference(stored, cfg: TrainConfig) -> str:
+    want = _normalise(cfg.result_key())
+    have = _normalise({k: v for k, v in stored.items() if k in want})
+    diff = sorted(k for k in want if have.get(k) != want[k])
+    return ", ".join(f"{k}: {have.get(k)!r} there, {want[k]!r} now" for k in diff[:4])
+
+
 def _check_same_run(out_dir, cfg: TrainConfig):
     stored = _stored_config(out_dir)
     if stored is None:
         return
-    want = _normalise(cfg.result_key())
-    have = _normalise({k: v for k, v in stored.items() if k in want})
-    diff = sorted(k for k in want if have.get(k) != want[k])
-    if diff:
-        detail = ", ".join(f"{k}: {have.get(k)!r} there, {want[k]!r} now" for k in diff[:4])
+    detail = _settings_difference(stored, cfg)
+    if detail:
         raise ValueError(f"{out_dir} holds a run with other settings ({detail}); choose another "
                          "output folder or pass overwrite=True (--overwrite) to start it afresh")
+
+
+def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
+    """Whether a run folder holds a finished run whose files agree: ``(done, "")`` or
+    ``(None, reason)``.
+
+    Finished means: ``done.json`` is readable and says ``completed`` or ``diverged``; its
+    settings fingerprint equals that of ``config.json`` (and of the checkpoint); ``config.json``
+    holds the settings ``cfg`` (when given); the last history record is the final step
+    (``steps`` of the config, or the divergence marker one step after ``done.json``'s steps); the
+    checkpoint is at the last recorded step; ``params.npz`` exists.
+    """
+    out_dir = os.fspath(out_dir)
+    done = read_done(out_dir)
+    if done is None:
+        return None, "no done.json"
+    if done.get("status") not in ("completed", "diverged"):
+        return None, f"done.json has status {done.get('status')!r}"
+    try:
+        with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
+            config = json.load(fh)
+        history = load_history(out_dir)
+    except (OSError, ValueError) as err:
+        return None, f"unreadable run files ({err})"
+    sha = settings_fingerprint(config)
+    if done.get("config_sha256") != sha:
+        return None, "done.json was not written for the settings in config.json"
+    if cfg is not None:
+        detail = _settings_difference(config.get("lab_config") or {}, cfg)
+        if detail:
+            return None, f"config.json holds other settings ({detail})"
+    steps = done.get("steps")
+    last = history[-1] if history else {}
+    if done["status"] == "completed":
+        want_last = (config.get("lab_config") or {}).get("steps", config.get("steps"))
+        if not (last.get("step") == steps == want_last and not last.get("diverged")):
+            return None, (f"history.jsonl ends at step {last.get('step')}, done.json says {steps}, "
+                          f"the settings {want_last}")
+    elif not (last.get("diverged") and isinstance(steps, int) and last.get("step") == steps + 1):
+        return None, "history.jsonl does not end with the divergence done.json reports"
+    info = checkpoint_info(os.path.join(out_dir, CHECKPOINT_FILE))
+    recorded = final_record(history).get("step")
+    if info is None or info["sha256"] != sha or info["step"] != recorded:
+        return None, (f"checkpoint.npz (step {None if info is None else info['step']}) does not "
+                      f"match the history (last record at step {recorded}) and settings")
+    if not os.path.exists(os.path.join(out_dir, PARAMS_FILE)):
+        return None, "params.npz is missing"
+    return done, ""
 
 
 def final_record(history) -> dict:
@@ -79,16 +139,21 @@ def final_record(history) -> dict:
     return {}
 
 
-def run_summary(out_dir) -> dict:
+def run_summary(out_dir, cfg: TrainConfig | None = None) -> dict:
     """Summary of a run folder from its files: settings, status and final metrics.
 
     The final metrics are those of the last record of ``history.jsonl`` (so they always equal the
-    history); the status comes from ``done.json`` (``"unfinished"`` when absent).
+    history); the status comes from ``done.json`` when :func:`verify_finished` accepts the folder
+    (against ``cfg`` when given), else it is ``"unfinished"`` (with the reason as ``message``
+    when a ``done.json`` is there but its files disagree).
     """
     out_dir = os.fspath(out_dir)
     history = load_history(out_dir)
     last = final_record(history)
-    done = read_done(out_dir) or {}
+    done, reason = verify_finished(out_dir, cfg)
+    if done is None:
+        done = {"status": "unfinished",
+                "message": "" if read_done(out_dir) is None else f"not finished: {reason}"}
     with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
         config = json.load(fh)
     return {
@@ -122,19 +187,17 @@ def _blas_threads(n):
 blas_threads = _blas_threads
 
 
-def _fit_for(backend: str):
-    """The training loop of a backend: gcref's reference, or gcref_cuda's fast twin."""
+def _engine_for(backend: str):
+    """The engine of a backend for :func:`gcref.train.fit`: ``None`` (the reference) or
+    ``gcref_cuda.FastEngine`` (built for the run's network by ``fit``)."""
     if backend == "cuda":
-        try:
-            import gcref_cuda
-        except ImportError as err:  # pragma: no cover - gcref_cuda ships with gcref
-            raise ValueError(f"backend 'cuda' needs gcref_cuda: {err}") from None
-        return gcref_cuda.fit
-    return fit
+        from gcref_cuda import FastEngine
+        return FastEngine
+    return None
 
 
 def run_training(config=None, out_dir=None, *, progress=None, resume: bool = True,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, lock_timeout: float = 0.0) -> dict:
     """Train one network as its settings say and return a summary.
 
     Parameters
@@ -145,14 +208,19 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         ``steps=3000``, ``seed=0``.
     out_dir : path, optional
         Run folder (see the module docstring). Without it nothing is written.
-    progress : callable, optional
-        ``progress(step, steps, record_or_None)`` after every step (:func:`gcref.train.fit`).
+    progress : callable, bool or None
+        ``progress(step, steps, record_or_None)`` after every step; ``None``: a progress bar
+        on stderr when it is a terminal; ``False``: none (see :func:`gcref.train.fit`).
     resume : bool
-        With ``out_dir``: a finished run (``done.json``) with the same settings is not run again
-        (its summary is returned with ``skipped=True``); an unfinished one continues from its
-        checkpoint. A folder holding a run with other settings raises ``ValueError``.
+        With ``out_dir``: a finished run with the same settings (:func:`verify_finished`) is not
+        run again (its summary is returned with ``skipped=True``); an unfinished one continues
+        from its checkpoint (``resumed_from`` in the summary). A folder holding a run with other
+        settings, or a checkpoint made with other settings, raises ``ValueError``.
     overwrite : bool
         Delete the run files in ``out_dir`` first and start afresh.
+    lock_timeout : float
+        Seconds to wait for another process writing ``out_dir`` to finish before raising
+        :class:`gcref.nn.params_io.FolderLocked` (which names it).
 
     Returns
     -------
@@ -160,32 +228,47 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         ``status`` ("completed" / "diverged"), ``message``, ``steps``, ``wall_time_s``,
         ``network``, ``num_params``, ``config`` (the settings), ``final`` (the last history
         record's ``loss``, ``gc``, ``nc``, ``geometric_collapse``, accuracies and, for transfer
-        runs, ``target_nc``, ``target_gc``, ``few_shot_accuracy``, ``few_shot_ci95``), ``dir`` and
-        ``skipped``.
+        runs, ``target_nc``, ``target_gc``, ``few_shot_accuracy``, ``few_shot_ci95``), ``dir``,
+        ``skipped`` and ``resumed_from`` (the checkpoint's step, or ``None``).
 
     Raises
     ------
     ValueError
         Invalid settings (before any work), or a folder holding a different run.
+    FolderLocked
+        Another process (or thread) is writing ``out_dir``.
+    NotADirectoryError
+        ``out_dir`` is a file.
     """
     cfg = validate_config(config)
     data = load_run_data(cfg)
     cfg = validate_config(cfg, n_train=data.train.n)
-    if out_dir is not None:
-        out_dir = os.fspath(out_dir)
+    if out_dir is None:
+        return _train(cfg, data, None, progress, resume)
+    out_dir = os.fspath(out_dir)
+    with FolderLock(out_dir, timeout=lock_timeout):
+        clean_stale_temporaries(out_dir)
         if overwrite:
             for name in RUN_FILES:
                 path = os.path.join(out_dir, name)
                 if os.path.exists(path):
                     os.unlink(path)
-        elif os.path.isdir(out_dir):
+        else:
             _check_same_run(out_dir, cfg)
-            if resume and read_done(out_dir) is not None and os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
-                summary = run_summary(out_dir)
-                summary["skipped"] = True
+            if resume and verify_finished(out_dir, cfg)[0] is not None:
+                summary = run_summary(out_dir, cfg)
+                summary.update(skipped=True, resumed_from=None)
                 return summary
-    if out_dir is not None and os.path.exists(os.path.join(out_dir, DONE_FILE)):
-        os.unlink(os.path.join(out_dir, DONE_FILE))        # about to run again: not finished
+        if os.path.exists(os.path.join(out_dir, DONE_FILE)):
+            os.unlink(os.path.join(out_dir, DONE_FILE))        # about to run again: not finished
+        return _train(cfg, data, out_dir, progress, resume)
+
+
+def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
+    resumed_from = None
+    if out_dir is not None and resume:
+        info = checkpoint_info(os.path.join(out_dir, CHECKPOINT_FILE))
+        resumed_from = info["step"] if info is not None and info["step"] > 0 else None
     t0 = time.perf_counter()
     with _blas_threads(cfg.threads):
         net = build_network(cfg, data)
@@ -194,12 +277,12 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
                  "n_test": data.test.n, "classes": list(data.train.classes)}
         if data.target is not None:
             extra.update(n_target=data.target.n, target_classes_names=list(data.target.classes))
-        result = _fit_for(cfg.backend)(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps,
+        result = fit(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps,
                      l2=cfg.l2, gc_reg=cfg.gc_reg, momentum=cfg.momentum, seed=cfg.seed,
                      test_data=data.test, target_data=data.target, eval_every=cfg.eval_every,
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
                      gc_rows=cfg.gc_rows, few_shot=few_shot_protocol(cfg, data), out_dir=out_dir,
-                     resume=resume, progress=progress, config_extra=extra)
+                     resume=resume, progress=progress, config_extra=extra, engine=_engine_for(cfg.backend))
     wall = time.perf_counter() - t0
     done = {"status": result.status, "message": result.message, "steps": result.steps,
             "wall_time_s": wall}
@@ -207,10 +290,12 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         last = final_record(result.history)
         return {"dir": None, **done, "network": net.name, "num_params": net.num_params(),
                 "config": cfg.to_dict(), "final": {k: last.get(k) for k in FINAL_METRICS if k in last},
-                "skipped": False, "history": result.history}
+                "skipped": False, "resumed_from": None, "history": result.history}
+    with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
+        done["config_sha256"] = settings_fingerprint(json.load(fh))
     save_params(os.path.join(out_dir, PARAMS_FILE), result.params)
     atomic_write(os.path.join(out_dir, DONE_FILE),
                  lambda fh: fh.write(json.dumps(done, indent=2).encode()))
-    summary = run_summary(out_dir)
-    summary["skipped"] = False
+    summary = run_summary(out_dir, cfg)
+    summary.update(skipped=False, resumed_from=resumed_from)
     return summary

@@ -4,14 +4,21 @@ A sweep folder holds ``sweep.json`` (the plan), one run folder per point of the 
 its settings (``lr=0.05_seed=0``; see :mod:`gcref.lab.run`), and ``summary.json`` /
 ``summary.csv``: the final metrics of every run and the Spearman correlations across runs between
 GC and NC (and, for transfer runs, target NC and few-shot accuracy), and between each swept
-setting and the final GC / NC. Running the same sweep again skips the finished runs (those with a
-``done.json``) and resumes the others from their checkpoints.
+setting and the final GC / NC. Running the same sweep again skips the finished runs (those whose
+files agree, :func:`gcref.lab.run.verify_finished`) and resumes the others from their
+checkpoints; running another grid into the folder is refused unless ``overwrite=True``.
+
+No two processes write one folder: the sweep holds its folder's lock for as long as it runs,
+with a fresh token in the lock file, and each run holds its run folder's lock. Workers check
+their sweep before every file they commit and after every step (at most every 0.25 s): once the
+sweep's lock is gone or carries another token (the sweep was killed, or a new one started in the
+folder), the worker stops without writing anything more.
 
 Parallelism is joblib's: ``backend`` is any joblib backend name. ``loky`` (default, processes),
 ``multiprocessing``, ``threading`` and ``sequential`` are local; ``dask`` sends the runs to a
 Dask cluster (needs ``dask[distributed]``; ``dask_scheduler`` is the scheduler address, else a
 local cluster is started) and ``ray`` to a Ray cluster (needs ``ray``; ``RAY_ADDRESS`` selects
-the cluster). gcref has no cluster code of its own: the workers only need gcref installed and the
+the cluster, else a local Ray is started for the sweep and stopped after it). gcref has no cluster code of its own: the workers only need gcref installed and the
 output folder on a shared file system.
 """
 
@@ -24,16 +31,19 @@ import itertools
 import json
 import math
 import os
+import time
+import uuid
 
-from ..nn.params_io import atomic_write
+from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
 from ..train.fit import HISTORY_FILE, load_history
 from .config import FIELDS, TrainConfig, as_config, load_run_data, validate_config
-from .run import FINAL_METRICS, RUN_FILES, _check_same_run, read_done, run_summary, run_training
+from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_done, run_summary,
+                  run_training, verify_finished)
 from .stats import spearman  # noqa: F401 - the lab's Spearman (one definition, gcref.lab.stats)
 
 __all__ = ["run_sweep", "plan_sweep", "expand_grid", "summarize_sweep", "run_name", "spearman",
            "sweep_progress", "SWEEP_FILE", "SUMMARY_JSON", "SUMMARY_CSV", "LOCAL_BACKENDS",
-           "PARALLEL_BACKENDS", "SweepPoint"]
+           "PARALLEL_BACKENDS", "SweepPoint", "SweepGone", "RUN_LOCK_WAIT", "check_sweep_folder"]
 
 SWEEP_FILE = "sweep.json"
 SUMMARY_JSON = "summary.json"
@@ -47,6 +57,33 @@ METRIC_PAIRS = (("gc", "nc"), ("gc", "geometric_collapse"), ("nc", "test_accurac
                 ("nc", "target_nc"), ("target_nc", "few_shot_accuracy"))
 #: Final metrics correlated with each swept setting.
 SETTING_TARGETS = ("gc", "nc", "geometric_collapse", "target_nc", "few_shot_accuracy")
+#: Seconds a sweep's worker (or a sweep with ``overwrite``) waits for a run folder's lock, e.g.
+#: while a worker of a killed sweep notices and stops.
+RUN_LOCK_WAIT = 60.0
+
+
+class SweepGone(RuntimeError):
+    """Raised in a sweep's worker once its sweep no longer holds the sweep folder's lock."""
+
+
+class _Lease:
+    """What a worker checks: the sweep folder's lock is held, with this sweep's token."""
+
+    def __init__(self, sweep_dir: str, token: str):
+        self.sweep_dir = sweep_dir
+        self.token = token
+        self._last = 0.0
+
+    def check(self):
+        if not FolderLock.is_held(self.sweep_dir, self.token):
+            raise SweepGone(f"the sweep writing {self.sweep_dir} is gone (killed, or replaced by "
+                            "another); this worker stops without writing")
+
+    def progress(self, step, steps, record):
+        now = time.monotonic()
+        if now - self._last >= 0.25:
+            self._last = now
+            self.check()
 
 
 class SweepPoint(dict):
@@ -200,19 +237,53 @@ def _backend(backend: str, n_jobs: int, dask_scheduler=None):
                 client.close()
         return
     if backend == "ray":
+        import ray
         from ray.util.joblib import register_ray
+        own = not ray.is_initialized()
+        if own:                 # RAY_ADDRESS picks a cluster; else a local one for this sweep
+            ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                     log_to_driver=False)
         register_ray()
+        try:
+            with parallel_config(backend="ray", n_jobs=n_jobs):
+                yield
+        finally:
+            if own:
+                ray.shutdown()
+        return
     with parallel_config(backend=backend, n_jobs=n_jobs):
         yield
 
 
-def _run_one(config: dict, run_dir: str) -> dict:
-    """One sweep run in a worker: never raises, returns the run's summary or the error."""
+def _run_one(config: dict, run_dir: str, lease: _Lease | None = None) -> dict:
+    """One sweep run in a worker: never raises, returns the run's summary or the error.
+
+    With a lease, nothing is written once the sweep is gone (see the module docstring)."""
     try:
-        return run_training(config, run_dir, resume=True)
+        if lease is None:
+            return run_training(config, run_dir, resume=True, progress=False)
+        lease.check()
+        with write_guard(lease.check):
+            return run_training(config, run_dir, resume=True, progress=lease.progress,
+                                lock_timeout=RUN_LOCK_WAIT)
+    except SweepGone as err:
+        _exit_if_orphaned_pool_worker()
+        return {"dir": run_dir, "status": "error", "message": f"SweepGone: {err}",
+                "config": config, "final": {}}
     except Exception as err:  # noqa: BLE001 - reported in the sweep summary
         return {"dir": run_dir, "status": "error", "message": f"{type(err).__name__}: {err}",
                 "config": config, "final": {}}
+
+
+#: Process names of local pool workers (loky, multiprocessing): such a worker of a sweep that is
+#: gone has nobody to report to and exits rather than idle until its pool's timeout.
+_POOL_WORKERS = ("LokyProcess", "ForkPoolWorker", "SpawnPoolWorker", "ForkServerPoolWorker")
+
+
+def _exit_if_orphaned_pool_worker():
+    import multiprocessing
+    if multiprocessing.current_process().name.startswith(_POOL_WORKERS):
+        os._exit(3)
 
 
 def _last_step(run_dir) -> int:
@@ -282,7 +353,8 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
         ``progress(finished, total, run_summary_or_None)``: once at the start (skipped runs count
         as finished) and after each run.
     overwrite : bool
-        Delete the planned runs' files and the summaries first, and run everything again.
+        Delete the planned runs' files and the summaries first, and run everything again (also
+        when the folder holds a sweep over another grid, which is otherwise refused).
     dask_scheduler : str, optional
         Address of a Dask scheduler (``tcp://host:8786``) for ``backend="dask"``.
     kind : str
@@ -297,8 +369,11 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
     Raises
     ------
     ValueError
-        Any invalid point of the grid, an unknown backend, or a run folder holding a run with
-        other settings, all before any run starts.
+        Any invalid point of the grid, an unknown backend, a folder holding a sweep over another
+        grid (without ``overwrite``), or a run folder holding a run with other settings, all
+        before any run starts.
+    FolderLocked
+        Another process is running a sweep in ``out_dir`` (the message names it).
     """
     if grid is None:
         grid = {"lr": [0.01, 0.05, 0.2]}
@@ -307,49 +382,119 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    if overwrite:
+    plan = _plan(base_config, grid, seeds, points, kind)
+    token = uuid.uuid4().hex
+    with FolderLock(out_dir, token=token):
+        clean_stale_temporaries(out_dir)
+        if not overwrite:
+            _check_same_plan(out_dir, plan)
+        else:
+            for p in points:
+                run_dir = os.path.join(out_dir, p.name)
+                if os.path.isdir(run_dir):
+                    with FolderLock(run_dir, timeout=RUN_LOCK_WAIT):
+                        clean_stale_temporaries(run_dir)
+                        for name in RUN_FILES:
+                            if os.path.exists(os.path.join(run_dir, name)):
+                                os.unlink(os.path.join(run_dir, name))
+            for name in (SUMMARY_JSON, SUMMARY_CSV):
+                if os.path.exists(os.path.join(out_dir, name)):
+                    os.unlink(os.path.join(out_dir, name))
         for p in points:
-            for name in RUN_FILES:
-                path = os.path.join(out_dir, p.name, name)
-                if os.path.exists(path):
-                    os.unlink(path)
-        for name in (SUMMARY_JSON, SUMMARY_CSV):
-            if os.path.exists(os.path.join(out_dir, name)):
-                os.unlink(os.path.join(out_dir, name))
+            run_dir = os.path.join(out_dir, p.name)
+            if os.path.isdir(run_dir):
+                _check_same_run(run_dir, p.config)
+        atomic_write(os.path.join(out_dir, SWEEP_FILE),
+                     lambda fh: fh.write(json.dumps(plan, indent=2, default=str).encode()))
+
+        pending = [p for p in points if verify_finished(os.path.join(out_dir, p.name), p.config)[0] is None]
+        finished = len(points) - len(pending)
+        if progress is not None:
+            progress(finished, len(points), None)
+        errors = []
+        if pending:
+            from joblib import delayed
+
+            # absolute paths: pool workers keep the working folder they were started in
+            where = os.path.abspath(out_dir)
+            lease = _Lease(where, token)
+            jobs = [delayed(_run_one)(p.config.to_dict(), os.path.join(where, p.name), lease)
+                    for p in pending]
+            n = min(len(pending), os.cpu_count() or 1) if n_jobs == -1 and backend in LOCAL_BACKENDS else n_jobs
+            with _backend(backend, n, dask_scheduler):
+                for result in _parallel()(jobs):
+                    finished += 1
+                    if result.get("status") == "error":
+                        errors.append(result)
+                    if progress is not None:
+                        progress(finished, len(points), result)
+        summary = summarize_sweep(out_dir, errors=errors)
+    summary["skipped"] = len(points) - len(pending)
+    summary["ran"] = len(pending)
+    return summary
+
+
+def _parallel():
+    """joblib's Parallel yielding results as runs finish, or in order, or all at the end (ray's
+    backend supports neither generator)."""
+    from joblib import Parallel
+    for mode in ("generator_unordered", "generator"):
+        try:
+            return Parallel(return_as=mode)
+        except ValueError:
+            continue
+    return Parallel(return_as="list")
+
+
+def _plan(base_config, grid, seeds, points, kind) -> dict:
+    return {"kind": kind, "base_config": as_config(base_config).to_dict(), "grid": grid,
+            "seeds": None if seeds is None else list(seeds),
+            "runs": [{"name": p.name, "settings": p["settings"], "config": p.config.to_dict()}
+                     for p in points]}
+
+
+def check_sweep_folder(out_dir, base_config, grid, seeds, points, kind="sweep") -> None:
+    """Raise ``ValueError`` if ``out_dir`` holds a sweep over other runs, or a run folder of
+    the plan holds a run with other settings (what :func:`run_sweep` refuses without
+    ``overwrite``); for checks before any work (the CLI)."""
+    out_dir = os.fspath(out_dir)
+    _check_same_plan(out_dir, _plan(base_config, grid, seeds, points, kind))
     for p in points:
         run_dir = os.path.join(out_dir, p.name)
         if os.path.isdir(run_dir):
             _check_same_run(run_dir, p.config)
-    base = as_config(base_config)
-    plan = {"kind": kind, "base_config": base.to_dict(), "grid": grid,
-            "seeds": None if seeds is None else list(seeds),
-            "runs": [{"name": p.name, "settings": p["settings"], "config": p.config.to_dict()}
-                     for p in points]}
-    atomic_write(os.path.join(out_dir, SWEEP_FILE),
-                 lambda fh: fh.write(json.dumps(plan, indent=2, default=str).encode()))
 
-    pending = [p for p in points if read_done(os.path.join(out_dir, p.name)) is None]
-    finished = len(points) - len(pending)
-    if progress is not None:
-        progress(finished, len(points), None)
-    errors = []
-    if pending:
-        from joblib import Parallel, delayed
 
-        jobs = [delayed(_run_one)(p.config.to_dict(), os.path.join(out_dir, p.name)) for p in pending]
-        n = min(len(pending), os.cpu_count() or 1) if n_jobs == -1 and backend in LOCAL_BACKENDS else n_jobs
-        with _backend(backend, n, dask_scheduler):
-            for result in Parallel(return_as="generator_unordered")(jobs):
-                finished += 1
-                if result.get("status") == "error":
-                    errors.append(result)
-                if progress is not None:
-                    progress(finished, len(points), result)
-    summary = summarize_sweep(out_dir, errors=errors)
-    summary["skipped"] = len(points) - len(pending)
-    summary["ran"] = len(pending)
-    return summary
+def _plan_key(plan) -> list:
+    from .config import as_config as _as
+    return sorted((r["name"], json.dumps(_normalise(_as(r["config"]).result_key()), sort_keys=True))
+                  for r in plan["runs"])
+
+
+def _check_same_plan(out_dir, plan):
+    """Refuse a sweep whose runs differ from those of the sweep already in ``out_dir``."""
+    path = os.path.join(out_dir, SWEEP_FILE)
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as fh:
+            old = json.load(fh)
+        same = old.get("kind") == plan["kind"] and _plan_key(old) == _plan_key(plan)
+    except (OSError, ValueError, KeyError, TypeError):
+        same = False
+        old = {}
+    if not same:
+        detail = []
+        if old.get("kind") != plan["kind"]:
+            detail.append(f"kind: {old.get('kind')!r} there, {plan['kind']!r} now")
+        if old.get("grid") != plan["grid"]:
+            detail.append(f"grid: {old.get('grid')} there, {plan['grid']} now")
+        if old.get("seeds") != plan["seeds"]:
+            detail.append(f"seeds: {old.get('seeds')} there, {plan['seeds']} now")
+        if not detail:
+            detail.append("the shared settings differ")
+        raise ValueError(f"{out_dir} holds a sweep over other runs ({'; '.join(detail)}); choose "
+                         "another output folder or pass overwrite=True (--overwrite) to replace it")
 
 
 # ---------------------------------------------------------------------------- summaries
@@ -378,7 +523,7 @@ def summarize_sweep(out_dir, errors=None) -> dict:
             row = {"name": p["name"], "settings": p["settings"], "status": "error",
                    "message": errors[p["name"]]["message"], "final": {}}
         elif os.path.exists(os.path.join(run_dir, HISTORY_FILE)):
-            s = run_summary(run_dir)
+            s = run_summary(run_dir, as_config(p["config"]))
             row = {"name": p["name"], "settings": p["settings"], "status": s["status"],
                    "message": s["message"], "steps": s["steps"], "wall_time_s": s["wall_time_s"],
                    "final": s["final"]}

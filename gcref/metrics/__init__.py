@@ -1,7 +1,7 @@
 """Every quantity of the theory: GC (exact and estimated), neural collapse, geometric collapse,
 Poincaré constants and inequality, the flatness link, NCC few-shot accuracy and its error bound."""
 
-from .bounds import (DESIGN_CONSTANT, TIGHT_CONSTANT, NCCErrorBound, ncc_error_bound,
+from .bounds import (DESIGN_CONSTANT, LOOSE_CONSTANT, TIGHT_CONSTANT, NCCErrorBound, ncc_error_bound,
                      ncc_error_bound_from_stats, ncc_pairwise_terms)
 from .collapse import (ClassStats, cdnv, cdnv_from_stats, class_stats, geometric_collapse_from_stats,
                        geometric_collapse_pairs, neural_collapse, neural_collapse_from_stats,

@@ -1,14 +1,15 @@
 """Upper bounds on the expected few-shot error of the nearest-class-mean classifier.
 
-Setting (DESIGN.md section 1; full proof in ``docs/theory.md``): class ``c`` has a feature law
+Setting (``docs/theory.md`` section 3, with the full proof): class ``c`` has a feature law
 with mean ``mu_c`` and total variance ``Var_c``. An episode uses ``k`` classes; the NCC centres
 ``mu_hat_c`` are means of ``m`` independent shots per class, and the query is an independent
 draw from a uniformly chosen class. Ties count as errors. For a query of class ``i``,
 
     P(i -> j) <= b_ij = C (2 Var_i + (Var_i + Var_j) / m) / ||mu_i - mu_j||^2,
 
-with ``C = 2`` proved (and optimal for this form) and used by default; DESIGN.md's ``C = 4``
-(``DESIGN_CONSTANT``) is also a valid, looser bound, available through ``constant=``. A union bound over ``j`` and the average over query classes give
+with ``C = 2`` proved (and optimal for this form) and used by default; ``C = 4``
+(``LOOSE_CONSTANT``, the constant of the looser norm-based argument) is also a valid bound,
+available through ``constant=``. A union bound over ``j`` and the average over query classes give
 
     variance form:  E[err] <= (1/k) sum_i sum_{j != i} b_ij = 2 C (k - 1) (1 + 1/m) NC
                     (= 8 (k - 1)(1 + 1/m) NC for C = 4,  4 (k - 1)(1 + 1/m) NC for C = 2)
@@ -31,6 +32,7 @@ from gcref.metrics.collapse import (COINCIDING_MEANS_RTOL, ClassStats, check_mea
 from gcref.metrics.poincare import per_class_constants
 
 __all__ = [
+    "LOOSE_CONSTANT",
     "DESIGN_CONSTANT",
     "TIGHT_CONSTANT",
     "NCCErrorBound",
@@ -39,8 +41,11 @@ __all__ = [
     "ncc_error_bound_from_stats",
 ]
 
-#: The pairwise constant of DESIGN.md (Cauchy-Schwarz on norms): valid, not tight.
-DESIGN_CONSTANT = 4.0
+#: The pairwise constant of the norm-based argument (Cauchy-Schwarz on norms, docs/theory.md
+#: section 3, "Comparison with the constant 4"): valid, not tight. Not the default.
+LOOSE_CONSTANT = 4.0
+#: Deprecated alias of :data:`LOOSE_CONSTANT` (its first name).
+DESIGN_CONSTANT = LOOSE_CONSTANT
 #: The smallest pairwise constant for which gcref proves the bound (docs/theory.md, Thm 2);
 #: no smaller constant works for the form ``(2 Var_i + (Var_i + Var_j)/m) / d^2`` (Prop. 3).
 TIGHT_CONSTANT = 2.0
@@ -160,8 +165,9 @@ def ncc_error_bound(means, variances, shots: int, *, form: str = "variance",
         ``"capped"``: ``mean_i min(1, (w-1)/(k-1) sum_{j != i} min(1, b_ij))`` with variance
         terms; ``"capped_gc"``: the same with GC terms. Always ``<= 1``.
     constant : float
-        Pairwise constant ``C`` (default 4, DESIGN.md's; 2 is proved and optimal, see
-        ``TIGHT_CONSTANT``). Values below 2 give ``proven=False``.
+        Pairwise constant ``C`` (default 2, ``TIGHT_CONSTANT``: proved and optimal, see
+        ``docs/theory.md`` section 3; ``LOOSE_CONSTANT = 4`` is the looser norm-based
+        constant). Values below 2 give ``proven=False``.
     gc_per_class : array_like, shape (k,), optional
         ``GC_c`` for the GC forms.
     rho : float or array_like, shape (k,), optional

@@ -3,7 +3,7 @@
 All functions take embedding features ``Z`` of shape ``(n, p)`` (rows are ``f(x)``) and integer
 labels ``y`` of shape ``(n,)``, never a network; the network wrappers live in
 :mod:`gcref.metrics.complexity`. Everything is float64 and follows the formula sheet of
-``DESIGN.md`` section 1.
+``docs/theory.md`` (section 1).
 
 Convention table
 ----------------
@@ -69,6 +69,8 @@ __all__ = [
     "geometric_collapse_from_stats",
     "papyan_nc",
     "COINCIDING_MEANS_RTOL",
+    "centred",
+    "check_class_counts",
 ]
 
 #: Two class means closer than this fraction of their norm are treated as coinciding: the
@@ -141,7 +143,7 @@ def class_stats(Z, y) -> ClassStats:
 
     Notes
     -----
-    Formula sheet (DESIGN.md section 1; Galanti et al. 2022, Munn et al. 2024)::
+    Formula sheet (``docs/theory.md`` section 1; Galanti et al. 2022, Munn et al. 2024)::
 
         mu_c  = (1/n_c) sum_{x in D_c} f(x)
         Var_c = (1/n_c) sum_{x in D_c} ||f(x) - mu_c||^2      (sum over the p dimensions)
@@ -152,11 +154,7 @@ def class_stats(Z, y) -> ClassStats:
     Z = as_float_array(Z, "Z", ndim=2)
     y = as_labels(y, "y", n=Z.shape[0])
     classes, counts = np.unique(y, return_counts=True)
-    small = classes[counts < 2]
-    if small.size:
-        raise ValueError(
-            f"y: class {int(small[0])} has {int(counts[counts < 2][0])} example(s); a class "
-            "variance needs at least 2 examples per class")
+    check_class_counts(classes, counts)
     k, p = classes.shape[0], Z.shape[1]
     means = np.empty((k, p))
     variances = np.empty(k)
@@ -167,6 +165,31 @@ def class_stats(Z, y) -> ClassStats:
         variances[c] = np.mean(np.sum(dev * dev, axis=1))
     return ClassStats(classes=_freeze(classes), means=_freeze(means),
                       variances=_freeze(variances), counts=_freeze(counts.astype(np.int64)))
+
+
+def check_class_counts(classes, counts) -> None:
+    """Raise unless every class has at least 2 examples (a one-example variance is a meaningless 0)."""
+    small = classes[counts < 2]
+    if small.size:
+        raise ValueError(
+            f"y: class {int(small[0])} has {int(counts[counts < 2][0])} example(s); a class "
+            "variance needs at least 2 examples per class")
+
+
+def centred(Z, name: str = "Z") -> np.ndarray:
+    """Features minus their global mean row, ``Z - mean_x f(x)``, float64 ``(n, p)``.
+
+    Every pairwise quantity of this module (CDNV, NC, geometric collapse, Papyan's NC1-NC3) is
+    invariant to a common shift of the features, but class means of raw features carry an
+    absolute rounding error of about ``1e-16 |offset|``: with an offset of 1e8 and class-mean
+    gaps of 1e-2 that is 1e-6 of NC, and with an offset of 1e12 and gaps of 0.1 the means look
+    coincident. The subtraction ``f(x) - z_bar`` is exact for features near the offset (Sterbenz)
+    and leaves a common shift that cancels in every difference, so the statistics of the centred
+    features keep the digits the data has. The network-level functions and ``evaluate`` take
+    class statistics of centred features; :func:`class_stats` itself returns raw means.
+    """
+    Z = as_float_array(Z, name, ndim=2)
+    return Z - Z.mean(axis=0)
 
 
 def check_means_values(means, values, values_name: str):
@@ -222,19 +245,20 @@ def pairwise_ratio(means, values, *, rtol: float = COINCIDING_MEANS_RTOL,
     k = means.shape[0]
     norms = np.sqrt(np.sum(means * means, axis=1))
     ratio = np.zeros((k, k))
+    others = ~np.eye(k, dtype=bool)
     for i in range(k):
         diff = means[i] - means                          # (k, p), exact differences
         dist2 = np.sum(diff * diff, axis=1)              # (k,)
-        for j in range(k):
-            if j == i:
-                continue
-            scale = max(norms[i], norms[j])
-            if dist2[j] == 0.0 or np.sqrt(dist2[j]) <= rtol * scale:
-                raise ValueError(
-                    f"means: class means {i} and {j} coincide (||mu_i - mu_j|| = "
-                    f"{np.sqrt(dist2[j]):.3g}, mean norm {scale:.3g}); the pairwise ratio "
-                    "is undefined")
-            ratio[i, j] = (values[i] + values[j]) / (2.0 * dist2[j])
+        scale = np.maximum(norms[i], norms)
+        bad = others[i] & ((dist2 == 0.0) | (np.sqrt(dist2) <= rtol * scale))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"means: class means {i} and {j} coincide (||mu_i - mu_j|| = "
+                f"{np.sqrt(dist2[j]):.3g}, mean norm {scale[j]:.3g}); the pairwise ratio "
+                "is undefined")
+        j = others[i]
+        ratio[i, j] = (values[i] + values[j]) / (2.0 * dist2[j])
     if not np.all(np.isfinite(ratio)):
         raise ValueError(f"the pairwise ratio of {values_name} overflowed; rescale the features")
     return ratio
@@ -294,9 +318,10 @@ def cdnv(Z, y) -> np.ndarray:
         Var_c = (1/n_c) sum_{x in D_c} ||f(x) - mu_c||^2
         V_ij  = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)
 
-    The value is invariant to a common shift, scaling and rotation of the features.
+    The value is invariant to a common shift, scaling and rotation of the features; it is
+    computed from the :func:`centred` features so that a large common offset costs no digits.
     """
-    stats = class_stats(Z, y)
+    stats = class_stats(centred(Z), y)
     if stats.num_classes < 2:
         raise ValueError(f"y: CDNV needs at least 2 classes, got {stats.num_classes}")
     return cdnv_from_stats(stats.means, stats.variances)
@@ -415,7 +440,8 @@ def papyan_nc(Z, y, W=None, b=None) -> dict:
     """
     Z = as_float_array(Z, "Z", ndim=2)
     y = as_labels(y, "y", n=Z.shape[0])
-    stats = class_stats(Z, y)
+    Zc = centred(Z)                                      # NC1-NC3 and NCC are shift-invariant
+    stats = class_stats(Zc, y)
     k, p = stats.num_classes, stats.dim
     if k < 2:
         raise ValueError(f"y: Papyan's NC measures need at least 2 classes, got {k}")
@@ -431,7 +457,7 @@ def papyan_nc(Z, y, W=None, b=None) -> dict:
     rank = min(rank, k - 1)                              # centred means span <= k-1 dims
     U, S = U[:, :rank], S[:rank]
     index = np.searchsorted(stats.classes, y)
-    D = Z - stats.means[index]                           # within-class deviations (n, p)
+    D = Zc - stats.means[index]                          # within-class deviations (n, p)
     proj = (D @ U) / S                                   # (n, rank)
     out = {"NC1": float(np.sum(proj * proj) / n)}
 
@@ -463,7 +489,7 @@ def papyan_nc(Z, y, W=None, b=None) -> dict:
     net_pred = np.argmax(Z @ W.T + b, axis=1)            # network's own label (bias counted)
     dist2 = np.empty((n, k))
     for c in range(k):
-        dev = Z - stats.means[c]
+        dev = Zc - stats.means[c]
         dist2[:, c] = np.sum(dev * dev, axis=1)
     ncc_pred = stats.classes[np.argmin(dist2, axis=1)]
     out["NC4"] = float(np.mean(net_pred != ncc_pred))

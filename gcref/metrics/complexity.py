@@ -1,7 +1,7 @@
 """Geometric complexity (GC) of a network's embedding: exact values and unbiased estimators.
 
-Definitions (DESIGN.md §1; Dherin et al. 2022, Munn et al. 2024)
------------------------------------------------------------------
+Definitions (``docs/theory.md`` §1; Dherin et al. 2022, Munn et al. 2024)
+-------------------------------------------------------------------------
 For an embedding ``f: R^d -> R^p`` with input Jacobian ``J_f(x) = df/dx`` (``p x d``, inputs
 flattened) and data ``D``::
 
@@ -12,7 +12,9 @@ flattened) and data ``D``::
 
 Exact values come from reverse mode, ``||J||_F^2 = sum_k ||J^T e_k||^2`` (one batched VJP per
 output coordinate), or forward mode, ``sum_i ||J e_i||^2`` (one JVP per input coordinate), whichever
-needs fewer passes, over chunks of examples so that memory stays bounded.
+needs fewer passes, over chunks of examples so that memory stays bounded. Every function here is
+written once against the primitives of :mod:`gcref.engine` (``engine=None``: the reference);
+``gcref_cuda`` calls the same functions with its fast engine.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import as_generator, as_labels, check_float, check_int
+from ..engine import as_engine
 
 __all__ = ["Estimate", "per_example_gc", "geometric_complexity", "per_class_gc", "estimate_gc",
            "ESTIMATORS", "geometric_collapse", "gc_of_linear_map"]
@@ -33,7 +36,10 @@ ESTIMATORS = ("examples", "outputs", "mask", "projection")
 @dataclass(frozen=True)
 class Estimate:
     """A sampled estimate: ``value``, its standard error ``stderr`` and ``n``, the number of
-    random draws it averages (examples, sampled output rows, kept Jacobian entries or probes)."""
+    random draws it averages (examples, sampled output rows, kept Jacobian entries or probes).
+
+    ``stderr`` is ``0.0`` only for an exact value (the whole budget) and ``inf`` when the draws
+    cannot estimate their own spread (one draw per example); never ``nan``."""
 
     value: float
     stderr: float
@@ -44,61 +50,35 @@ class Estimate:
         return self.value
 
 
-def _prepare(net, params, X, output, chunk_size):
+def _prepare(net, params, X, output, chunk_size, engine):
+    """The engine and the validated (host float64) parameters and inputs."""
     if output not in ("embedding", "logits"):
         raise ValueError(f"output must be 'embedding' or 'logits', got {output!r}")
-    chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
-    return net.check_params(params), net.check_input(X), chunk_size
+    engine = as_engine(net, engine, chunk_size)
+    return engine, engine.check_params(params), engine.check_input(X)
 
 
-def _row_norms_sq(net, params, Xc, output, rows=None):
-    """``||J(x)^T e_j||^2`` for each example of the chunk and each output row ``j`` in ``rows``.
-
-    Returns ``(m, len(rows))``; ``rows`` may differ per example when given as an (m, s) array.
-    """
-    m = Xc.shape[0]
-    out_dim = net.output_dim(output)
-    _, _, cache = net.forward_cache(params, Xc)
-    if rows is None:
-        rows = np.broadcast_to(np.arange(out_dim), (m, out_dim))
-    result = np.empty(rows.shape)
-    for col in range(rows.shape[1]):
-        v = np.zeros((m, out_dim))
-        v[np.arange(m), rows[:, col]] = 1.0
-        gx, _ = net.vjp_cached(params, cache, v, output, need_params=False)
-        result[:, col] = np.sum(gx.reshape(m, -1) ** 2, axis=1)
-    return result
-
-
-def per_example_gc(net, params, X, output: str = "embedding", chunk_size: int = 256) -> np.ndarray:
+def per_example_gc(net, params, X, output: str = "embedding", chunk_size: int = 256, *,
+                   engine=None) -> np.ndarray:
     """``||J(x)||_F^2`` for every example, shape ``(n,)``; exact.
+
+    Parameters
+    ----------
+    engine : gcref.engine.Engine or callable, optional
+        Who computes the passes (default: the reference, ``chunk_size`` examples at a time);
+        see :func:`gcref.engine.as_engine`.
 
     Notes
     -----
     ``||J||_F^2 = sum_k ||J^T e_k||^2 = sum_i ||J e_i||^2``: reverse mode costs ``out_dim`` VJPs,
-    forward mode ``d`` JVPs per chunk; the cheaper is used.
+    forward mode ``d`` JVPs per chunk; the reference engine uses the cheaper.
     """
-    params, X, chunk_size = _prepare(net, params, X, output, chunk_size)
-    out_dim, d = net.output_dim(output), net.input_dim
-    n = X.shape[0]
-    gc = np.empty(n)
-    for start in range(0, n, chunk_size):
-        Xc = X[start:start + chunk_size]
-        m = Xc.shape[0]
-        if out_dim <= d:
-            gc[start:start + m] = _row_norms_sq(net, params, Xc, output).sum(axis=1)
-        else:
-            _, _, cache = net.forward_cache(params, Xc)
-            acc = np.zeros(m)
-            for i in range(d):
-                t = np.zeros((m, d))
-                t[:, i] = 1.0
-                acc += np.sum(net.jvp_cached(params, cache, t.reshape(Xc.shape), output) ** 2, axis=1)
-            gc[start:start + m] = acc
-    return gc
+    engine, params, X = _prepare(net, params, X, output, chunk_size, engine)
+    return engine.jacobian_sq_norms(params, X, output)
 
 
-def geometric_complexity(net, params, X, output: str = "embedding", chunk_size: int = 256) -> float:
+def geometric_complexity(net, params, X, output: str = "embedding", chunk_size: int = 256, *,
+                         engine=None) -> float:
     """Geometric complexity ``GC(f, D) = (1/|D|) sum_x ||J_f(x)||_F^2`` (exact).
 
     Parameters
@@ -108,17 +88,23 @@ def geometric_complexity(net, params, X, output: str = "embedding", chunk_size: 
     X : ndarray, shape (n, *net.input_shape)
     output : {"embedding", "logits"}
         GC of the embedding ``f`` (default, Munn et al. 2024) or of the logits ``F``.
+    engine : optional
+        See :func:`per_example_gc`.
     """
-    return float(np.mean(per_example_gc(net, params, X, output, chunk_size)))
+    return float(np.mean(per_example_gc(net, params, X, output, chunk_size, engine=engine)))
 
 
-def per_class_gc(net, params, X, y, output: str = "embedding", chunk_size: int = 256):
+def _class_means_of(values, y, classes):
+    return np.array([values[y == c].mean() for c in classes])
+
+
+def per_class_gc(net, params, X, y, output: str = "embedding", chunk_size: int = 256, *, engine=None):
     """Per-class GC ``GC_c = GC(f, D_c)``: returns ``(classes, gc)``, both of shape ``(k,)``."""
-    X = net.check_input(X)
+    engine, params, X = _prepare(net, params, X, output, chunk_size, engine)
     y = as_labels(y, n=X.shape[0])
-    values = per_example_gc(net, params, X, output, chunk_size)
+    values = engine.jacobian_sq_norms(params, X, output)
     classes = np.unique(y)
-    return classes, np.array([values[y == c].mean() for c in classes])
+    return classes, _class_means_of(values, y, classes)
 
 
 def gc_of_linear_map(A) -> float:
@@ -127,33 +113,48 @@ def gc_of_linear_map(A) -> float:
     return float(np.sum(A ** 2))
 
 
-def geometric_collapse(net, params, X, y, output: str = "embedding", chunk_size: int = 256) -> float:
+def geometric_collapse(net, params, X, y, output: str = "embedding", chunk_size: int = 256, *,
+                       engine=None) -> float:
     """Geometric collapse ``mean_{i != j} (GC_i + GC_j) / (2 ||mu_i - mu_j||^2)`` (Munn et al. 2024).
 
-    ``GC_c`` is the per-class GC of the embedding and ``mu_c`` the class mean of the embedding.
-    Coinciding class means raise a ``ValueError``.
+    ``GC_c`` is the per-class GC of the embedding and ``mu_c`` the class mean of the embedding
+    (of the logits with ``output="logits"``), taken on centred features
+    (:func:`gcref.metrics.collapse.centred`). Coinciding class means raise a ``ValueError``.
     """
-    from .collapse import class_stats, geometric_collapse_from_stats
-    params = net.check_params(params)
-    X = net.check_input(X)
+    from .collapse import centred, class_stats, geometric_collapse_from_stats
+    engine, params, X = _prepare(net, params, X, output, chunk_size, engine)
     y = as_labels(y, n=X.shape[0])
-    classes, gc = per_class_gc(net, params, X, y, output, chunk_size)
-    Z = net.embed(params, X) if output == "embedding" else net.forward(params, X)
-    stats = class_stats(Z, y)
-    return geometric_collapse_from_stats(stats.means, gc)
+    values = engine.jacobian_sq_norms(params, X, output)
+    stats = class_stats(centred(engine.forward(params, X, output)), y)
+    return geometric_collapse_from_stats(stats.means, _class_means_of(values, y, stats.classes))
 
 
 # --------------------------------------------------------------------------------- estimators
 
-def _summary(values_per_example, var_per_example, n_draws, method):
+def _summary(values_per_example, var_per_example, n_draws, method, estimable=True):
+    """Mean over examples; ``stderr = sqrt(sum_x Var_x) / n`` (``inf`` when not estimable)."""
     n = values_per_example.shape[0]
     value = float(np.mean(values_per_example))
-    stderr = float(math.sqrt(max(np.sum(var_per_example), 0.0)) / n)
+    stderr = float(math.sqrt(max(np.sum(var_per_example), 0.0)) / n) if estimable else math.inf
     return Estimate(value, stderr, int(n_draws), method)
 
 
+def _probes(rng, n, R, p, probe):
+    """Probes ``V`` of shape ``(n, R, p)`` with ``E[v v^T] = I``, drawn probe by probe: for
+    ``r = 0..R-1`` one draw of shape ``(n, p)`` (an order that does not depend on how an engine
+    chunks the examples)."""
+    V = np.empty((n, R, p))
+    for r in range(R):
+        if probe == "rademacher":
+            V[:, r] = rng.choice(np.array([-1.0, 1.0]), size=(n, p))
+        else:
+            g = rng.standard_normal((n, p))
+            V[:, r] = g / np.linalg.norm(g, axis=1, keepdims=True) * math.sqrt(p)
+    return V
+
+
 def estimate_gc(net, params, X, method: str = "outputs", size=None, seed=0, output: str = "embedding",
-                probe: str = "rademacher", chunk_size: int = 256) -> Estimate:
+                probe: str = "rademacher", chunk_size: int = 256, *, engine=None) -> Estimate:
     """Unbiased estimate of ``GC(f, D)`` with a standard error.
 
     Parameters
@@ -172,11 +173,18 @@ def estimate_gc(net, params, X, method: str = "outputs", size=None, seed=0, outp
     size : int or float, optional
         The budget described above.
     seed : int or numpy.random.Generator
+    engine : optional
+        Who computes the passes (default: the reference); the draws are made here, on the host,
+        so every engine returns the estimate of the same draws.
 
     Returns
     -------
     Estimate
-        ``value``, ``stderr`` and ``n`` (random draws averaged).
+        ``value``, ``stderr`` and ``n`` (random draws averaged). ``stderr`` is ``0.0`` when the
+        estimate is exact (all examples, all output rows, ``q = 1``) and ``inf`` when one draw
+        per example cannot estimate its own spread (``size=1`` for ``examples`` with ``n > 1``,
+        ``outputs`` with ``p > 1`` and ``projection``): the value is still unbiased, but its
+        standard error is unknown, not zero.
 
     Notes
     -----
@@ -194,13 +202,22 @@ def estimate_gc(net, params, X, method: str = "outputs", size=None, seed=0, outp
       The variance is estimated from the spread of the ``R`` probes.
 
     Example draws and the per-example estimates are independent, so per-example variances add:
-    ``stderr = sqrt(sum_x Var_x) / n``.
+    ``stderr = sqrt(sum_x Var_x) / n``. A sample variance needs two draws: with one (``size=1``)
+    the spread of the draws (13-45 % of GC on the zoo networks) is real but unseen, hence
+    ``stderr = inf`` (the mask estimator's variance estimate needs one draw only).
+
+    Random streams (``docs/theory.md`` section 6), independent of ``chunk_size`` and of the
+    engine: ``examples`` one ``choice``; ``outputs`` one ``choice`` per example, in order;
+    ``mask`` ``random`` of each Jacobian block's shape in example order (one stream whatever the
+    blocks); ``projection`` one ``(n, p)`` draw per probe ``r = 0..R-1``, all ``n R p`` probe
+    entries held in memory. (Until the engine seam, projection probes were drawn chunk by chunk:
+    for ``n > chunk_size`` the values differ from those of earlier versions.)
     """
     if method not in ESTIMATORS:
         raise ValueError(f"method must be one of {ESTIMATORS}, got {method!r}")
     if probe not in ("rademacher", "sphere"):
         raise ValueError(f"probe must be 'rademacher' or 'sphere', got {probe!r}")
-    params, X, chunk_size = _prepare(net, params, X, output, chunk_size)
+    engine, params, X = _prepare(net, params, X, output, chunk_size, engine)
     rng = as_generator(seed)
     n = X.shape[0]
     p = net.output_dim(output)
@@ -208,53 +225,42 @@ def estimate_gc(net, params, X, method: str = "outputs", size=None, seed=0, outp
     if method == "examples":
         m = min(n, 32) if size is None else check_int(size, "size", minimum=1, maximum=n)
         idx = np.sort(rng.choice(n, size=m, replace=False))
-        values = per_example_gc(net, params, X[idx], output, chunk_size)
+        values = engine.jacobian_sq_norms(params, X[idx], output)
         value = float(values.mean())
-        var = 0.0 if m < 2 else (1.0 - m / n) * float(np.var(values, ddof=1)) / m
+        if m == n:                                   # the whole data: exact
+            return Estimate(value, 0.0, m, method)
+        if m < 2:
+            return Estimate(value, math.inf, m, method)
+        var = (1.0 - m / n) * float(np.var(values, ddof=1)) / m
         return Estimate(value, math.sqrt(var), m, method)
 
     if method == "outputs":
         s = max(2, math.ceil(p / 4)) if size is None else check_int(size, "size", minimum=1, maximum=p)
         s = min(s, p)
         rows = np.stack([np.sort(rng.choice(p, size=s, replace=False)) for _ in range(n)])
-        a = np.concatenate([_row_norms_sq(net, params, X[i:i + chunk_size], output, rows[i:i + chunk_size])
-                            for i in range(0, n, chunk_size)])
+        a = engine.row_sq_norms(params, X, rows, output)
         est = (p / s) * a.sum(axis=1)
         var = (p ** 2) * (1.0 - s / p) * (a.var(axis=1, ddof=1) if s > 1 else np.zeros(n)) / s
-        return _summary(est, var, n * s, method)
+        return _summary(est, var, n * s, method, estimable=s > 1 or s == p)
 
     if method == "mask":
         q = 0.25 if size is None else check_float(size, "size", minimum=0.0, maximum=1.0, strict_min=True)
         est = np.empty(n)
         var = np.empty(n)
         kept = 0
-        for start in range(0, n, chunk_size):
-            J = net.jacobian(params, X[start:start + chunk_size], output=output, chunk_size=chunk_size)
+        for start, J in engine.jacobian_blocks(params, X, output):
+            m = J.shape[0]
             mask = rng.random(J.shape) < q
             kept += int(mask.sum())
-            J2 = J.reshape(J.shape[0], -1) ** 2
-            mk = mask.reshape(J.shape[0], -1)
-            est[start:start + J.shape[0]] = np.sum(J2 * mk, axis=1) / q
-            var[start:start + J.shape[0]] = np.sum(J2 ** 2 * mk, axis=1) * (1.0 - q) / q ** 2
+            J2 = J.reshape(m, -1) ** 2
+            mk = mask.reshape(m, -1)
+            est[start:start + m] = np.sum(J2 * mk, axis=1) / q
+            var[start:start + m] = np.sum(J2 ** 2 * mk, axis=1) * (1.0 - q) / q ** 2
         return _summary(est, var, kept, method)
 
     # projection
     R = 4 if size is None else check_int(size, "size", minimum=1)
-    est = np.empty(n)
-    var = np.empty(n)
-    for start in range(0, n, chunk_size):
-        Xc = X[start:start + chunk_size]
-        m = Xc.shape[0]
-        _, _, cache = net.forward_cache(params, Xc)
-        vals = np.empty((m, R))
-        for r in range(R):
-            if probe == "rademacher":
-                v = rng.choice(np.array([-1.0, 1.0]), size=(m, p))
-            else:
-                g = rng.standard_normal((m, p))
-                v = g / np.linalg.norm(g, axis=1, keepdims=True) * math.sqrt(p)
-            gx, _ = net.vjp_cached(params, cache, v, output, need_params=False)
-            vals[:, r] = np.sum(gx.reshape(m, -1) ** 2, axis=1)
-        est[start:start + m] = vals.mean(axis=1)
-        var[start:start + m] = vals.var(axis=1, ddof=1) / R if R > 1 else 0.0
-    return _summary(est, var, n * R, method)
+    vals = engine.probe_sq_norms(params, X, _probes(rng, n, R, p, probe), output)
+    est = vals.mean(axis=1)
+    var = vals.var(axis=1, ddof=1) / R if R > 1 else np.zeros(n)
+    return _summary(est, var, n * R, method, estimable=R > 1)

@@ -64,7 +64,7 @@ def ncc_fit(Z, y) -> NCCModel:
 
     Notes
     -----
-    ``mu_hat_c = (1/n_c) sum_{x in D_c} f(x)`` (DESIGN.md section 1).
+    ``mu_hat_c = (1/n_c) sum_{x in D_c} f(x)`` (docs/theory.md §1).
     """
     Z = as_float_array(Z, "Z", ndim=2)
     y = as_labels(y, "y", n=Z.shape[0])

@@ -16,6 +16,7 @@ lives in :mod:`gcref.metrics.complexity`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -157,8 +158,10 @@ _LOWER_BOUND_NOTE = (
     "lambda_max of the sample covariance: for ANY law, rho >= lambda_max(Cov) (take the linear "
     "test function u(z) = v.z), with equality for Gaussians. It is a lower bound on rho, not an "
     "estimate of rho for non-Gaussian data (uniform on a box: lambda_max = L^2/12 < L^2/pi^2 = "
-    "rho), and as a plug-in estimate of lambda_max(Cov) it fluctuates and is biased upward in "
-    "small samples.")
+    "rho), and as a plug-in estimate of lambda_max(Cov) it fluctuates and is biased in small "
+    "samples, in a direction that depends on the law and the dimension (the divisor-n "
+    "covariance shrinks it, the maximum over directions inflates it: in 1-D with n = 5 its mean "
+    "is 0.8 lambda).")
 
 
 def empirical_poincare_lower_bound(Z) -> PoincareLowerBound:
@@ -180,10 +183,13 @@ def empirical_poincare_lower_bound(Z) -> PoincareLowerBound:
     For any law ``Q`` and unit ``v``, the linear function ``u(z) = v^T z`` has
     ``Var_Q(u) = v^T Cov v`` and ``||grad u||^2 = 1``, so ``rho(Q) >= max_v v^T Cov v =
     lambda_max(Cov)``. Equality holds for Gaussians (:func:`gaussian_poincare_constant`). The
-    sample value estimates ``lambda_max(Cov)``; by convexity of ``lambda_max`` its mean over
-    samples is at least ``lambda_max`` of the mean covariance, so in small samples it can
-    exceed the true constant of a Gaussian. For data of unknown law no finite sample gives an
-    upper bound on ``rho`` (a discrete sample's own Poincaré constant is infinite).
+    sample value estimates ``lambda_max(Cov)`` with a small-sample bias of either sign: by
+    convexity of ``lambda_max`` its mean is at least ``lambda_max`` of the mean sample
+    covariance, which is ``(n - 1)/n Cov`` (divisor ``n``). In 1-D only the second effect
+    exists (mean ``(n-1)/n lambda``, 0.8 lambda at n = 5); with many nearly equal eigenvalues
+    the first dominates and it can exceed the true constant of a Gaussian. For data of
+    unknown law no finite sample gives an upper bound on ``rho`` (a discrete sample's own
+    Poincaré constant is infinite).
     """
     Z = as_float_array(Z, "Z", ndim=2)
     n = Z.shape[0]
@@ -213,7 +219,20 @@ class PoincareReport:
     class_lhs, class_rhs, class_slack : ndarray, shape (k,)
         ``Var_c``, ``rho_c GC_c`` and their difference.
     class_holds : bool
-        ``Var_c <= rho_c GC_c (1 + rtol)`` for every class.
+        The per-class verdict. With standard errors (``class_stderr``, always given by
+        :func:`poincare_inequality`): no class violates ``Var_c <= rho_c GC_c`` significantly,
+        i.e. every ``class_z <= z_critical``, a one-sided test of family-wise level ``level``
+        (Bonferroni over the ``k`` classes). Without: the point comparison
+        ``Var_c <= rho_c GC_c (1 + rtol)`` (for exact or population statistics).
+    class_stderr, class_z : ndarray, shape (k,), or None
+        Standard error of ``Var_c - rho_c GC_c`` (``std(a - b, ddof=1) / sqrt(n_c)`` with
+        ``a = ||f(x) - mu_c||^2``, ``b = rho_c ||J_f(x)||_F^2`` over the class's examples) and
+        ``z_c = (Var_c - rho_c GC_c) / stderr_c`` (``0`` or ``inf`` when the difference has no
+        spread, by the point comparison).
+    z_critical : float or None
+        ``Phi^{-1}(1 - level / k)``; a class with ``z_c`` above it is a significant violation.
+    level : float
+        Family-wise level of the per-class test (default 0.05).
     neural_collapse : float
         ``NC = mean_{i != j} lhs_ij``.
     rhs_mean : float
@@ -242,10 +261,23 @@ class PoincareReport:
     geometric_collapse: float
     chain_holds: bool
     rtol: float
+    class_stderr: np.ndarray | None = None
+    class_z: np.ndarray | None = None
+    z_critical: float | None = None
+    level: float = 0.05
+
+
+def _class_z(variances, class_rhs, stderr, rtol):
+    """``(Var_c - rho_c GC_c) / stderr_c``; without spread the exact difference decides (0 or inf)."""
+    diff = variances - class_rhs
+    exact = np.where(variances <= class_rhs * (1.0 + rtol), 0.0, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(stderr > 0, diff / np.where(stderr > 0, stderr, 1.0), exact)
 
 
 def poincare_inequality_from_stats(variances, gc_per_class, rho_per_class, means, *,
-                                   rtol: float = 1e-9) -> PoincareReport:
+                                   rtol: float = 1e-9, class_stderr=None,
+                                   level: float = 0.05) -> PoincareReport:
     """Check ``Var_c <= rho_c GC_c`` and the CDNV / geometric-collapse chain it implies.
 
     Parameters
@@ -260,7 +292,12 @@ def poincare_inequality_from_stats(variances, gc_per_class, rho_per_class, means
     means : array_like, shape (k, p)
         Class means of the embedding.
     rtol : float
-        Relative tolerance of every ``<=`` comparison (rounding, not statistics).
+        Relative tolerance of the point comparisons (rounding, not statistics).
+    class_stderr : array_like, shape (k,), optional
+        Standard errors of ``Var_c - rho_c GC_c`` when both are sample means: the per-class
+        verdict is then a one-sided z-test (see :class:`PoincareReport`).
+    level : float in (0, 1)
+        Family-wise level of that test (Bonferroni over classes).
 
     Returns
     -------
@@ -291,8 +328,19 @@ def poincare_inequality_from_stats(variances, gc_per_class, rho_per_class, means
         if np.any(arr < 0):
             raise ValueError(f"{name} must be non-negative")
     rtol = check_float(rtol, "rtol", minimum=0.0)
+    level = check_float(level, "level", minimum=0.0, maximum=1.0, strict_min=True, strict_max=True)
 
     class_rhs = rho * gc
+    if class_stderr is None:
+        se = z = z_crit = None
+        class_holds = bool(np.all(variances <= class_rhs * (1.0 + rtol)))
+    else:
+        se = as_float_array(class_stderr, "class_stderr", shape=(k,))
+        if np.any(se < 0):
+            raise ValueError("class_stderr must be non-negative")
+        z = _class_z(variances, class_rhs, se, rtol)
+        z_crit = NormalDist().inv_cdf(1.0 - level / k)
+        class_holds = bool(np.all(z <= z_crit))
     lhs = pairwise_ratio(means, variances, values_name="variances")
     rhs = pairwise_ratio(means, class_rhs, values_name="rho_per_class * gc_per_class")
     g_pairs = pairwise_ratio(means, gc, values_name="gc_per_class")
@@ -305,14 +353,14 @@ def poincare_inequality_from_stats(variances, gc_per_class, rho_per_class, means
         lhs=lhs, rhs=rhs, slack=rhs - lhs,
         holds=bool(np.all(lhs <= rhs * factor)),
         class_lhs=variances.copy(), class_rhs=class_rhs, class_slack=class_rhs - variances,
-        class_holds=bool(np.all(variances <= class_rhs * factor)),
+        class_holds=class_holds,
         neural_collapse=nc, rhs_mean=rhs_mean, rho_max=rho_max, geometric_collapse=gcol,
         chain_holds=bool(nc <= rhs_mean * factor and rhs_mean <= rho_max * gcol * factor),
-        rtol=rtol)
+        rtol=rtol, class_stderr=se, class_z=z, z_critical=z_crit, level=level)
 
 
 def poincare_inequality(net, params, X, y, rho, *, output: str = "embedding",
-                        rtol: float = 1e-9) -> PoincareReport:
+                        rtol: float = 1e-9, level: float = 0.05, engine=None) -> PoincareReport:
     """Evaluate the Poincaré inequality for a network on data: ``Var_c <= rho_c GC_c`` per class
     and ``V_ij <= (rho_i GC_i + rho_j GC_j) / (2 ||mu_i - mu_j||^2)`` per pair (Munn et al. 2024).
 
@@ -326,23 +374,45 @@ def poincare_inequality(net, params, X, y, rho, *, output: str = "embedding",
         boxes, see :func:`gaussian_poincare_constant`). ``"empirical"`` uses
         ``lambda_max(Cov)`` of each class's flattened inputs, which is only a LOWER bound on
         ``rho`` (exact for Gaussians): the inequality can then fail for non-Gaussian laws.
+    level : float
+        Family-wise level of the per-class test (``class_holds``).
+    engine : optional
+        Who computes the passes (default: the reference).
 
     Returns
     -------
     PoincareReport
-        Each side, the slack and whether it holds. With finite samples both sides are sample
-        estimates, so the inequality holds up to sampling error.
+        Each side, the slack and the verdicts. Both sides of ``Var_c <= rho_c GC_c`` are sample
+        means over the class's examples, of ``a = ||f(x) - mu_c||^2`` and
+        ``b = rho_c ||J_f(x)||_F^2``; at population equality their difference is noise, so the
+        per-class verdict is a one-sided z-test on ``mean(a - b)`` with standard error
+        ``std(a - b, ddof=1) / sqrt(n_c)`` at family-wise level ``level`` (a point comparison
+        would report a violation in most samples at equality). The pairwise ``holds`` and
+        ``chain_holds`` remain point comparisons of the estimates.
     """
-    from .collapse import class_stats
-    from .complexity import per_class_gc
-    X = net.check_input(X)
+    from .collapse import centred, class_stats
+    from .complexity import per_example_gc
+    from ..engine import as_engine
+    engine = as_engine(net, engine)
+    params = engine.check_params(params)
+    X = engine.check_input(X)
     y = as_labels(y, n=X.shape[0])
-    Z = net.embed(params, X) if output == "embedding" else net.forward(params, X)
+    Z = centred(engine.forward(params, X, output))
     stats = class_stats(Z, y)
-    _, gc = per_class_gc(net, params, X, y, output=output)
+    pe = per_example_gc(net, params, X, output=output, engine=engine)
     if isinstance(rho, str):
         if rho != "empirical":
             raise ValueError(f"rho must be a number, an array of per-class constants or 'empirical', got {rho!r}")
         flat = X.reshape(X.shape[0], -1)
         rho = np.array([empirical_poincare_lower_bound(flat[y == c]).value for c in stats.classes])
-    return poincare_inequality_from_stats(stats.variances, gc, rho, stats.means, rtol=rtol)
+    rho = per_class_constants(rho, stats.num_classes)
+    gc = np.empty(stats.num_classes)
+    se = np.empty(stats.num_classes)
+    for c, label in enumerate(stats.classes):
+        members = y == label
+        a = np.sum((Z[members] - stats.means[c]) ** 2, axis=1)
+        b = rho[c] * pe[members]
+        gc[c] = pe[members].mean()
+        se[c] = np.std(a - b, ddof=1) / np.sqrt(a.shape[0])
+    return poincare_inequality_from_stats(stats.variances, gc, rho, stats.means, rtol=rtol,
+                                          class_stderr=se, level=level)

@@ -1,11 +1,17 @@
-"""Reference networks: hand-written layers with manual backprop and analytic input Jacobians."""
+"""Reference networks: hand-written layers with manual backprop and analytic input Jacobians.
+
+The layer contract (``Layer``, ``PiecewiseLinear``, ``Elementwise``) is in :mod:`gcref.nn.base`
+and ``docs/theory.md``. ``gcref check``'s layer battery runs every concrete layer class listed in
+``__all__``, in this order, on its ``examples()`` (so new layers go at the end).
+"""
 
 from . import zoo
-from .layers import (AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Layer, Linear,
-                     MaxPool2d, ReLU, Sequential, Tanh)
+from .layers import (GELU, AdaptiveAvgPool2d, AvgPool2d, BasicBlock, BatchNorm2d, Bottleneck, Conv2d,
+                     Dropout, Elementwise, Flatten, Layer, Linear, MaxPool2d, PiecewiseLinear, ReLU,
+                     Sequential, SiLU, Tanh)
 from .network import Network
 from .params_io import atomic_write, load_params, save_params
 
-__all__ = ["Layer", "Linear", "Conv2d", "ReLU", "Tanh", "MaxPool2d", "AvgPool2d", "Flatten",
-           "BatchNorm2d", "Sequential", "BasicBlock", "Network", "zoo", "save_params",
-           "load_params", "atomic_write"]
+__all__ = ["Layer", "PiecewiseLinear", "Elementwise", "Linear", "Conv2d", "ReLU", "Tanh",
+           "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "BasicBlock", "GELU", "SiLU",
+           "Sequential", "AdaptiveAvgPool2d", "Dropout", "Bottleneck", "Network", "zoo", "save_params", "load_params", "atomic_write"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_float_array, as_generator, check_int
-from .layers import Layer, Linear, Sequential, _prod
+from .base import Layer, _prod
+from .containers import Sequential
+from .linear import Linear
 
 __all__ = ["Network"]
 
@@ -36,7 +38,7 @@ class Network:
     Notes
     -----
     Inputs are flattened for the Jacobian: ``d = prod(input_shape)`` and
-    ``J_f(x) = df/dx`` has shape ``(p, d)`` (DESIGN.md §1).
+    ``J_f(x) = df/dx`` has shape ``(p, d)`` (docs/theory.md §1).
     """
 
     def __init__(self, embedding, head: tuple[str, Linear], input_shape, name: str = "network"):

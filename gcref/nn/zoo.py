@@ -9,11 +9,11 @@ from __future__ import annotations
 import numbers
 
 from .._validation import check_int
-from .layers import (AvgPool2d, BasicBlock, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d,
-                     ReLU, Tanh)
+from .layers import (GELU, AdaptiveAvgPool2d, AvgPool2d, BasicBlock, BatchNorm2d, Bottleneck,
+                     Conv2d, Flatten, Linear, MaxPool2d, ReLU, SiLU, Tanh)
 from .network import Network
 
-__all__ = ["mlp", "cnn", "vgg", "resnet18", "VGG_CONFIGS", "ARCHITECTURES", "build"]
+__all__ = ["mlp", "cnn", "vgg", "resnet18", "resnet50", "VGG_CONFIGS", "ARCHITECTURES", "build"]
 
 VGG_CONFIGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -21,7 +21,7 @@ VGG_CONFIGS = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
 
-_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh}
+_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "gelu": GELU, "silu": SiLU}
 
 
 def _check_width(width) -> float:
@@ -151,37 +151,80 @@ def vgg(name: str = "vgg11", input_shape=(3, 32, 32), num_classes: int = 10, wid
                    name=f"{name}{'_bn' if batch_norm else ''}(width={width:g})")
 
 
-def resnet18(input_shape=(3, 32, 32), num_classes: int = 10, width: float = 1.0) -> Network:
-    """ResNet-18 in its CIFAR form (3x3 stem, stride 1, no max-pool), with a width factor.
+_STEMS = ("cifar", "imagenet")
 
-    torchvision names: ``conv1``, ``bn1``, ``layer{1..4}.{0,1}.{conv1,bn1,conv2,bn2,downsample.*}``,
-    ``fc``. Batch norm runs in evaluation mode. The embedding is the global-average-pooled output
-    of ``layer4`` (``p = 512 * width``).
+
+def _resnet(arch, block, depths, input_shape, num_classes, width, stem) -> Network:
+    """The ResNet family on ``block`` (``BasicBlock`` or ``Bottleneck``), ``depths`` blocks per
+    stage, torchvision names.
+
+    Stem ``"cifar"``: ``conv1`` 3x3 stride 1 (padding 1), ``bn1``, ``relu``, no max-pool; the head
+    pools with ``AvgPool2d`` over the whole (square) map. Stem ``"imagenet"`` (torchvision):
+    ``conv1`` 7x7 stride 2 (padding 3), ``bn1``, ``relu``, ``maxpool`` 3x3 stride 2 padding 1; the
+    head pools with ``AdaptiveAvgPool2d(1)``. Stage ``i`` (base channels 64, 128, 256, 512 times
+    ``width``) has stride 2 except stage 1 and maps already below 2x2.
     """
     width = _check_width(width)
     shape = _input_shape(input_shape)
     if len(shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {shape}")
     num_classes = check_int(num_classes, "num_classes", minimum=1)
+    if stem not in _STEMS:
+        raise ValueError(f"stem must be one of {_STEMS}, got {stem!r}")
     c0 = _scaled(64, width)
-    layers = [("conv1", Conv2d(shape[0], c0, 3, 1, 1, bias=False)), ("bn1", BatchNorm2d(c0)),
-              ("relu", ReLU())]
-    c, h, w = c0, shape[1], shape[2]
-    for stage, base in enumerate((64, 128, 256, 512), start=1):
-        out = _scaled(base, width)
+    if stem == "cifar":
+        layers = [("conv1", Conv2d(shape[0], c0, 3, 1, 1, bias=False))]
+    else:
+        layers = [("conv1", Conv2d(shape[0], c0, 7, 2, 3, bias=False))]
+    layers += [("bn1", BatchNorm2d(c0)), ("relu", ReLU())]
+    if stem == "imagenet":
+        layers.append(("maxpool", MaxPool2d(3, 2, padding=1)))
+    c, h, w = shape
+    for _, layer in layers:
+        c, h, w = layer.out_shape((c, h, w))
+    for stage, (base, depth) in enumerate(zip((64, 128, 256, 512), depths), start=1):
+        planes = _scaled(base, width)
         stride = 1 if stage == 1 or min(h, w) < 2 else 2
-        layers.append((f"layer{stage}.0", BasicBlock(c, out, stride)))
-        layers.append((f"layer{stage}.1", BasicBlock(out, out, 1)))
+        for i in range(depth):
+            layer = block(c, planes, stride if i == 0 else 1)     # out: planes * expansion
+            layers.append((f"layer{stage}.{i}", layer))
+            c = layer.out_channels
         if stride == 2:
             h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-        c = out
-    layers += [("avgpool", AvgPool2d(kernel_size=min(h, w))), ("flatten", Flatten())]
-    if h != w:
-        raise ValueError(f"resnet18 needs square inputs, got {shape}")
-    return Network(layers, ("fc", Linear(c, num_classes)), shape, name=f"resnet18(width={width:g})")
+    if stem == "cifar":
+        layers += [("avgpool", AvgPool2d(kernel_size=min(h, w))), ("flatten", Flatten())]
+        if h != w:
+            raise ValueError(f"{arch} needs square inputs, got {shape}")
+    else:
+        layers += [("avgpool", AdaptiveAvgPool2d(1)), ("flatten", Flatten())]
+    name = f"{arch}(width={width:g}{', stem=imagenet' if stem == 'imagenet' else ''})"
+    return Network(layers, ("fc", Linear(c, num_classes)), shape, name=name)
 
 
-ARCHITECTURES = ("mlp", "cnn", "vgg11", "vgg13", "vgg16", "resnet18")
+def resnet18(input_shape=(3, 32, 32), num_classes: int = 10, width: float = 1.0,
+             stem: str = "cifar") -> Network:
+    """ResNet-18 (``BasicBlock`` x [2, 2, 2, 2]) with a width factor; by default in its CIFAR form
+    (3x3 stem, stride 1, no max-pool), ``stem="imagenet"`` for torchvision's (see :func:`_resnet`).
+
+    torchvision names: ``conv1``, ``bn1``, ``layer{1..4}.{0,1}.{conv1,bn1,conv2,bn2,downsample.*}``,
+    ``fc``. Batch norm runs in evaluation mode. The embedding is the global-average-pooled output
+    of ``layer4`` (``p = 512 * width``).
+    """
+    return _resnet("resnet18", BasicBlock, (2, 2, 2, 2), input_shape, num_classes, width, stem)
+
+
+def resnet50(input_shape=(3, 32, 32), num_classes: int = 10, width: float = 1.0,
+             stem: str = "cifar") -> Network:
+    """ResNet-50 (``Bottleneck`` x [3, 4, 6, 3], torchvision v1.5) with a width factor, as the
+    paper's appendix uses on CIFAR-100; stems as :func:`resnet18`.
+
+    torchvision names: ``layer{1..4}.{i}.{conv1,bn1,conv2,bn2,conv3,bn3,downsample.*}``, ``fc``.
+    The embedding is the global-average-pooled output of ``layer4`` (``p = 2048 * width``).
+    """
+    return _resnet("resnet50", Bottleneck, (3, 4, 6, 3), input_shape, num_classes, width, stem)
+
+
+ARCHITECTURES = ("mlp", "cnn", "vgg11", "vgg13", "vgg16", "resnet18", "resnet50")
 
 
 def build(arch: str, input_shape, num_classes: int, width: float = 1.0, **kwargs) -> Network:
@@ -202,5 +245,7 @@ def build(arch: str, input_shape, num_classes: int, width: float = 1.0, **kwargs
     if arch in VGG_CONFIGS:
         return vgg(arch, shape, num_classes, width=width, **kwargs)
     if arch == "resnet18":
-        return resnet18(shape, num_classes, width=width)
+        return resnet18(shape, num_classes, width=width, **kwargs)
+    if arch == "resnet50":
+        return resnet50(shape, num_classes, width=width, **kwargs)
     raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHITECTURES)}")

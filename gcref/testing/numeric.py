@@ -28,6 +28,7 @@ derivative spoils both.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -47,16 +48,39 @@ _TINY = 1e-300
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Outcome of one check: its name, the worst error seen, the tolerance and the verdict."""
+    """Outcome of one check: its name, the worst error seen, the tolerance and the verdict.
+
+    A check that could not run (e.g. no GPU) is ``skipped``: it is neither passed nor failed,
+    and ``detail`` says why (see :meth:`skip`).
+    """
 
     name: str
     error: float
     tolerance: float
     passed: bool
     detail: str = ""
+    skipped: bool = False
+
+    def __post_init__(self):
+        if self.skipped and self.passed:
+            raise ValueError(f"check {self.name!r}: a skipped check is not passed")
+
+    @classmethod
+    def skip(cls, name: str, reason: str) -> "CheckResult":
+        """A check that did not run, with the reason (error and tolerance 0: nothing measured)."""
+        return cls(name, 0.0, 0.0, False, reason, skipped=True)
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` or ``"skipped"``."""
+        return "skipped" if self.skipped else "passed" if self.passed else "failed"
+
+    @property
+    def failed(self) -> bool:
+        return not (self.passed or self.skipped)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": self.status}
 
     def __bool__(self) -> bool:
         return self.passed
@@ -146,14 +170,35 @@ def check_vjp_jvp(vjp, jvp, in_shape, out_shape, *, seed=0, rtol: float = EXACT_
     return _result(name, worst, rtol)
 
 
+def _evaluated(derivative, at, argname: str, fn_name: str, form: str):
+    """``derivative(at)`` for a function; a value (the old form) with a ``DeprecationWarning``."""
+    if callable(derivative):
+        return derivative(at)
+    warnings.warn(
+        f"{fn_name}: passing the {argname} as a value is deprecated; pass a function "
+        f"{form} (as check_vjp and check_jvp take functions)", DeprecationWarning, stacklevel=3)
+    return derivative
+
+
 def check_jacobian(fun, jacobian, x, *, eps: float = FD_EPS, rtol: float = FD_RTOL,
                    name: str = "jacobian") -> CheckResult:
-    """Check a whole Jacobian ``(out_size, in_size)`` column by column against central differences.
+    """Check a whole Jacobian against central differences of ``fun``, column by column.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x) -> ndarray``.
+    jacobian : callable
+        ``jacobian(x) -> ndarray`` of shape ``(fun(x).size, x.size)`` (inputs and outputs
+        flattened in C order). Passing the array itself is deprecated (``DeprecationWarning``).
+    x : array_like
+        The point.
 
     Costs ``2 · x.size`` evaluations of ``fun``: for small problems only.
     """
     x = np.asarray(x, dtype=np.float64)
-    jac = np.asarray(jacobian, dtype=np.float64)
+    jac = np.asarray(_evaluated(jacobian, x.copy(), "jacobian", "check_jacobian", "jacobian(x)"),
+                     dtype=np.float64)
     out_size = np.asarray(fun(x)).size
     if jac.shape != (out_size, x.size):
         return CheckResult(name, np.inf, rtol, False,
@@ -175,13 +220,28 @@ def check_gradient(loss, gradient, params, *, seed=0, eps: float = FD_EPS, rtol:
                    directions: int = 3, name: str = "gradient") -> CheckResult:
     """Check the gradient of a scalar ``loss(params)`` along random directions.
 
-    ``params`` is an array or a ``dict[str, ndarray]``; ``gradient`` has the same structure (a
-    dict may omit keys whose gradient is zero, e.g. buffers). The directional derivative
-    ``<grad, d>`` is compared with ``(loss(θ + eps d) − loss(θ − eps d)) / (2 eps)``, relative to
-    ``||grad||·||d||``.
+    Parameters
+    ----------
+    loss : callable
+        ``loss(params) -> float``.
+    gradient : callable
+        ``gradient(params)`` returns the gradient at ``params``, with the same structure (an
+        array, or a dict that may omit keys whose gradient is zero, e.g. buffers). Passing the
+        gradient itself is deprecated (``DeprecationWarning``).
+    params : array_like or dict[str, ndarray]
+        The point.
+
+    The directional derivative ``<grad, d>`` is compared with
+    ``(loss(θ + eps d) − loss(θ − eps d)) / (2 eps)``, relative to ``||grad||·||d||``.
     """
     rng = as_generator(seed)
+    at = ({k: np.array(v, dtype=np.float64) for k, v in params.items()} if isinstance(params, dict)
+          else np.array(params, dtype=np.float64))
+    gradient = _evaluated(gradient, at, "gradient", "check_gradient", "gradient(params)")
     if isinstance(params, dict):
+        if not isinstance(gradient, dict):
+            return CheckResult(name, np.inf, rtol, False,
+                               f"gradient must be a dict like params, got {type(gradient).__name__}")
         keys = sorted(params)
         missing = [k for k in gradient if k not in params]
         if missing:

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import as_labels, check_float, check_int
+from ..engine import as_engine
 from ..metrics.complexity import ESTIMATORS, estimate_gc, per_example_gc
 from ..nn.params_io import atomic_write
+from . import checkpoint as _ckpt
 from .gc_regularizer import gc_penalty_and_grad
 from .losses import softmax_cross_entropy
 from .optim import SGD
@@ -61,19 +63,26 @@ def _as_xy(data, name):
     raise TypeError(f"{name} must be a gcref.data.Dataset or an (X, y) pair, got {type(data).__name__}")
 
 
-def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, gc_rows=None, seed=0):
+def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, gc_rows=None, seed=0, *,
+                       engine=None):
     """The regularized objective on a batch and its exact gradient.
 
     ``J(theta) = L(theta) + (l2/2) ||theta||^2 + gc_reg * GC(f_theta, X)`` with ``L`` the mean
-    softmax cross-entropy and the L2 sum over every trainable parameter.
+    softmax cross-entropy and the L2 sum over every trainable parameter. Parameters and inputs
+    are validated and converted to float64 (a float32 ``state_dict`` gives the float64 result).
 
     Returns ``(objective, parts, grads)`` where ``parts`` holds ``loss``, ``l2_term``, ``gc``
     (``None`` when ``gc_reg == 0``), ``accuracy`` and ``grad_norm_sq`` (``||grad L||^2``, the
     learning-path flatness) and ``grads`` the gradient of the whole objective.
+    ``engine`` computes the passes (default: the reference; see :func:`gcref.engine.as_engine`).
     """
-    Z, logits, cache = net.forward_cache(params, X)
+    engine = as_engine(net, engine)
+    params = engine.check_params(params)
+    X = engine.check_input(X)
+    y = as_labels(y, "y", n=X.shape[0])
+    logits, pullback = engine.logits_and_pullback(params, X)
     loss, dlogits = softmax_cross_entropy(logits, y)
-    _, grads = net.vjp_cached(params, cache, dlogits, output="logits")
+    grads = pullback(dlogits)
     parts = {"loss": loss, "accuracy": float(np.mean(logits.argmax(axis=1) == y)),
              "grad_norm_sq": float(sum(np.sum(g ** 2) for g in grads.values())), "gc": None}
     objective = loss
@@ -83,16 +92,20 @@ def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, 
         objective += parts["l2_term"]
         grads = {k: g + l2 * params[k] for k, g in grads.items()}
     if gc_reg:
-        value, ggc = gc_penalty_and_grad(net, params, X, rows=gc_rows, seed=seed)
+        value, ggc = gc_penalty_and_grad(net, params, X, rows=gc_rows, seed=seed, engine=engine)
         parts["gc"] = value
         objective += gc_reg * value
         grads = {k: g + gc_reg * ggc[k] for k, g in grads.items()}
     return objective, parts, grads
 
 
-def train_step(net, params, state, X, y, optimizer: SGD, l2=0.0, gc_reg=0.0, gc_rows=None, seed=0):
-    """One optimizer step on a batch: returns ``(params, state, objective, parts)``."""
-    objective, parts, grads = objective_and_grad(net, params, X, y, l2, gc_reg, gc_rows, seed)
+def train_step(net, params, state, X, y, optimizer: SGD, l2=0.0, gc_reg=0.0, gc_rows=None, seed=0, *,
+               engine=None):
+    """One optimizer step on a batch: returns ``(params, state, objective, parts)`` (float64)."""
+    engine = as_engine(net, engine)
+    params = engine.check_params(params)
+    objective, parts, grads = objective_and_grad(net, params, X, y, l2, gc_reg, gc_rows, seed,
+                                                 engine=engine)
     new_params, new_state = optimizer.step(params, grads, state)
     return new_params, new_state, objective, parts
 
@@ -109,23 +122,32 @@ def _eval_subset(y, size, seed):
     return np.sort(np.concatenate(idx))
 
 
-def evaluate(net, params, X, y, gc_method="exact", gc_size=None, seed=0) -> dict:
+def evaluate(net, params, X, y, gc_method="exact", gc_size=None, seed=0, *, engine=None) -> dict:
     """Embedding metrics on ``(X, y)``: accuracy, GC (exact or estimated), NC, geometric collapse.
 
-    Metrics that are undefined for these features (e.g. coinciding class means) are recorded as
-    ``None`` with the reason under ``"<name>_error"``, never as ``nan``.
+    Metrics that are undefined for these features (e.g. coinciding class means, or the standard
+    error of a one-draw estimate) are recorded as ``None`` with the reason under
+    ``"<name>_error"``, never as ``nan`` or ``inf``. Class statistics are taken on centred
+    features (:func:`gcref.metrics.collapse.centred`); everything is float64.
     """
-    from ..metrics.collapse import class_stats, geometric_collapse_from_stats, neural_collapse_from_stats
-    Z, logits, _ = net.forward_cache(params, X)
+    from ..metrics.collapse import centred, class_stats, geometric_collapse_from_stats, neural_collapse_from_stats
+    engine = as_engine(net, engine)
+    params = engine.check_params(params)
+    X = engine.check_input(X)
+    y = as_labels(y, "y", n=X.shape[0])
+    Z, logits = engine.embed_and_logits(params, X)
     out = {"accuracy": float(np.mean(logits.argmax(axis=1) == y))}
-    pe = per_example_gc(net, params, X) if gc_method == "exact" else None
+    pe = per_example_gc(net, params, X, engine=engine) if gc_method == "exact" else None
     if gc_method == "exact":
         out["gc"] = float(pe.mean())
     else:
-        est = estimate_gc(net, params, X, method=gc_method, size=gc_size, seed=seed)
+        est = estimate_gc(net, params, X, method=gc_method, size=gc_size, seed=seed, engine=engine)
         out["gc"], out["gc_stderr"] = est.value, est.stderr
+        if not math.isfinite(est.stderr):
+            out["gc_stderr"] = None
+            out["gc_stderr_error"] = f"one draw per example (gc_size={gc_size}) gives no standard error"
     try:
-        stats = class_stats(Z, y)
+        stats = class_stats(centred(Z), y)
         out["nc"] = neural_collapse_from_stats(stats.means, stats.variances)
         if pe is not None:
             gc_c = np.array([pe[y == c].mean() for c in stats.classes])
@@ -158,29 +180,33 @@ def _write_history(out_dir, history):
     atomic_write(os.path.join(out_dir, HISTORY_FILE), lambda fh: fh.write(text.encode()))
 
 
-def _write_checkpoint(out_dir, params, state, step):
+def _write_checkpoint(out_dir, params, state, step, config):
     arrays = {k: v for k, v in params.items()}
     arrays.update({_MOMENTUM_PREFIX + k: v for k, v in state.items()})
     arrays["__step__"] = np.array(step)
+    arrays.update(_ckpt.binding_arrays(config))
     atomic_write(os.path.join(out_dir, CHECKPOINT_FILE), lambda fh: np.savez(fh, **arrays))
 
 
-def _read_checkpoint(out_dir, net):
+def _read_checkpoint(out_dir, net, config):
     path = os.path.join(out_dir, CHECKPOINT_FILE)
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
+    _ckpt.check_binding(path, arrays, config)
     step = int(arrays.pop("__step__"))
     state = {k[len(_MOMENTUM_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(_MOMENTUM_PREFIX)}
     params = net.check_params(arrays, name=f"parameters in {path}")
     return params, state, step
 
 
+@_ckpt.managed_run
 def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float = 0.0,
         gc_reg: float = 0.0, momentum: float = 0.0, seed=0, test_data=None, target_data=None,
         eval_every: int | None = None, eval_size: int | None = 512, gc_method: str = "exact",
         gc_size=None, gc_rows: int | None = None, few_shot: dict | None = None,
         out_dir=None, resume: bool = False, max_param_norm: float = 1e6,
-        on_divergence: str = "stop", progress=None, config_extra: dict | None = None) -> FitResult:
+        on_divergence: str = "stop", progress=None, config_extra: dict | None = None,
+        engine=None) -> FitResult:
     """Train ``net`` with SGD on the regularized objective and record a history.
 
     Parameters
@@ -218,16 +244,23 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         ``ways``, ``shots``, ``queries``, ``episodes`` for the target few-shot evaluation.
     out_dir : path, optional
         Where ``config.json``, ``history.jsonl`` and ``checkpoint.npz`` go (atomically, at each
-        record).
+        record), under an exclusive lock of the folder for the whole call
+        (:mod:`gcref.train.checkpoint`: another writer raises ``FolderLocked``).
     resume : bool
-        Continue from ``out_dir``'s checkpoint (bitwise the same result as an uninterrupted run).
+        Continue from ``out_dir``'s checkpoint (bitwise the same result as an uninterrupted run);
+        a checkpoint made with other settings raises ``ValueError`` saying what differs.
     max_param_norm : float
         Divergence guard: the run stops if ``||theta||`` exceeds it or the loss is not finite.
     on_divergence : {"stop", "raise"}
         ``"stop"`` returns with ``status="diverged"`` and the history so far; ``"raise"`` raises
         :class:`TrainingDiverged`.
-    progress : callable, optional
-        ``progress(step, steps, record_or_None)`` after every step.
+    progress : callable, bool or None
+        ``progress(step, steps, record_or_None)`` after every step; ``None`` (default): a
+        progress bar on stderr when it is a terminal; ``True``: always; ``False``: none.
+    engine : gcref.engine.Engine or callable, optional
+        Who computes every forward and derivative pass of the run (steps and records); default
+        the reference. ``gcref_cuda.fit`` is this loop with ``gcref_cuda.FastEngine``; the
+        batches, draws, checkpoints and history files are the same for every engine.
 
     Returns
     -------
@@ -269,7 +302,8 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         target = (net.check_input(tX, "target_data.X"), as_labels(target[1], "target_data.y", n=len(tX)))
     if few_shot is not None and target is None:
         raise ValueError("few_shot needs target_data")
-    params = net.check_params(params)
+    engine = as_engine(net, engine)
+    params = engine.check_params(params)
     optimizer = SGD(lr, momentum=momentum)
     state = optimizer.init_state(params)
 
@@ -277,15 +311,16 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
     start = 0
     if out_dir is not None:
         out_dir = os.fspath(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
+        _ckpt.open_run_folder(out_dir)      # locked until fit returns; stale temporaries removed
         config = {"lr": lr, "batch_size": batch_size, "steps": steps, "l2": l2, "gc_reg": gc_reg,
                   "momentum": momentum, "seed": seed, "eval_every": eval_every, "eval_size": eval_size,
                   "gc_method": gc_method, "gc_rows": gc_rows, "network": net.name,
                   "num_params": net.num_params(), **(config_extra or {})}
         if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
-            params, state, start = _read_checkpoint(out_dir, net)
+            params, state, start = _read_checkpoint(out_dir, net, config)
             if os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
                 history = [r for r in load_history(out_dir) if r["step"] <= start]
+            _ckpt.check_resumed_history(history, start, steps, out_dir)
         atomic_write(os.path.join(out_dir, CONFIG_FILE),
                      lambda fh: fh.write(json.dumps(config, indent=2, default=str).encode()))
 
@@ -297,25 +332,27 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         if losses:
             rec.update(loss=float(np.mean(losses)), objective=float(np.mean(objectives)),
                        flatness=float(np.mean(flats)))
-        ev = evaluate(net, params, X[eval_idx], y[eval_idx], gc_method, gc_size, seed=[seed, step])
+        ev = evaluate(net, params, X[eval_idx], y[eval_idx], gc_method, gc_size, seed=[seed, step],
+                      engine=engine)
         rec["train_accuracy"] = ev.pop("accuracy")
         rec.update(ev)
         if test is not None:
-            logits = net.forward_cache(params, test[0])[1]
+            logits = engine.forward(params, test[0], "logits")
             rec["test_accuracy"] = float(np.mean(logits.argmax(axis=1) == test[1]))
         if target is not None:
             from ..metrics.collapse import neural_collapse
             tX, ty = target[0][target_idx], target[1][target_idx]
-            Zt = net.embedding.forward(params, tX)[0]
+            Zt = engine.forward(params, tX, "embedding")
             try:
                 rec["target_nc"] = neural_collapse(Zt, ty)
             except ValueError as err:
                 rec["target_nc"], rec["target_nc_error"] = None, str(err)
-            rec["target_gc"] = float(per_example_gc(net, params, tX).mean()) if gc_method == "exact" else \
-                estimate_gc(net, params, tX, method=gc_method, size=gc_size, seed=[seed, step, 1]).value
+            rec["target_gc"] = float(per_example_gc(net, params, tX, engine=engine).mean()) \
+                if gc_method == "exact" else estimate_gc(net, params, tX, method=gc_method, size=gc_size,
+                                                         seed=[seed, step, 1], engine=engine).value
             if few_shot is not None:
                 from ..metrics.ncc import few_shot_accuracy_features
-                res = few_shot_accuracy_features(net.embedding.forward(params, target[0])[0], target[1],
+                res = few_shot_accuracy_features(engine.forward(params, target[0], "embedding"), target[1],
                                                  seed=seed, **few_shot)
                 rec["few_shot_accuracy"], rec["few_shot_ci95"] = res.mean, res.ci95
         return rec
@@ -324,7 +361,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         history = [record(0, [], [], [])]
         if out_dir is not None:
             _write_history(out_dir, history)
-            _write_checkpoint(out_dir, params, state, 0)
+            _write_checkpoint(out_dir, params, state, 0, config)
     losses, objectives, flats = [], [], []
     status, message = "completed", ""
     step = start
@@ -332,7 +369,8 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(n, size=batch_size, replace=False)
         new_params, new_state, objective, parts = train_step(
-            net, params, state, X[idx], y[idx], optimizer, l2, gc_reg, gc_rows, seed=[seed, step, 2])
+            net, params, state, X[idx], y[idx], optimizer, l2, gc_reg, gc_rows, seed=[seed, step, 2],
+            engine=engine)
         norm = math.sqrt(sum(float(np.sum(v ** 2)) for k, v in new_params.items() if k in net.param_specs()))
         if not (math.isfinite(objective) and math.isfinite(norm)) or norm > max_param_norm:
             status = "diverged"
@@ -354,7 +392,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
             losses, objectives, flats = [], [], []
             if out_dir is not None:
                 _write_history(out_dir, history)
-                _write_checkpoint(out_dir, params, state, step)
+                _write_checkpoint(out_dir, params, state, step, config)
         if progress is not None:
             progress(step, steps, rec)
     if status == "diverged" and on_divergence == "raise":

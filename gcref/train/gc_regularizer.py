@@ -1,6 +1,6 @@
 """The explicit GC penalty ``GC(f_theta, batch)`` and its exact parameter gradient.
 
-Double backprop by hand (DESIGN.md §6). For one example and one output row ``k``::
+Double backprop by hand (``docs/theory.md`` §5.1 and §6). For one example and one output row ``k``::
 
     s_k = J(x)^T e_k                      (a VJP through the embedding)
     R_k = ||s_k||^2,     GC = (1/n) sum_x sum_k R_k
@@ -11,7 +11,8 @@ Double backprop by hand (DESIGN.md §6). For one example and one output row ``k`
 (weight gradients of linear layers evaluated at the tangent ``u_{l-1}`` and cotangent ``g_l``;
 ``sigma''`` terms for smooth activations that flow back along the primal network; batch norm's
 ``gamma``). For piecewise-linear networks the masks and pooling choices are held fixed, which is
-exact almost everywhere.
+exact almost everywhere. The row sampling and the scaling are written here once; the passes
+are the engine's (:meth:`gcref.engine.Engine.gc_rows_value_and_grad`).
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import as_generator, check_int
+from ..engine import as_engine
 
 __all__ = ["gc_penalty", "gc_penalty_and_grad"]
 
 
-def gc_penalty_and_grad(net, params, X, rows=None, seed=0) -> tuple[float, dict[str, np.ndarray]]:
+def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, engine=None
+                        ) -> tuple[float, dict[str, np.ndarray]]:
     """``GC(f, X) = (1/n) sum_x ||J_f(x)||_F^2`` and its gradient w.r.t. every trainable parameter.
 
     Parameters
     ----------
     net : gcref.nn.Network
     params : dict[str, ndarray]
-        Validated parameters (float64).
+        Parameters (validated and converted to float64 here).
     X : ndarray, shape (n, *input_shape)
     rows : int, optional
         ``None`` (exact, every embedding row) or the number ``s`` of rows sampled without
@@ -38,6 +41,8 @@ def gc_penalty_and_grad(net, params, X, rows=None, seed=0) -> tuple[float, dict[
         at ``s/p`` of the cost.
     seed : int or Generator
         For the sampled rows.
+    engine : optional
+        Who computes the passes (default: the reference); see :func:`gcref.engine.as_engine`.
 
     Returns
     -------
@@ -45,24 +50,17 @@ def gc_penalty_and_grad(net, params, X, rows=None, seed=0) -> tuple[float, dict[
     grads : dict[str, ndarray]
         Zero for the head (the embedding's GC does not depend on it).
     """
+    engine = as_engine(net, engine)
+    params = engine.check_params(params)
+    X = engine.check_input(X)
     n = X.shape[0]
     p = net.embedding_dim
-    _, cache_f = net.embedding.forward(params, X)
     if rows is None:
-        chosen, scale = range(p), 1.0
+        chosen, scale = np.arange(p), 1.0
     else:
         s = check_int(rows, "rows", minimum=1, maximum=p)
         chosen, scale = np.sort(as_generator(seed).choice(p, size=s, replace=False)), p / s
-    grads = {k: np.zeros_like(params[k]) for k in net.param_names}
-    value = 0.0
-    for k in chosen:
-        v = np.zeros((n, p))
-        v[:, k] = 1.0
-        s_k, _ = net.embedding.vjp(params, cache_f, v, params=False)
-        value += float(np.sum(s_k ** 2))
-        gp, _ = net.embedding.second_order(params, cache_f, v, 2.0 * s_k)
-        for name, g in gp.items():
-            grads[name] += g
+    value, grads = engine.gc_rows_value_and_grad(params, X, chosen)
     factor = scale / n
     return value * factor, {k: g * factor for k, g in grads.items()}
 

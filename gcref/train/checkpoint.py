@@ -1,0 +1,217 @@
+"""Run folders of :func:`gcref.train.fit`: locked while written, checkpoints bound to their settings.
+
+- **Lock.** While ``fit(..., out_dir=d)`` runs, it holds the exclusive lock of ``d``
+  (:class:`gcref.nn.params_io.FolderLock`); a second writer is refused with a message naming
+  the holder. Stale temporaries of interrupted writes are removed when the folder is opened.
+- **Binding.** Every checkpoint stores the fingerprint (SHA-256) of the run's settings — the
+  ``config.json`` of the run without the settings that change nothing in the result
+  (:data:`NON_RESULT_SETTINGS`) — and the settings themselves. A resume whose settings differ is
+  refused with a message listing what differs; a history that ends before the checkpoint is
+  refused as inconsistent. ``fit``'s own ``steps`` and ``eval_every`` are not bound (the
+  parameters of step ``t`` do not depend on them, so a run may be extended and recorded at other
+  steps, as ``validation/`` does), but a checkpoint past ``steps`` is refused; a lab run binds
+  its whole ``lab_config``, steps and ``eval_every`` included.
+- **Progress.** ``progress=None`` shows a progress bar on stderr when it is a terminal (``False``
+  never, ``True`` always, a callable is called instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import sys
+import threading
+import zipfile
+
+import numpy as np
+
+from ..nn.params_io import FolderLock, clean_stale_temporaries
+
+__all__ = ["NON_RESULT_SETTINGS", "settings_fingerprint", "binding_arrays", "check_binding",
+           "checkpoint_info", "check_resumed_history", "open_run_folder", "managed_run",
+           "ProgressBar"]
+
+#: Settings that change nothing in the result (BLAS threads, where the data files live); they are
+#: left out of the fingerprint, at any depth of the settings.
+NON_RESULT_SETTINGS = ("threads", "data_root")
+#: ``fit``'s own settings left out of the binding: they set how far the run goes and where it
+#: records, not the parameters of any step (a lab run binds its ``lab_config``, which has both).
+_UNBOUND = ("steps", "eval_every")
+_SHA_KEY = "__config_sha256__"
+_CONFIG_KEY = "__config__"
+
+
+def _canonical(config) -> dict:
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in NON_RESULT_SETTINGS}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+    out = strip(json.loads(json.dumps(config, default=str)))
+    for key in _UNBOUND:       # fit's own record cadence: a run may be extended (module docstring)
+        out.pop(key, None)
+    return out
+
+
+def settings_fingerprint(config: dict) -> str:
+    """SHA-256 (hex) of a run's settings as written to ``config.json``, without
+    :data:`NON_RESULT_SETTINGS`; equal settings give equal fingerprints in any process."""
+    text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def binding_arrays(config: dict) -> dict:
+    """The entries a checkpoint stores to bind it to ``config`` (fingerprint and settings)."""
+    text = json.dumps(_canonical(config), sort_keys=True)
+    return {_SHA_KEY: np.array(settings_fingerprint(config)), _CONFIG_KEY: np.array(text)}
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _differences(stored: dict, now: dict) -> str:
+    a, b = _flatten(stored), _flatten(now)
+    seen, parts = set(), []
+    for key in sorted(set(a) | set(b), key=lambda k: (k.count("."), k)):
+        leaf = key.rsplit(".", 1)[-1]
+        old, new = a.get(key, "(absent)"), b.get(key, "(absent)")
+        if old != new and (leaf, repr(old), repr(new)) not in seen:
+            seen.add((leaf, repr(old), repr(new)))
+            parts.append(f"{leaf}: {old!r} in the checkpoint, {new!r} now")
+    return "; ".join(parts[:6]) + ("; ..." if len(parts) > 6 else "")
+
+
+def check_binding(path, arrays: dict, config: dict) -> None:
+    """Pop the binding entries of a loaded checkpoint and refuse it unless it was made with
+    ``config`` (``ValueError`` naming the file and what differs)."""
+    sha = arrays.pop(_SHA_KEY, None)
+    stored = arrays.pop(_CONFIG_KEY, None)
+    if sha is None:
+        raise ValueError(f"{path} does not record the settings it was made with (written by an "
+                         "older gcref), so it cannot be resumed safely; start afresh "
+                         "(overwrite=True, --overwrite)")
+    if str(sha) != settings_fingerprint(config):
+        detail = "settings differ"
+        if stored is not None:
+            try:
+                detail = _differences(json.loads(str(stored)), _canonical(config)) or detail
+            except ValueError:
+                pass
+        raise ValueError(f"{path} was made with other settings ({detail}); refusing to resume "
+                         "it: use another output folder or start afresh (overwrite=True, --overwrite)")
+
+
+def checkpoint_info(path) -> dict | None:
+    """``{"step", "sha256"}`` of the checkpoint file ``path`` (``sha256`` is ``None`` for an
+    unbound one), or ``None`` if there is no readable checkpoint."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            step = int(data["__step__"])
+            sha = str(data[_SHA_KEY]) if _SHA_KEY in data.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return {"step": step, "sha256": sha}
+
+
+def check_resumed_history(history: list, start: int, steps: int, out_dir) -> None:
+    """Refuse to resume from step ``start`` past ``steps``, or when the history has no record
+    of that step (a history cut back after the checkpoint was written cannot be continued
+    faithfully)."""
+    if start > steps:
+        raise ValueError(f"{out_dir} holds a checkpoint at step {start}, past steps={steps}; "
+                         "use another output folder or start afresh (overwrite=True, --overwrite)")
+    if start and not any(r.get("step") == start and not r.get("diverged") for r in history):
+        last = history[-1]["step"] if history else None
+        raise ValueError(f"{out_dir} is inconsistent: the checkpoint is at step {start} but "
+                         f"history.jsonl {'ends at step ' + str(last) if history else 'is empty'}; "
+                         "start afresh (overwrite=True, --overwrite)")
+
+
+# ---------------------------------------------------------------------------- lock and progress
+
+_scope = threading.local()
+
+
+def open_run_folder(out_dir) -> None:
+    """Create ``out_dir``, lock it for the rest of the enclosing :func:`managed_run` call and
+    remove stale temporaries. Raises :class:`gcref.nn.params_io.FolderLocked` if another
+    process writes it."""
+    stack = getattr(_scope, "stacks", None)
+    if not stack:
+        raise RuntimeError("open_run_folder is called from inside gcref.train.fit only")
+    stack[-1].enter_context(FolderLock(out_dir))
+    clean_stale_temporaries(out_dir)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr, driven as ``fit``'s ``progress(step, steps, record)``.
+
+    Created lazily at the first call (nothing is drawn for a run refused before its first
+    step); the first call of a resumed run says from which step it resumed.
+    """
+
+    def __init__(self, description: str = "train"):
+        self.description = description
+        self._bar = None
+        self._task = None
+
+    def __call__(self, step, steps, record):
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            console = Console(stderr=True)
+            if step > 1:
+                console.print(f"resumed from step {step - 1}", highlight=False)
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=steps, completed=step - 1)
+        self._bar.update(self._task, completed=step)
+        if record is not None and record.get("gc") is not None:
+            def f(v, d):
+                return "-" if v is None else f"{v:.{d}g}"
+            self._bar.update(self._task, description=f"{self.description}: loss {f(record.get('loss'), 3)}  "
+                                                     f"GC {f(record.get('gc'), 4)}  NC {f(record.get('nc'), 3)}")
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def managed_run(fit):
+    """Decorator of :func:`gcref.train.fit`: the scope of the run folder's lock and the default
+    progress display (see the module docstring)."""
+    @functools.wraps(fit)
+    def wrapper(*args, **kwargs):
+        progress = kwargs.get("progress")
+        with contextlib.ExitStack() as stack:
+            if progress is None and sys.stderr is not None and sys.stderr.isatty():
+                progress = True
+            if progress is True:
+                net = args[0] if args else kwargs.get("net")
+                bar = ProgressBar(f"train {getattr(net, 'name', 'network')}")
+                stack.callback(bar.close)
+                progress = bar
+            kwargs["progress"] = progress or None
+            stacks = getattr(_scope, "stacks", None)
+            if stacks is None:
+                stacks = _scope.stacks = []
+            stacks.append(stack)
+            try:
+                return fit(*args, **kwargs)
+            finally:
+                stacks.pop()
+    return wrapper

@@ -1,0 +1,150 @@
+"""The fast engine: :mod:`gcref.engine`'s primitives, batched on the backend (CuPy or NumPy).
+
+``gcref`` writes every estimator, the per-class and collapse metrics, the training objective,
+``evaluate`` and the ``fit`` loop once, against the primitives of :class:`gcref.engine.Engine`;
+:class:`FastEngine` supplies them from :class:`gcref_cuda.FastNetwork` and the row passes of
+:mod:`gcref_cuda.engine` (many Jacobian rows of one network per batched pass, exact shortcuts,
+chunks sized to ``memory_budget``). It validates with the reference's validators on host copies
+and returns host float64 arrays, so the formulas above it (and their random draws, made on the
+host) are the reference's own: ``gcref_cuda.fit(net, ...)`` is
+``gcref.train.fit(net, ..., engine=FastEngine(net))``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gcref.engine import Engine
+
+from .backend import cpu_compute, get_xp, to_device, to_host
+from .engine import RowPool, jacobian_blocks, pair_sq_norms, per_example_sq_norms, projection_sq_norms
+from .network import as_fast
+from .ops.containers import ChainOp
+
+__all__ = ["FastEngine"]
+
+
+def _host64(a) -> np.ndarray:
+    return np.asarray(to_host(a), dtype=np.float64)
+
+
+class FastEngine(Engine):
+    """The primitives of :class:`gcref.engine.Engine` for one network on this backend.
+
+    Parameters
+    ----------
+    net : gcref.nn.Network or gcref_cuda.FastNetwork
+    dtype : float32 or float64, optional
+        Compute precision (default float64 on NumPy, float32 on CuPy); results are float64.
+    memory_budget : int, optional
+        Bytes of working memory per call (default 1 GiB).
+    """
+
+    def __init__(self, net, dtype=None, memory_budget=None):
+        self.fnet = as_fast(net, dtype, memory_budget)
+        self.net = self.fnet.net
+
+    def __repr__(self):
+        return f"FastEngine({self.fnet!r})"
+
+    # ---------------------------------------------------------------- validation (host copies)
+    def check_params(self, params, name="params"):
+        if isinstance(params, dict):
+            params = {k: to_host(v) for k, v in params.items()}
+        return self.net.check_params(params, name)
+
+    def check_input(self, X, name="X"):
+        return self.net.check_input(to_host(X), name)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, params, X, output="logits"):
+        self.net._check_output(output)
+        f = self.fnet.forward if output == "logits" else self.fnet.embed
+        return _host64(f(params, X))
+
+    def embed_and_logits(self, params, X):
+        return _host64(self.fnet.embed(params, X)), _host64(self.fnet.forward(params, X))
+
+    def logits_and_pullback(self, params, X):
+        fnet = self.fnet
+        P = fnet.prepare(params)
+        ctx = fnet.ctx(keep_inputs="cols")
+        # one batch of large GEMMs: BLAS keeps its own threads here (no row chunks to spread)
+        logits, caches = fnet.forward_layout(P, fnet.to_layout(X, ctx), ctx, "logits")
+
+        def pullback(v):
+            g = to_device(v, ctx.dtype)
+            grads = {}
+            for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
+                g, gp = op.vjp_params(P[op.key], c, g, ctx)
+                grads.update(gp)
+            return {k: _host64(a) for k, a in grads.items()}
+
+        return _host64(logits), pullback
+
+    # ---------------------------------------------------------------- Jacobian norms
+    def jacobian_sq_norms(self, params, X, output="embedding"):
+        return per_example_sq_norms(self.fnet, params, X, output)
+
+    def row_sq_norms(self, params, X, rows, output="embedding"):
+        return pair_sq_norms(self.fnet, params, X, np.asarray(rows), output)
+
+    def probe_sq_norms(self, params, X, V, output="embedding"):
+        return projection_sq_norms(self.fnet, params, X, V, output)
+
+    def jacobian_blocks(self, params, X, output="embedding"):
+        for start, J in jacobian_blocks(self.fnet, params, X, output):
+            yield start, _host64(J)
+
+    # ---------------------------------------------------------------- GC penalty
+    def gc_rows_value_and_grad(self, params, X, rows):
+        """Batched over rows: every (example, row ``k``) pair with ``J^T e_k != 0`` is one row of
+        a batch that runs the embedding forward, the VJP ``s_k = J^T e_k`` and each layer's
+        ``second_order`` with ``g = e_k``, ``u = 2 s_k``; pairs whose top ReLU is off contribute
+        nothing and are skipped (exactly). Row chunks run on worker threads and are summed in
+        a fixed order (bitwise reproducible)."""
+        fnet = self.fnet
+        P = fnet.prepare(params)
+        n, p = X.shape[0], fnet.embedding_dim
+        chosen = np.asarray(rows, dtype=np.int64)
+        xp = get_xp()
+        ctx = fnet.ctx(keep_inputs=True)
+        chain = ChainOp(fnet.ops, fnet.input_shape)
+        with cpu_compute():
+            # Which (example, row) pairs can be non-zero: the embedding's top rectifier mask.
+            ex = np.repeat(np.arange(n), chosen.shape[0])
+            kk = np.tile(chosen, n)
+            if fnet.ops[-1].rectifier:
+                Z = fnet.embed_device(params, X)
+                keep = to_host(Z[to_device(ex), to_device(kk)] > 0)
+                ex, kk = ex[keep], kk[keep]
+            pool = RowPool(fnet, ctx)
+            step = max(1, (fnet.memory_budget // (4 * pool.workers)) // max(1, 3 * fnet.example_bytes()))
+            parts: dict = {}
+
+            def body(wctx, sl):
+                wctx.keep_inputs = True
+                e, k = ex[sl], kk[sl]
+                R = e.shape[0]
+                _, caches = chain.forward(P, fnet.to_layout(X[e], wctx), wctx)
+                g = xp.zeros((R, p), dtype=wctx.dtype)
+                g[xp.arange(R), to_device(k)] = 1.0
+                s_rows = chain.vjp(P, caches, g, None, wctx).copy()
+                value = float(to_host(xp.sum(s_rows * s_rows)))
+                gp, _ = chain.second_order(P, caches, g, 2.0 * s_rows, wctx)
+                parts[sl.start] = (value, {name: _host64(a) for name, a in gp.items()})
+
+            try:
+                pool.map(body, ex.shape[0], step)
+            finally:
+                pool.close()
+        grads: dict = {}
+        value = 0.0
+        for start in sorted(parts):                       # fixed order: bitwise reproducible sums
+            v, gp = parts[start]
+            value += v
+            for name, arr in gp.items():
+                grads[name] = grads[name] + arr if name in grads else arr
+        specs = self.net.param_specs()
+        return value, {name: grads[name] if name in grads else np.zeros(specs[name])
+                       for name in fnet.param_names}

@@ -1,0 +1,96 @@
+"""README.md runs as written: every ```python block and every ``gcref ...`` command of its shell
+blocks (```bash / ```sh / ```console) is executed, each block in a fresh temporary folder.
+
+Blocks are found when the tests are collected, so sections added to the README later are
+picked up without touching this file. Python blocks run in a fresh namespace (they must import
+what they use); shell lines run their ``gcref`` commands (other commands of a line, such as
+``pip install``, are left to the set-up they describe) through gcref's typer app, in order, and
+must exit with 0. Blocks whose commands take more than ~20 s (the full ``gcref check``, sweeps)
+are marked slow.
+"""
+
+import os
+import re
+import shlex
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+SHELL = ("bash", "sh", "shell", "console")
+#: Substrings that make a block take more than ~20 s on two cores.
+SLOW = ("gcref check", "gcref sweep", "gcref transfer", "lab.run_sweep", "lab.run_transfer")
+
+
+def readme_blocks(path=README):
+    """``[(language, first line number, code)]`` of the fenced code blocks of a Markdown file."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    blocks = []
+    for m in re.finditer(r"^```([\w+-]*)[^\n]*\n(.*?)^```[ \t]*$", text, re.M | re.S):
+        line = text.count("\n", 0, m.start()) + 1
+        blocks.append((m.group(1).lower(), line, m.group(2)))
+    return blocks
+
+
+def gcref_commands(code):
+    """The ``gcref ...`` commands of a shell block, in order (comments and other commands
+    dropped; ``a && gcref b`` gives ``gcref b``)."""
+    out = []
+    for raw in code.splitlines():
+        line = raw.strip()
+        if line.startswith("$ "):
+            line = line[2:]
+        if not line or line.startswith("#"):
+            continue
+        words = shlex.split(line, comments=True)
+        segment = []
+        for w in words + ["&&"]:
+            if w in ("&&", ";", "||"):
+                if segment and segment[0] == "gcref":
+                    out.append(segment)
+                segment = []
+            else:
+                segment.append(w)
+    return out
+
+
+def _cases():
+    cases = []
+    for lang, line, code in readme_blocks():
+        if lang == "python":
+            kind = "python"
+        elif lang in SHELL and gcref_commands(code):
+            kind = "shell"
+        else:
+            continue
+        marks = [pytest.mark.slow] if any(s in code for s in SLOW) else []
+        cases.append(pytest.param(kind, code, id=f"{kind}-line{line}", marks=marks))
+    return cases
+
+
+def test_the_readme_has_blocks_to_run():
+    kinds = [p.values[0] for p in _cases()]
+    assert kinds.count("python") >= 5 and kinds.count("shell") >= 2
+
+
+def test_commands_are_extracted():
+    assert gcref_commands("pip install -e . && gcref check   # verify\n# comment\ngcref plot runs/x\n") == \
+        [["gcref", "check"], ["gcref", "plot", "runs/x"]]
+    assert gcref_commands("pytest -q\n") == []
+
+
+@pytest.mark.parametrize("kind, code", _cases())
+def test_readme_block_runs(kind, code, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    if kind == "python":
+        namespace = {"__name__": "__readme__"}
+        exec(compile(code, "README.md", "exec"), namespace)      # noqa: S102 - the README's own code
+        return
+    from gcref.cli import app
+    runner = CliRunner()
+    for cmd in gcref_commands(code):
+        result = runner.invoke(app, cmd[1:])
+        assert result.exit_code == 0, f"{' '.join(cmd)} exited {result.exit_code}:\n{result.output}"
