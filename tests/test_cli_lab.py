@@ -71,7 +71,7 @@ def test_sweep_two_params_loky(tmp_path):
 
 def test_transfer_and_plot(tmp_path):
     out = tmp_path / "transfer"
-    result = invoke("transfer", *TINY, "--episodes", "4", "--queries", "5", "--param", "lr=0.05,0.2",
+    result = invoke("transfer", *TINY, "--dataset", "digits", "--episodes", "4", "--queries", "5", "--param", "lr=0.05,0.2",
                     "--seeds", "0", "--parallel-backend", "sequential", "--out", out, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)

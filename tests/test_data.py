@@ -600,7 +600,7 @@ def test_procedural_images():
 # ------------------------------------------------------------------------------ load_dataset
 def test_load_dataset_names():
     assert D.DATASETS == ("digits", "gaussian_mixture", "procedural", "mnist", "fashion_mnist",
-                          "cifar10", "cifar100", "cifar_fs")
+                          "cifar10", "cifar100", "cifar_fs", "glyphs")
     with pytest.raises(ValueError) as err:
         D.load_dataset("imagenet")
     for name in D.DATASETS:

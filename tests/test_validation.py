@@ -218,3 +218,74 @@ def test_overrides_seeds_and_tiny():
 def test_write_json_is_strict_json(tmp_path):
     p = common.write_json(tmp_path / "x.json", {"a": float("nan"), "b": np.float64(1.5), "c": np.arange(2)})
     assert json.loads(p.read_text()) == {"a": None, "b": 1.5, "c": [0, 1]}
+
+
+# ------------------------------------------------------------------- default result folders
+def test_each_scale_writes_its_own_folder():
+    """No scale writes into another's committed results; smoke and --tiny never into them."""
+    def out(*argv):
+        return Path(common.parse_args(list(argv), claim=1, description="").out).resolve()
+    results = common.RESULTS.resolve()
+    assert out("--scale", "small") == results
+    assert out("--scale", "medium") == results / "medium"
+    assert out("--scale", "paper") == results / "paper"
+    for argv in (["--scale", "smoke"], ["--scale", "small", "--tiny"], ["--scale", "paper", "--tiny"]):
+        folder = out(*argv)
+        assert results not in folder.parents and folder != results, argv
+    assert len({out("--scale", s) for s in common.SCALES}) == len(common.SCALES)
+    for argv in (["--scale", "smoke", "--out", str(common.RESULTS)],
+                 ["--scale", "small", "--tiny", "--out", str(common.RESULTS / "medium")]):
+        with pytest.raises(SystemExit) as err:
+            common.parse_args(argv, claim=1, description="")
+        assert err.value.code == 2
+
+
+def test_run_all_smoke_leaves_the_committed_results_alone(tmp_path, monkeypatch):
+    """``run_all.py --scale smoke`` without --out: the committed files are untouched (issue 11)."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before = {p.name: p.read_bytes() for p in common.RESULTS.glob("*") if p.is_file()}
+    run_all = importlib.import_module("run_all")
+    assert run_all.main(["--claims", "5", "--scale", "smoke", "--jobs", "1", "--quiet"]) == 0
+    after = {p.name: p.read_bytes() for p in common.RESULTS.glob("*") if p.is_file()}
+    assert after == before
+    written = tmp_path / "gcref-validation-smoke"
+    assert (written / "claim5.json").is_file() and (written / "summary.json").is_file()
+
+
+def test_scale_without_configuration_is_not_run(tmp_path):
+    with pytest.raises(SystemExit, match="no configuration at --scale medium"):
+        _module(5).main(["--scale", "medium", "--out", str(tmp_path), "--jobs", "1", "--quiet"])
+
+
+# ------------------------------------------------------------- one definition of the statistics
+def test_statistics_are_gcrefs():
+    """validation and gcref.lab share gcref.lab.stats; the lab's p-value is scipy's."""
+    import gcref.lab as lab
+    from gcref.lab import stats
+    from scipy.stats import spearmanr
+    assert common.spearman_test is stats.spearman_test and common.bootstrap_ci is stats.bootstrap_ci
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=12), rng.normal(size=12)
+    y[:6] += 2 * x[:6]
+    ref = spearmanr(x, y)
+    r = lab.spearman(list(x), list(y))
+    assert r["rho"] == stats.spearman_rho(x, y) == pytest.approx(ref.statistic, abs=1e-14)
+    assert r["pvalue"] == pytest.approx(ref.pvalue, rel=1e-9)
+    t = stats.spearman_test(x, y, seed=0)
+    assert t.rho == r["rho"] and 0 < t.p_value <= 1 and t.ci95[0] <= t.rho <= t.ci95[1]
+    assert stats.spearman_test(x, y, seed=0) == t               # seeded: the same numbers
+    exact = stats.spearman_test([1, 2, 3, 4, 5, 6], [2, 4, 6, 8, 10, 12], n_permutations=999)
+    assert exact.rho == 1.0 and exact.p_value >= 1 / 1000     # never 0
+    assert stats.spearman_asymptotic_p(1.0, 6) == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        stats.spearman_test([1, 2, 3], [1, 2])
+
+
+def test_importing_common_mutates_neither_path_nor_environment():
+    import subprocess
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); p = list(sys.path); e = dict(os.environ); "
+            "import common, run_all, claim4_transfer; assert sys.path == p, 'sys.path changed'; "
+            "assert dict(os.environ) == e, 'environment changed'")
+    res = subprocess.run([sys.executable, "-c", code, str(VALIDATION)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -26,8 +26,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # validation/ is on sys.path when a script runs (python validation/...)
 
 import numpy as np  # noqa: E402
 
@@ -59,6 +58,16 @@ CONFIGS = {
         # base L2 shows whether the lr -> GC direction depends on that.
         "diagnostics": [{"label": "lr sweep with base L2 = 1e-3", "override": {"l2": 1e-3},
                          "sweeps": {"lr": [0.01, 0.02, 0.05, 0.1, 0.2]}}]}]},
+    # The paper's appendix setting on real data, at CPU scale: VGG-11 (no batch norm, width 1/8:
+    # channels 8..64, embedding 64) on Fashion-MNIST (1000 training images per class), lr and L2
+    # sweeps, trained with --backend cuda (gcref_cuda; NumPy without a GPU). About 30 min on one
+    # idle core, 45-60 min on a shared 2-core machine.
+    "medium": {"seeds": [0, 1, 2], "settings": [{
+        "label": "Fashion-MNIST / VGG-11 (width 1/8)",
+        "config": {"dataset": "fashion_mnist", "max_per_class": 1000, "arch": "vgg11", "width": 0.125,
+                   "lr": 0.02, "batch_size": 64, "l2": 0.0, "steps": 1000, "eval_every": 250,
+                   "eval_size": 128},
+        "sweeps": {"lr": [0.01, 0.02, 0.04], "l2": [0.0, 3e-3, 3e-2]}}]},
     # The paper's Fig. 1 (VGG-13, CIFAR-10) and its appendix (VGG-11, MNIST). GC exact on 512
     # training examples (matrix-free on gcref_cuda with --backend cuda).
     "paper": {"seeds": [0, 1, 2], "settings": [

@@ -29,8 +29,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # validation/ is on sys.path when a script runs (python validation/...)
 
 import numpy as np  # noqa: E402
 

@@ -22,8 +22,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # validation/ is on sys.path when a script runs (python validation/...)
 
 import numpy as np  # noqa: E402
 
@@ -41,7 +40,14 @@ CONFIGS = {
         "config": {"dataset": "digits", "max_per_class": 20, "num_source": 5, "split_seed": 0, "arch": "mlp",
                    "hidden": [16, 8], "lr": 0.05, "batch_size": 16, "l2": 0.0, "steps": 6, "eval_every": 3,
                    "eval_size": 40, "ways": 3, "shots": 2, "queries": 3, "episodes": 10},
-        "sweeps": {"lr": [0.02, 0.1], "batch_size": [8, 16]}}]},
+        "sweeps": {"lr": [0.02, 0.1], "batch_size": [8, 16]}},
+        {"label": "glyphs 6/4 classes / MLP (smoke)",
+         "config": {"dataset": "glyphs", "dataset_options": {"class_split": [6, 2, 4], "n_per_class": 12,
+                                                              "test_per_class": 4},
+                    "arch": "mlp", "hidden": [16, 8], "lr": 0.05, "batch_size": 16, "l2": 0.0, "steps": 6,
+                    "eval_every": 3, "eval_size": 24, "ways": 3, "shots": 2, "queries": 3, "episodes": 10},
+         "sweeps": {"lr": [0.02, 0.1]}}],
+        "ablation": {"setting": 1, "num_source": [3], "sweeps": {"lr": [0.02, 0.1]}}},
     "small": {"seeds": [0, 1, 2], "settings": [
         {"label": "digits 5 source / 5 target classes / MLP 64-128-128-32",
          "config": {"dataset": "digits", "num_source": 5, "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32],
@@ -54,7 +60,28 @@ CONFIGS = {
                     "arch": "mlp", "hidden": [128, 64, 32], "lr": 0.05, "batch_size": 32, "l2": 0.0,
                     "steps": 1000, "eval_every": 250, "eval_size": 300,
                     "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
-         "sweeps": {"lr": [0.01, 0.05, 0.2], "batch_size": [8, 32, 128], "l2": [0.0, 1e-3, 1e-2]}}]},
+         "sweeps": {"lr": [0.01, 0.05, 0.2], "batch_size": [8, 32, 128], "l2": [0.0, 1e-3, 1e-2]}},
+        # The paper's regime at CPU scale: many source classes. glyphs (gcref.data.glyphs):
+        # 64 source / 16 validation / 20 target classes (CIFAR-FS's split sizes), 100 renderings
+        # per class, 5-way 5-shot NCC on the 20 target classes.
+        {"label": "glyphs 64 source / 20 target classes / MLP 784-128-128-32",
+         "config": {"dataset": "glyphs", "dataset_options": {"class_split": [64, 16, 20], "n_per_class": 100},
+                    "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32], "lr": 0.05, "batch_size": 32,
+                    "l2": 0.0, "steps": 2000, "eval_every": 500, "eval_size": 300,
+                    "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
+         "sweeps": {"lr": [0.01, 0.02, 0.05, 0.1, 0.2], "batch_size": [8, 16, 32, 64, 128],
+                    "l2": [0.0, 1e-4, 1e-3, 3e-3, 1e-2]}},
+        {"label": "glyphs 64 source / 20 target classes / CNN (8,16; 32)",
+         "config": {"dataset": "glyphs", "dataset_options": {"class_split": [64, 16, 20], "n_per_class": 100},
+                    "split_seed": 0, "arch": "cnn", "width": 0.5, "hidden": [32], "backend": "cuda",
+                    "lr": 0.05, "batch_size": 32, "l2": 0.0, "steps": 1000, "eval_every": 500,
+                    "eval_size": 300, "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
+         "sweeps": {"lr": [0.01, 0.05, 0.2], "batch_size": [8, 32, 128], "l2": [0.0, 1e-3, 1e-2]}}],
+        # Not part of the verdict: where does the direction change? The glyphs MLP setting with
+        # 8, 16, 32 source classes (the same 20 target classes; 64 is the setting above, its
+        # runs at these sweep values).
+        "ablation": {"setting": 2, "num_source": [8, 16, 32],
+                     "sweeps": {"lr": [0.01, 0.05, 0.2], "l2": [0.0, 1e-3, 1e-2]}}},
     # The paper's Fig. 4: ResNet-18 pre-trained on the 64 CIFAR-FS source classes, 5-way 5-shot
     # on the 20 target classes.
     "paper": {"seeds": [0, 1, 2], "settings": [{
@@ -64,6 +91,13 @@ CONFIGS = {
         "sweeps": {"lr": [0.005, 0.01, 0.02, 0.05, 0.1], "batch_size": [32, 64, 128, 256, 512],
                    "l2": [0.0, 1e-5, 1e-4, 5e-4, 1e-3]}}]},
 }
+
+
+def _short(name: str) -> str:
+    """A setting's short name for the reason line: the dataset (and the network for glyphs)."""
+    label = name.split(": ", 1)[0]
+    short = label.split(" ")[0]
+    return short + (" " + label.split(" / ")[-1].split(" ")[0] if short == "glyphs" else "")
 
 
 def _final(r, key):
@@ -118,6 +152,70 @@ def plot(setting_runs):
     return fig
 
 
+_YLABEL = {"gc": "source GC (final)", "target_nc": "target NC", "few_shot_accuracy": "5-way 5-shot accuracy"}
+
+
+def plot_hyperparameters(setting_runs):
+    """The paper's Fig. 4 layout: final source GC, target NC and 5-shot accuracy against each
+    swept hyperparameter (one row per setting and hyperparameter; mean over seeds, bars: range)."""
+    plt = common.plt()
+    rows = [(lab, hp, recs) for lab, sweeps, recs in setting_runs for hp in sweeps]
+    fig, axes = plt.subplots(len(rows), 3, figsize=(12, 2.6 * len(rows)), squeeze=False)
+    for i, (lab, hp, recs) in enumerate(rows):
+        rs = [r for r in recs if r["status"] == "completed" and r["swept"] == hp]
+        vals = sorted(set(r["hp"][hp] for r in rs))
+        for j, key in enumerate(("gc", "target_nc", "few_shot_accuracy")):
+            ax = axes[i, j]
+            ys = [np.array([_final(r, key) for r in rs if r["hp"][hp] == v]) for v in vals]
+            ys = [y[np.isfinite(y)] for y in ys]
+            xs = list(range(len(vals)))
+            mean = [float(np.mean(y)) if y.size else np.nan for y in ys]
+            lo = [m - float(np.min(y)) if y.size else 0.0 for m, y in zip(mean, ys)]
+            hi = [float(np.max(y)) - m if y.size else 0.0 for m, y in zip(mean, ys)]
+            ax.errorbar(xs, mean, yerr=[lo, hi], marker="o", capsize=3)
+            for x, y in zip(xs, ys):
+                ax.scatter([x] * y.size, y, s=8, color="k", alpha=0.4)
+            ax.set_xticks(xs)
+            ax.set_xticklabels([f"{v:g}" for v in vals], fontsize=7)
+            ax.set_xlabel(hp)
+            ax.set_ylabel(_YLABEL[key], fontsize=8)
+            if key == "gc":
+                common.log_scale(ax, "y")
+            ax.set_title(lab, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation(rows):
+    """Spearman rho (source GC, target NC) and (source GC, 5-shot accuracy) with their bootstrap
+    95% intervals against the number of source classes."""
+    plt = common.plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (key, sign) in zip(axes, (("target NC", +1), ("5-shot accuracy", -1))):
+        pts = [(r["num_source"], r["parts"][0 if key == "target NC" else 1]) for r in rows]
+        k = [p[0] for p in pts]
+        rho = [p[1]["spearman_rho"] for p in pts]
+        lo = [p[1]["spearman_rho"] - p[1]["ci95_bootstrap"][0] for p in pts]
+        hi = [p[1]["ci95_bootstrap"][1] - p[1]["spearman_rho"] for p in pts]
+        ax.errorbar(k, rho, yerr=[lo, hi], marker="o", capsize=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(k)
+        ax.set_xticklabels([str(v) for v in k])
+        ax.set_xlabel("number of source classes")
+        ax.set_ylabel(f"Spearman rho (source GC, {key})")
+        ax.set_title(f"paper's direction: rho {'>' if sign > 0 else '<'} 0", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _with_source_count(config: dict, k: int) -> dict:
+    opts = dict(config.get("dataset_options") or {})
+    split = list(opts.get("class_split") or [64, 16, 20])
+    opts["class_split"] = [int(k)] + split[1:]
+    return {**config, "dataset_options": opts}
+
+
 def run(args, t0):
     cfg = common.resolve_config(CONFIGS, args)
     B = common.load_backend(args.backend)
@@ -139,11 +237,51 @@ def run(args, t0):
             parts += p
             hp_rows += rows
             setting_runs.append((st["label"], st["sweeps"], records))
+        ablation_rows = []
+        abl = cfg.get("ablation")
+        if abl:
+            si0 = int(abl["setting"])
+            st0 = cfg["settings"][si0]
+            base = common.lab_config(st0["config"], args)["config"]
+            n_main = int((base.get("dataset_options") or {}).get("class_split", [64])[0])
+            for k in list(abl["num_source"]) + [n_main]:
+                lab_k = f"{st0['label'].split(' / ')[-1]}, {k} source classes"
+                if k == n_main:      # the main setting's runs at the ablation's sweep values
+                    recs = [r for r in setting_runs[si0][2]
+                            if r["hp"][r["swept"]] in abl["sweeps"].get(r["swept"], [])]
+                else:
+                    recs = []
+                    for hp, values in abl["sweeps"].items():
+                        common.log(args, f"ablation {lab_k}: sweep {hp} over {values}")
+                        rr = common.sweep(_with_source_count(base, k), {hp: values}, cfg["seeds"],
+                                          os.path.join(str(work), f"ablation{k}-{hp}"), jobs=args.jobs,
+                                          transfer=True)
+                        for r in rr:
+                            r["swept"] = hp
+                        recs += rr
+                p, rows = analyse(lab_k, recs, abl["sweeps"])
+                ablation_rows.append({"num_source": int(k), "label": lab_k, "parts": p, "per_hyperparameter": rows,
+                                      "runs": [{"swept": r["swept"], "hp": r["hp"], "seed": r["seed"],
+                                                "status": r["status"], "final": r["final"]} for r in recs]})
     verdict = common.combine_verdicts(parts)
+    setting_verdicts = [{"setting": lab, "verdict": common.combine_verdicts([p for p in parts if p["setting"] == lab]),
+                         "parts": [{"name": p["name"], "spearman_rho": p["spearman_rho"],
+                                    "p_value_permutation": p["p_value_permutation"],
+                                    "ci95_bootstrap": p["ci95_bootstrap"], "direction": p["direction"]}
+                                   for p in parts if p["setting"] == lab]}
+                        for lab, _, _ in setting_runs]
     reason = "; ".join(f"{p['name']}: rho={common.fmt(p['spearman_rho'], 2)} (p={common.fmt(p['p_value_permutation'], 2)}, "
                        f"{p['direction']})" for p in parts)
+    reason += ". Verdict per setting: " + "; ".join(f"{v['setting']}: {v['verdict']}" for v in setting_verdicts)
+    if ablation_rows:
+        reason += (". Source-class-count ablation (not in the verdict), rho(source GC, target NC) / "
+                   "rho(source GC, 5-shot accuracy): " + "; ".join(
+                       f"{a['num_source']} classes: {common.fmt(a['parts'][0]['spearman_rho'], 2)} "
+                       f"(p={common.fmt(a['parts'][0]['p_value_permutation'], 2)}) / "
+                       f"{common.fmt(a['parts'][1]['spearman_rho'], 2)} "
+                       f"(p={common.fmt(a['parts'][1]['p_value_permutation'], 2)})" for a in ablation_rows))
     reason += ". Per hyperparameter (value -> metric: rho, expected sign) -- " + "; ".join(
-        f"{r['name'].split(' ')[0]} {r['name'].split(': ', 1)[1]}: {common.fmt(r['spearman_rho'], 2)} "
+        f"{_short(r['name'])} {r['name'].split(': ', 1)[1]}: {common.fmt(r['spearman_rho'], 2)} "
         f"({r['expected_sign']:+d}, p={common.fmt(r['p_value_permutation'], 2)})" for r in hp_rows)
     head = parts[0]
     setting = " | ".join(f"{s['label']}: {common.describe_lab(s['config'], s['sweeps'], cfg['seeds'])}"
@@ -155,9 +293,13 @@ def run(args, t0):
         uncertainty={"p_value_permutation": head["p_value_permutation"], "ci95_bootstrap": head["ci95_bootstrap"]},
         verdict=verdict, reason=reason, parts=parts, backend=B.describe(), data=infos, config=cfg,
         runtime_s=time.time() - t0,
-        extra={"per_hyperparameter": hp_rows,
+        extra={"per_hyperparameter": hp_rows, "setting_verdicts": setting_verdicts, "ablation": ablation_rows,
+               "figures": ["claim4.png", "claim4_hyperparameters.png"] + (["claim4_ablation.png"] if ablation_rows else []),
                "runs": [{"setting": lab, "swept": r["swept"], "hp": r["hp"], "seed": r["seed"], "status": r["status"],
                          "final": r["final"]} for lab, _, recs in setting_runs for r in recs]})
+    common.save_figure(plot_hyperparameters(setting_runs), os.path.join(args.out, "claim4_hyperparameters.png"))
+    if ablation_rows:
+        common.save_figure(plot_ablation(ablation_rows), os.path.join(args.out, "claim4_ablation.png"))
     fig = plot(setting_runs)
     return common.finish(args, summary, fig)
 

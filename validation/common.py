@@ -13,43 +13,40 @@ Every ``claimN_*.py`` script does the same five things, with the helpers below:
 5. write ``results/claimN.json`` atomically (:func:`write_json`) and ``results/claimN.png``
    (:func:`save_figure`, matplotlib's Agg backend).
 
-BLAS threads are limited to one per process (:func:`limit_threads`): the networks here are small,
-and on a 2-core machine a multi-threaded BLAS is slower by an order of magnitude than one thread
-per process with the runs spread over processes.
+BLAS threads are limited to one per process (:func:`limit_threads`, gcref's limiter): the
+networks here are small, and on a 2-core machine a multi-threaded BLAS is slower by an order of
+magnitude than one thread per process with the runs spread over processes. The statistics are
+gcref's (:mod:`gcref.lab.stats`), the files are written with :func:`gcref.nn.atomic_write`.
+Importing this module changes neither ``sys.path`` nor the environment: run the scripts as
+``python validation/claimN_*.py`` (Python puts their folder on the path).
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
+import contextlib
+import copy
+import json
+import math
 import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-# Before NumPy loads its BLAS (when a script is the entry point); limit_threads() covers the
-# case where NumPy was imported first (tests).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import numpy as np
 
-import argparse  # noqa: E402
-import ast  # noqa: E402
-import contextlib  # noqa: E402
-import copy  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+from gcref.lab.run import blas_threads
+from gcref.lab.stats import CorrelationTest, bootstrap_ci, spearman_test  # noqa: F401 - used by the claims
+from gcref.lab.stats import spearman_rho as spearman  # noqa: F401
+from gcref.nn import atomic_write
 
 HERE = Path(__file__).resolve().parent
-# Worker processes (joblib/loky) import the claim modules and this one by name.
-if str(HERE) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
-SCALES = ("smoke", "small", "paper")
+SCALES = ("smoke", "small", "medium", "paper")
 VERDICTS = ("reproduced", "not reproduced", "not run at this scale")
 
 #: Fields every claim summary carries (tests check them).
@@ -65,12 +62,16 @@ def parse_args(argv=None, *, claim: int, description: str) -> argparse.Namespace
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=SCALES, default="small",
                     help="smoke: seconds (tests); small: CPU minutes (digits, Fashion-MNIST, "
-                         "synthetic); paper: the paper's architecture and dataset (GPU)")
+                         "glyphs, synthetic); medium: about an hour on 2 CPU cores (VGG-11 on "
+                         "Fashion-MNIST at reduced width); paper: the paper's architecture and "
+                         "dataset (GPU)")
     ap.add_argument("--data-root", default=None,
                     help="folder holding the original dataset files (paper scale: "
                          "cifar-10-batches-bin/, cifar-100-binary/, MNIST IDX files)")
-    ap.add_argument("--out", default=str(RESULTS),
-                    help="folder for claimN.json and claimN.png (default validation/results)")
+    ap.add_argument("--out", default=None,
+                    help="folder for claimN.json and claimN.png (default: each scale its own, see "
+                         "default_out: small validation/results, medium validation/results/medium, "
+                         "paper validation/results/paper, smoke and --tiny a temporary folder)")
     ap.add_argument("--seeds", default=None,
                     help="number of seeds (e.g. 5 -> 0..4) or a comma list (e.g. 0,3,7); "
                          "default: the scale's configuration")
@@ -91,9 +92,35 @@ def parse_args(argv=None, *, claim: int, description: str) -> argparse.Namespace
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
     args.claim = claim
+    if args.out is None:
+        args.out = str(default_out(args.scale, args.tiny))
+    elif (args.scale == "smoke" or args.tiny) and _inside(Path(args.out), RESULTS):
+        ap.error(f"--out {args.out}: --scale smoke and --tiny never write into the committed results "
+                 f"({RESULTS}); give another folder")
     if args.jobs is None:
         args.jobs = max(1, min(2, os.cpu_count() or 1))
     return args
+
+
+def default_out(scale: str, tiny: bool = False) -> Path:
+    """Where a scale's results go when ``--out`` is not given: each scale its own folder, so no
+    run overwrites another scale's committed results.
+
+    ``small`` -> ``validation/results`` (the committed table), ``medium`` ->
+    ``validation/results/medium``, ``paper`` -> ``validation/results/paper``; ``smoke`` and any
+    ``--tiny`` run -> ``<tmp>/gcref-validation-<scale>[-tiny]`` (never the committed results).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if scale == "smoke" or tiny:
+        return Path(tempfile.gettempdir()) / f"gcref-validation-{scale}{'-tiny' if tiny else ''}"
+    return RESULTS if scale == "small" else RESULTS / scale
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (after resolving links)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def parse_seeds(text, default) -> list[int]:
@@ -153,6 +180,8 @@ _TINY = {
     "flatness_examples": lambda v: min(int(v), 4),
     "budgets": lambda v: {"examples": [4], "outputs": [2], "mask": [0.25], "projection": [1]},
     "seeds": lambda v: list(v)[:2],
+    "n_per_class": lambda v: min(int(v), 10), "test_per_class": lambda v: min(int(v), 4),
+    "num_source": lambda v: list(v)[:1] if isinstance(v, list) else v,
 }
 _TINY_SWEEP = {"batch_size": [2, 4]}
 
@@ -193,6 +222,9 @@ def apply_overrides(cfg: dict, overrides) -> dict:
 
 def resolve_config(configs: dict, args) -> dict:
     """The scale's configuration with ``--set`` overrides and ``--seeds`` applied."""
+    if args.scale not in configs:
+        raise SystemExit(f"claim{args.claim} has no configuration at --scale {args.scale} "
+                         f"(scales: {', '.join(configs)})")
     cfg = configs[args.scale]
     if getattr(args, "tiny", False):
         cfg = apply_tiny(cfg)
@@ -207,16 +239,9 @@ def log(args, *msg):
 
 
 # -------------------------------------------------------------------------------------- threads
-@contextlib.contextmanager
 def limit_threads(n: int = 1):
-    """One BLAS thread in this process (threadpoolctl), for the duration of the block."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=n):
-        yield
+    """One BLAS thread in this process for the duration of a ``with`` block (gcref's limiter)."""
+    return blas_threads(n)
 
 
 # -------------------------------------------------------------------------------------- backend
@@ -542,92 +567,7 @@ def sweep(base: dict, grid: dict, seeds, out_dir, *, jobs: int = 1, transfer: bo
 
 
 # ----------------------------------------------------------------------------------- statistics
-def _rank(a):
-    from scipy.stats import rankdata
-    return rankdata(np.asarray(a, dtype=float))
-
-
-def spearman(x, y) -> float:
-    """Spearman's rank correlation (average ranks for ties); nan if either side is constant."""
-    rx, ry = _rank(x), _rank(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = math.sqrt(float(rx @ rx) * float(ry @ ry))
-    return float(rx @ ry / den) if den > 0 else float("nan")
-
-
-def _rowwise_spearman(X, Y) -> np.ndarray:
-    """Spearman's rho of each row pair of ``X`` and ``Y`` (shape ``(B, n)``); nan where constant."""
-    from scipy.stats import rankdata
-    rx = rankdata(X, axis=1)
-    ry = rankdata(Y, axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    den = np.sqrt(np.sum(rx * rx, axis=1) * np.sum(ry * ry, axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, np.sum(rx * ry, axis=1) / np.where(den > 0, den, 1.0), np.nan)
-
-
-@dataclass
-class CorrelationTest:
-    """Spearman correlation with a permutation p-value and a bootstrap 95% interval."""
-
-    rho: float
-    p_value: float
-    ci95: tuple
-    n: int
-    n_permutations: int
-    n_bootstrap: int
-
-    def describe(self) -> dict:
-        return {"spearman_rho": self.rho, "p_value_permutation": self.p_value,
-                "ci95_bootstrap": list(self.ci95), "n": self.n,
-                "n_permutations": self.n_permutations, "n_bootstrap": self.n_bootstrap}
-
-
-def spearman_test(x, y, *, groups=None, n_permutations: int = 4000, n_bootstrap: int = 2000,
-                  seed: int = 0) -> CorrelationTest:
-    """Spearman's rho of ``(x, y)``, a two-sided permutation p-value and a bootstrap CI.
-
-    The permutation test shuffles ``y`` against ``x`` (H0: no monotone association); the p-value
-    is ``(1 + #{|rho*| >= |rho|}) / (1 + B)``, so it is never 0. The bootstrap resamples the
-    pairs, within each of ``groups`` when given (e.g. the seeds of each swept value, so every
-    resample keeps the design), and reports the 2.5% and 97.5% percentiles.
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    groups = None if groups is None else np.asarray(groups)[ok]
-    n = x.shape[0]
-    rho = spearman(x, y) if n >= 3 else float("nan")
-    if not np.isfinite(rho):
-        return CorrelationTest(rho, float("nan"), (float("nan"), float("nan")), n, 0, 0)
-    rng = np.random.default_rng(seed)
-    rx, ry = _rank(x), _rank(y)
-    rx = (rx - rx.mean()) / np.linalg.norm(rx - rx.mean())
-    ryc = ry - ry.mean()
-    ryc = ryc / np.linalg.norm(ryc)
-    perms = np.argsort(rng.random((n_permutations, n)), axis=1)
-    null = ryc[perms] @ rx
-    p = float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_permutations))
-    if groups is None:
-        idx_sets = [np.arange(n)]
-    else:
-        idx_sets = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-    idx = np.concatenate([s[rng.integers(0, s.size, size=(n_bootstrap, s.size))] for s in idx_sets], axis=1)
-    boots = _rowwise_spearman(x[idx], y[idx])
-    boots = boots[np.isfinite(boots)]
-    ci = ((float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))) if boots.size
-          else (float("nan"), float("nan")))
-    return CorrelationTest(rho, p, ci, n, n_permutations, n_bootstrap)
-
-
-def bootstrap_ci(values, stat=np.mean, n_bootstrap: int = 2000, seed: int = 0) -> tuple:
-    """Percentile bootstrap 95% interval of ``stat(values)``."""
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    reps = [stat(values[rng.integers(0, values.size, values.size)]) for _ in range(n_bootstrap)]
-    return float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
+# spearman, spearman_test, CorrelationTest, bootstrap_ci: gcref.lab.stats (imported above).
 
 
 def direction_verdict(test: CorrelationTest, expected_sign: int, alpha: float = 0.05) -> dict:
@@ -677,20 +617,8 @@ def _jsonable(obj):
 
 
 def atomic_write_text(path, text: str):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.name)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`gcref.nn.atomic_write`)."""
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def write_json(path, obj) -> Path:
@@ -727,18 +655,11 @@ def log_scale(ax, which: str = "y"):
 
 
 def save_figure(fig, path) -> Path:
-    """Save a figure as PNG atomically and close it."""
+    """Save a figure as PNG atomically (:func:`gcref.nn.atomic_write`) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, bbox_inches="tight", format="png"))
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         plt().close(fig)
     return path
 

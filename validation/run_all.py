@@ -2,13 +2,17 @@
 
     python validation/run_all.py --scale small                 # CPU, 7-13 min on 2 cores
     python validation/run_all.py --scale paper --data-root DATA --backend cuda   # GPU, hours
-    python validation/run_all.py --scale smoke --out /tmp/v     # seconds (what the tests run)
+    python validation/run_all.py --scale medium --claims 1 --backend cuda   # about an hour on 2 CPU cores
+    python validation/run_all.py --scale smoke                  # seconds (what the tests run), in a temporary folder
 
 Every option but ``--claims``, ``--no-readme`` and ``--table-only`` is passed on to each script
 (see ``validation/common.py``); ``--table-only`` runs nothing and rebuilds the index and the
-table from the JSON files already there (after re-running one claim alone). At ``--scale small`` with the default ``--out``, the table between
-the ``results-table`` markers of ``validation/README.md`` is rewritten from the JSON files, so
-the README always shows what the committed scripts measured.
+table from the JSON files already there (after re-running one claim alone). Each scale writes
+its own folder (``common.default_out``: small ``results/``, medium ``results/medium/``, paper
+``results/paper/``; smoke and ``--tiny`` a temporary folder, never the committed results). At
+``--scale small`` (all claims) and ``--scale medium`` with the default ``--out``, the table
+between the scale's ``results-table`` markers of ``validation/README.md`` is rewritten from the
+JSON files, so the README always shows what the committed scripts measured.
 """
 
 from __future__ import annotations
@@ -16,14 +20,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import common  # validation/ is on sys.path when a script runs (python validation/...)
 
 SCRIPTS = {1: "claim1_hyperparams", 2: "claim2_sampled_gc", 3: "claim3_ncc_bound", 4: "claim4_transfer",
            5: "claim5_gc_regularization", 6: "claim6_inequalities"}
@@ -70,23 +72,33 @@ def table(summaries: list[dict]) -> str:
         if s.get("parts"):
             n_ok = sum(p.get("verdict") == "reproduced" for p in s["parts"])
             verdict += f" ({n_ok}/{len(s['parts'])} parts)"
+        if s.get("setting_verdicts"):
+            verdict += "; per setting: " + "; ".join(f"{v['setting']}: {v['verdict']}" for v in s["setting_verdicts"])
         lines.append(f"| {s['claim']} | {_cell(s['title'])} ({_cell(s['paper'])}) | {_cell(s['setting'])} | "
-                     f"{_cell(_measured(s))} | **{verdict}** | {s['runtime_s']:.0f} s |")
+                     f"{_cell(_measured(s))} | **{_cell(verdict)}** | {s['runtime_s']:.0f} s |")
     lines.append("")
     lines += [f"- **Claim {s['claim']}** ({s['verdict']}): {s['reason']}" for s in summaries]
     return "\n".join(lines)
+
+
+def _markers(scale: str):
+    """The README markers of a scale's table (``small``: the original ones)."""
+    if scale == "small":
+        return START, END
+    return f"<!-- results-table-{scale}:start -->", f"<!-- results-table-{scale}:end -->"
 
 
 def update_readme(summaries, scale: str):
     if not README.exists():
         return False
     text = README.read_text()
-    if START not in text or END not in text:
+    start, end = _markers(scale)
+    if start not in text or end not in text:
         return False
-    block = (f"{START}\n<!-- written by validation/run_all.py --scale {scale}; do not edit by hand -->\n"
-             f"{table(summaries)}\n{END}")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
+    block = (f"{start}\n<!-- written by validation/run_all.py --scale {scale}; do not edit by hand -->\n"
+             f"{table(summaries)}\n{end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
     common.atomic_write_text(README, head + block + tail)
     return True
 
@@ -133,8 +145,11 @@ def main(argv=None):
     common.write_json(out / "summary.json", index)
     print(table(summaries))
     print(f"total {total:.0f} s; results in {out}")
-    if (not known.no_readme and args.scale == "small"
-            and out.resolve() == common.RESULTS.resolve() and set(claims) == set(SCRIPTS)):
+    # the README shows the committed results: the small scale's full table, the medium scale's
+    # claims (those that have a medium configuration), each from its default folder
+    if (not known.no_readme and args.scale in ("small", "medium") and not args.tiny
+            and out.resolve() == common.default_out(args.scale).resolve()
+            and (set(claims) == set(SCRIPTS) or args.scale == "medium")):
         if update_readme(summaries, args.scale):
             print(f"updated the table in {README}")
     if failures:

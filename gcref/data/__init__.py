@@ -1,5 +1,5 @@
 """Datasets for gcref: synthetic laws with known Poincaré constants, procedural images, the
-offline scikit-learn digits, and loaders for MNIST / Fashion-MNIST / CIFAR-10 / CIFAR-100 /
+offline scikit-learn digits, an offline many-class character dataset (glyphs), and loaders for MNIST / Fashion-MNIST / CIFAR-10 / CIFAR-100 /
 CIFAR-FS files a user has on disk (original formats, never unpickled).
 
 Every loader returns a :class:`Dataset` (``X`` float64, NCHW images or ``(n, d)`` vectors; ``y``
@@ -14,6 +14,7 @@ import numpy as np
 
 from .dataset import Dataset, concat
 from .digits import load_digits_dataset
+from .glyphs import GLYPH_CLASSES, glyph_class_split, glyph_metadata, load_glyphs
 from .files import (
     CIFAR10_CLASSES,
     CIFAR100_COARSE_LABELS,
@@ -48,7 +49,7 @@ from .synthetic import (
 __all__ = [
     "Dataset", "concat", "DATASETS", "load_dataset",
     "GaussianMixture", "UniformBoxes", "gaussian_mixture", "uniform_boxes", "procedural_images",
-    "load_digits_dataset",
+    "load_digits_dataset", "load_glyphs", "glyph_class_split", "glyph_metadata", "GLYPH_CLASSES",
     "read_idx", "load_mnist", "load_cifar10", "load_cifar100", "default_fashion_mnist_root",
     "MNIST_CLASSES", "FASHION_MNIST_CLASSES", "CIFAR10_CLASSES", "CIFAR100_FINE_LABELS",
     "CIFAR100_COARSE_LABELS", "FASHION_MNIST_DEBIAN_ROOT",
@@ -58,7 +59,7 @@ __all__ = [
 
 #: Names accepted by :func:`load_dataset`.
 DATASETS = ("digits", "gaussian_mixture", "procedural", "mnist", "fashion_mnist", "cifar10",
-            "cifar100", "cifar_fs")
+            "cifar100", "cifar_fs", "glyphs")
 
 _FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "cifar_fs")
 
@@ -85,6 +86,10 @@ def load_dataset(name: str, root=None, split: str = "train", **kw) -> Dataset:
 
         - ``"digits"``: scikit-learn's 8x8 digits, ``(n, 1, 8, 8)``; ``kw``: ``test_fraction``,
           ``seed`` (see :func:`load_digits_dataset`).
+        - ``"glyphs"``: :func:`load_glyphs`, characters rendered from matplotlib's fonts
+          (175 classes, ``(n, 1, 28, 28)``); ``kw``: ``part`` (``"all"``, ``"source"``,
+          ``"val"``, ``"target"``), ``n_per_class``, ``size``, ``seed``, ``class_split``,
+          ``class_seed``, ``cache_dir``.
         - ``"gaussian_mixture"``: :func:`gaussian_mixture` (defaults ``n_per_class=100``,
           ``num_classes=5``, ``dim=16``, ``seed=0``), ``(n, dim)``.
         - ``"procedural"``: :func:`procedural_images` (defaults ``n_per_class=100``, ``seed=0``).
@@ -130,6 +135,8 @@ def load_dataset(name: str, root=None, split: str = "train", **kw) -> Dataset:
         return load_cifar_fs(root, split=split, **kw)
     if name == "digits":
         return load_digits_dataset(split=split, **kw)
+    if name == "glyphs":
+        return load_glyphs(split=split, **kw)
     if not isinstance(split, str) or split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test' for {name!r}, got {split!r}")
     seed = kw.pop("seed", 0)

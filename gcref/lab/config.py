@@ -127,7 +127,7 @@ class TrainConfig:
     def transfer(self) -> bool:
         """Whether the run has target classes (source classes trained, target classes held out)."""
         return (self.source_classes is not None or self.num_source is not None
-                or self.dataset == "cifar_fs")
+                or self.dataset in _OWN_SPLIT)
 
     def result_key(self) -> dict:
         """The settings that determine the result (everything but threads and paths)."""
@@ -146,6 +146,8 @@ SWEEPABLE = ("lr", "batch_size", "l2", "gc_reg", "momentum", "seed", "steps", "w
 
 
 BACKENDS = ("reference", "cuda")
+#: Datasets with their own source/target class split (CIFAR-FS; glyphs: 64/16/20 proportions).
+_OWN_SPLIT = ("cifar_fs", "glyphs")
 
 
 def as_config(config=None, **overrides) -> TrainConfig:
@@ -259,6 +261,10 @@ def validate_config(config, n_train: int | None = None) -> TrainConfig:
     if cfg.dataset == "cifar_fs" and (cfg.source_classes is not None or cfg.num_source is not None):
         raise ValueError("cifar_fs has its own class split (64 source, 20 target classes); "
                          "do not give source_classes or num_source")
+    if cfg.dataset == "glyphs" and (cfg.source_classes is not None or cfg.num_source is not None):
+        raise ValueError("glyphs has its own class split (CIFAR-FS proportions, seed split_seed; "
+                         "dataset_options={'class_split': [n_source, n_val, n_target]} changes it); "
+                         "do not give source_classes or num_source")
     for name in ("source_classes", "target_classes"):
         v = getattr(cfg, name)
         if v is not None:
@@ -305,7 +311,11 @@ def load_run_data(config) -> RunData:
       ``split_seed``; synthetic sets: independent draws);
     - transfer runs: train and test restricted to the source classes (relabelled ``0..k_s-1``),
       and all examples (train and test) of the target classes;
-    - ``cifar_fs``: the 64 train classes (CIFAR-100 train / test images) and the 20 test classes.
+    - ``cifar_fs``: the 64 train classes (CIFAR-100 train / test images) and the 20 test classes;
+    - ``glyphs``: the source classes of :func:`gcref.data.glyph_class_split` (``split_seed``;
+      ``n_per_class`` (default ``max_per_class``, else 100) training and ``test_per_class``
+      (default ``min(30, n_per_class)``) test renderings per class) and the target classes
+      (``n_per_class`` renderings of the test stream).
     """
     from ..data import class_split, concat, load_dataset, random_class_split
 
@@ -319,7 +329,18 @@ def load_run_data(config) -> RunData:
         opts.setdefault("seed", cfg.split_seed)
     if name in ("mnist", "fashion_mnist", "cifar10", "cifar100", "cifar_fs") and cfg.max_per_class:
         opts.setdefault("max_per_class", cfg.max_per_class)
-    if name == "cifar_fs":
+    if name == "glyphs":
+        # source classes: n_per_class training and test_per_class test renderings; target
+        # classes: n_per_class renderings of the test stream (never trained on)
+        opts.setdefault("class_seed", cfg.split_seed)
+        if cfg.max_per_class:
+            opts.setdefault("n_per_class", cfg.max_per_class)
+        n_test = opts.pop("test_per_class", min(30, opts.get("n_per_class", 100)))
+        train = load_dataset(name, split="train", part="source", **opts)
+        test = load_dataset(name, split="test", part="source", **{**opts, "n_per_class": n_test})
+        target = load_dataset(name, split="test", part="target", **opts)
+        data = RunData(_first_per_class(train, cfg.max_per_class), test, target)
+    elif name == "cifar_fs":
         train = load_dataset(name, cfg.data_root, split="train", part="train", **opts)
         test = load_dataset(name, cfg.data_root, split="test", part="train", **opts)
         target = load_dataset(name, cfg.data_root, split="all", part="test", **opts)

@@ -183,6 +183,10 @@ def _blas_threads(n):
         yield
 
 
+#: The BLAS thread limiter under a public name (``validation/`` uses it): ``with blas_threads(1):``.
+blas_threads = _blas_threads
+
+
 def _engine_for(backend: str):
     """The engine of a backend for :func:`gcref.train.fit`: ``None`` (the reference) or
     ``gcref_cuda.FastEngine`` (built for the run's network by ``fit``)."""

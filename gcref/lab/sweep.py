@@ -33,13 +33,13 @@ import math
 import os
 import time
 import uuid
-import warnings
 
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
 from ..train.fit import HISTORY_FILE, load_history
 from .config import FIELDS, TrainConfig, as_config, load_run_data, validate_config
 from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_done, run_summary,
                   run_training, verify_finished)
+from .stats import spearman  # noqa: F401 - the lab's Spearman (one definition, gcref.lab.stats)
 
 __all__ = ["run_sweep", "plan_sweep", "expand_grid", "summarize_sweep", "run_name", "spearman",
            "sweep_progress", "SWEEP_FILE", "SUMMARY_JSON", "SUMMARY_CSV", "LOCAL_BACKENDS",
@@ -498,32 +498,6 @@ def _check_same_plan(out_dir, plan):
 
 
 # ---------------------------------------------------------------------------- summaries
-
-
-def spearman(x, y) -> dict:
-    """Spearman's rank correlation of paired values, ignoring pairs with a missing value.
-
-    Returns ``{"rho", "pvalue", "n"}``; ``rho`` is ``None`` (with a ``note``) when fewer than
-    three pairs remain or one side is constant.
-    """
-    from scipy.stats import spearmanr
-
-    pairs = [(a, b) for a, b in zip(x, y) if _num(a) and _num(b)]
-    out = {"rho": None, "pvalue": None, "n": len(pairs)}
-    if len(pairs) < 3:
-        out["note"] = f"needs at least 3 runs with both values, has {len(pairs)}"
-        return out
-    xs, ys = zip(*pairs)
-    if len(set(xs)) == 1 or len(set(ys)) == 1:
-        out["note"] = "constant input"
-        return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = spearmanr(xs, ys)
-    rho, p = float(res.statistic), float(res.pvalue)
-    out["rho"] = rho if math.isfinite(rho) else None
-    out["pvalue"] = p if math.isfinite(p) else None
-    return out
 
 
 def _num(v):
