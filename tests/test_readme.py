@@ -9,6 +9,7 @@ must exit with 0. Blocks whose commands take more than ~20 s (the full ``gcref c
 are marked slow.
 """
 
+import importlib.util
 import os
 import re
 import shlex
@@ -21,6 +22,15 @@ README = os.path.join(REPO, "README.md")
 SHELL = ("bash", "sh", "shell", "console")
 #: Substrings that make a block take more than ~20 s on two cores.
 SLOW = ("gcref check", "gcref sweep", "gcref transfer", "lab.run_sweep", "lab.run_transfer")
+#: Optional packages a block may import (the README says so next to it): without them installed
+#: the block is skipped, visibly, with the reason.
+OPTIONAL = ("torch", "jax", "ray")
+
+
+def optional_imports(code):
+    """The optional packages a Python block imports (``import torch``, ``from jax import ...``)."""
+    return [name for name in OPTIONAL
+            if re.search(rf"^\s*(import|from)\s+{name}\b", code, re.M)]
 
 
 def readme_blocks(path=README):
@@ -66,6 +76,10 @@ def _cases():
         else:
             continue
         marks = [pytest.mark.slow] if any(s in code for s in SLOW) else []
+        missing = [m for m in optional_imports(code) if importlib.util.find_spec(m) is None]
+        if kind == "python" and missing:
+            marks.append(pytest.mark.skip(reason=f"README block at line {line} needs {', '.join(missing)} "
+                                                 f"(optional; e.g. pip install torch==2.13.0)"))
         cases.append(pytest.param(kind, code, id=f"{kind}-line{line}", marks=marks))
     return cases
 
@@ -79,6 +93,11 @@ def test_commands_are_extracted():
     assert gcref_commands("pip install -e . && gcref check   # verify\n# comment\ngcref plot runs/x\n") == \
         [["gcref", "check"], ["gcref", "plot", "runs/x"]]
     assert gcref_commands("pytest -q\n") == []
+
+
+def test_optional_imports_are_found():
+    assert optional_imports("import numpy as np\nimport torch\nfrom jax import numpy\n") == ["torch", "jax"]
+    assert optional_imports("x = 'torch'\n# import ray\n") == []
 
 
 @pytest.mark.parametrize("kind, code", _cases())
