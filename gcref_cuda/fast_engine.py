@@ -63,7 +63,8 @@ class FastEngine(Engine):
         return _host64(f(params, X))
 
     def embed_and_logits(self, params, X):
-        return _host64(self.fnet.embed(params, X)), _host64(self.fnet.forward(params, X))
+        Z, logits = self.fnet.embed_and_forward(params, X)
+        return _host64(Z), _host64(logits)
 
     def logits_and_pullback(self, params, X):
         fnet = self.fnet

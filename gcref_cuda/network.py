@@ -184,6 +184,22 @@ class FastNetwork:
         """Embedding ``f(x)``, shape ``(n, p)`` (host)."""
         return self._apply(params, X, "embedding")
 
+    def embed_and_forward(self, params, X) -> tuple[np.ndarray, np.ndarray]:
+        """``(f(x), F(x))``, shapes ``(n, p)`` and ``(n, k)`` (host), from one pass: the head
+        runs on the embedding chunk just computed (the same ops as ``embed`` then ``forward``)."""
+        P = self.prepare(params)
+        X = self.check_input(X)
+        ctx = self.ctx(keep_inputs=False)
+        n = X.shape[0]
+        step = self.example_chunk("logits")
+        Z = np.empty((n, self.embedding_dim), dtype=self.dtype)
+        logits = np.empty((n, self.num_classes), dtype=self.dtype)
+        for s in range(0, n, step):
+            z, _ = self.forward_layout(P, self.to_layout(X[s:s + step], ctx), ctx, "embedding")
+            y, _ = self.head.forward(P[self.head.key], z, ctx)
+            Z[s:s + step], logits[s:s + step] = to_host(z), to_host(y)
+        return Z, logits
+
     def embed_device(self, params, X):
         """Embedding on the device (no host copy), shape ``(n, p)``."""
         P = self.prepare(params)

@@ -23,7 +23,6 @@ Run: ``python validation/claim1_hyperparams.py --scale small``.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)

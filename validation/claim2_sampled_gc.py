@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
@@ -99,7 +98,7 @@ def run_setting(setting: dict, seed: int, draws: int, work: str, backend: str, d
     steps = setting["train"]["steps"]
     records, curve = [], []
     for step, params, _ in common.train_checkpoints(
-            net, train, common.checkpoint_steps(steps, setting["checkpoints"]), seed=seed,
+            net, train, common.checkpoint_steps(steps, setting["checkpoints"]), seed=seed, backend=backend,
             work_dir=os.path.join(work, f"seed{seed}"), **setting["train"]):
         t0 = time.perf_counter()
         exact = float(np.mean(B.metrics.per_example_gc(net, params, X)))

@@ -26,7 +26,6 @@ Run: ``python validation/claim3_ncc_bound.py --scale small``.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
@@ -104,7 +103,7 @@ def run_one(setting: dict, seed: int, cfg: dict, work: str, backend: str, data_r
     rows = []
     for step, params, _ in common.train_checkpoints(
             net, train, common.checkpoint_steps(setting["train"]["steps"], setting["checkpoints"]),
-            seed=seed, work_dir=os.path.join(work, f"seed{seed}"), **setting["train"]):
+            seed=seed, backend=backend, work_dir=os.path.join(work, f"seed{seed}"), **setting["train"]):
         Ztr, Zte = net.embed(params, train.X), net.embed(params, test.X)
         err_ncc = 1.0 - ncc_accuracy(Ztr, train.y, Zte, test.y)
         fs = B.metrics.few_shot_accuracy_features(Zte, test.y, ways=k, shots=cfg["shots"],

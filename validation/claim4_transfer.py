@@ -19,7 +19,6 @@ Run: ``python validation/claim4_transfer.py --scale small``.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)

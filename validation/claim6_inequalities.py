@@ -25,7 +25,6 @@ Run: ``python validation/claim6_inequalities.py --scale small``.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
@@ -107,7 +106,7 @@ def run_one(law: dict, activation: str, seed: int, cfg: dict, work: str, backend
                                                          replace=False)
     for step, params, _ in common.train_checkpoints(
             net, mix.dataset, common.checkpoint_steps(cfg["train"]["steps"], cfg["checkpoints"]),
-            seed=seed, work_dir=os.path.join(work, f"{law['law']}-{law['anisotropy']}-{activation}-{seed}"),
+            seed=seed, backend=backend, work_dir=os.path.join(work, f"{law['law']}-{law['anisotropy']}-{activation}-{seed}"),
             **cfg["train"]):
         var, rhs, se, rep = _poincare_terms(net, params, fresh.X, fresh.y, rho, B)
         fl = gcref.flatness_bound(net, params, fresh.X[flat_idx])
@@ -133,7 +132,7 @@ def run_digits_contrast(seed: int, cfg: dict, work: str, backend: str):
     rho = np.array([empirical_poincare_lower_bound(flat[test.y == c]).value for c in range(10)])
     rows = []
     steps = cfg["train"]["steps"]
-    for step, params, _ in common.train_checkpoints(net, train, [0, steps], seed=seed,
+    for step, params, _ in common.train_checkpoints(net, train, [0, steps], seed=seed, backend=backend,
                                                      work_dir=os.path.join(work, f"digits-{seed}"),
                                                      **{**cfg["train"], "batch_size": min(32, cfg["train"]["batch_size"])}):
         var, rhs, se, rep = _poincare_terms(net, params, test.X, test.y, rho, B)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gcref.lab.run import blas_threads
+from gcref.lab.run import blas_threads, engine_for
 from gcref.lab.stats import CorrelationTest, bootstrap_ci, spearman_test  # noqa: F401 - used by the claims
 from gcref.lab.stats import spearman_rho as spearman  # noqa: F401
 from gcref.nn import atomic_write
@@ -285,28 +285,6 @@ def load_backend(name: str) -> Backend:
                    device="gpu" if gpu else "cpu")
 
 
-_FAST_FIT = None     # gcref_cuda.fit while training_backend("cuda") is active
-_BACKEND = "reference"
-
-
-@contextlib.contextmanager
-def training_backend(name: str):
-    """With ``--backend cuda``, train with :func:`gcref_cuda.fit` (``gcref.train.fit``'s loop with
-    the fast step and metrics) for the duration of the block: directly in
-    :func:`train_checkpoints`, and in :mod:`gcref.lab`'s runs through their ``backend`` setting
-    (:func:`lab_config`)."""
-    global _FAST_FIT, _BACKEND
-    if name != "cuda":
-        yield
-        return
-    import gcref_cuda
-    _FAST_FIT, _BACKEND = gcref_cuda.fit, "cuda"
-    try:
-        yield
-    finally:
-        _FAST_FIT, _BACKEND = None, "reference"
-
-
 # ----------------------------------------------------------------------------------------- data
 @dataclass
 class DataInfo:
@@ -412,7 +390,7 @@ TRAIN_KEYS = ("lr", "batch_size", "steps", "l2", "gc_reg", "momentum", "eval_eve
               "gc_method", "gc_size", "gc_rows", "few_shot")
 
 
-def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, **kw):
+def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, backend: str = "reference", **kw):
     """Train one run and yield ``(step, params, history)`` at each step in ``checkpoints``.
 
     Training resumes from :func:`gcref.train.fit`'s checkpoint between the yields, so the
@@ -420,7 +398,7 @@ def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, **kw):
     ``t`` depends only on ``(seed, t)``). History records are only written at the checkpoints.
     """
     from gcref.train import fit
-    fit = _FAST_FIT or fit
+    engine = engine_for(backend)          # --backend cuda: gcref_cuda's FastEngine
     params = net.init(seed=seed)
     steps = sorted(set(int(s) for s in checkpoints))
     fit_kw = {k: v for k, v in kw.items() if k in TRAIN_KEYS and k not in ("steps", "eval_every")}
@@ -430,7 +408,7 @@ def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, **kw):
         steps = steps[1:]
     for s in steps:
         res = fit(net, params, data, steps=s, seed=seed, out_dir=work_dir, resume=True,
-                  eval_every=max(s, 1), **fit_kw)
+                  eval_every=max(s, 1), engine=engine, **fit_kw)
         history = res.history
         if res.status != "completed":
             raise RuntimeError(f"run seed={seed} stopped at step {res.steps}: {res.message}")
@@ -478,7 +456,7 @@ def lab_config(base: dict, args) -> dict:
     for the file datasets, and Fashion-MNIST replaced by the digits (said in the returned
     ``note``) when its files are nowhere to be found."""
     cfg = dict(base)
-    cfg.setdefault("backend", _BACKEND)
+    cfg.setdefault("backend", args.backend)
     note = ""
     if cfg.get("dataset") == "fashion_mnist":
         root = fashion_root(args.data_root)
@@ -755,7 +733,7 @@ def script_main(run, argv, *, claim: int, description: str):
     if args.backend == "cuda":
         load_backend("cuda")          # fail early with a clear message
         args.jobs = 1                 # one device: every run in this process
-    with limit_threads(1), training_backend(args.backend):
+    with limit_threads(1):
         summary = run(args, t0)
     return summary
 

@@ -170,7 +170,8 @@ def run_summary(out_dir, cfg: TrainConfig | None = None) -> dict:
 
 
 @contextlib.contextmanager
-def _blas_threads(n):
+def blas_threads(n):
+    """At most ``n`` BLAS threads in this process for a ``with`` block (``None``: no limit)."""
     if n is None:
         yield
         return
@@ -183,11 +184,7 @@ def _blas_threads(n):
         yield
 
 
-#: The BLAS thread limiter under a public name (``validation/`` uses it): ``with blas_threads(1):``.
-blas_threads = _blas_threads
-
-
-def _engine_for(backend: str):
+def engine_for(backend: str):
     """The engine of a backend for :func:`gcref.train.fit`: ``None`` (the reference) or
     ``gcref_cuda.FastEngine`` (built for the run's network by ``fit``)."""
     if backend == "cuda":
@@ -270,7 +267,7 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
         info = checkpoint_info(os.path.join(out_dir, CHECKPOINT_FILE))
         resumed_from = info["step"] if info is not None and info["step"] > 0 else None
     t0 = time.perf_counter()
-    with _blas_threads(cfg.threads):
+    with blas_threads(cfg.threads):
         net = build_network(cfg, data)
         params = net.init(cfg.seed)
         extra = {"lab_config": cfg.to_dict(), "dataset": data.train.name, "n_train": data.train.n,
@@ -282,7 +279,7 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
                      test_data=data.test, target_data=data.target, eval_every=cfg.eval_every,
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
                      gc_rows=cfg.gc_rows, few_shot=few_shot_protocol(cfg, data), out_dir=out_dir,
-                     resume=resume, progress=progress, config_extra=extra, engine=_engine_for(cfg.backend))
+                     resume=resume, progress=progress, config_extra=extra, engine=engine_for(cfg.backend))
     wall = time.perf_counter() - t0
     done = {"status": result.status, "message": result.message, "steps": result.steps,
             "wall_time_s": wall}
