@@ -22,7 +22,7 @@ from gcref.metrics import complexity as _metrics
 from gcref.metrics.bounds import TIGHT_CONSTANT, NCCErrorBound
 from gcref.metrics.collapse import COINCIDING_MEANS_RTOL, ClassStats, check_class_counts
 from gcref.metrics.complexity import ESTIMATORS, Estimate
-from gcref.metrics.ncc import FewShotResult, few_shot_episodes
+from gcref.metrics.ncc import FewShotResult, few_shot_episodes, summarize_episodes
 
 from .backend import get_xp, is_device_array, to_device, to_host
 from .fast_engine import FastEngine
@@ -213,12 +213,6 @@ def _episode_accuracies(Zd, episodes, pos=None) -> np.ndarray:
     return acc
 
 
-def _few_shot_result(acc, ways, shots, queries, episodes) -> FewShotResult:
-    ci95 = float(1.96 * np.std(acc, ddof=1) / np.sqrt(episodes))
-    return FewShotResult(mean=float(np.mean(acc)), ci95=ci95, accuracies=acc, ways=ways,
-                         shots=shots, queries=queries, episodes=episodes)
-
-
 def few_shot_accuracy_features(Z, y, ways: int = 5, shots: int = 5, queries: int = 15,
                                episodes: int = 100, seed=0) -> FewShotResult:
     """Few-shot NCC accuracy on features (``gcref.few_shot_accuracy_features``): the same
@@ -227,7 +221,7 @@ def few_shot_accuracy_features(Z, y, ways: int = 5, shots: int = 5, queries: int
     y = as_labels(to_host(y), "y", n=Zd.shape[0])
     episodes = check_int(episodes, "episodes", minimum=2)
     eps = few_shot_episodes(y, ways, shots, queries, episodes, seed)
-    return _few_shot_result(_episode_accuracies(Zd, eps), ways, shots, queries, episodes)
+    return summarize_episodes(_episode_accuracies(Zd, eps), ways, shots, queries, episodes)
 
 
 def few_shot_accuracy(net, params, X, y, ways: int = 5, shots: int = 5, queries: int = 15,
@@ -250,4 +244,4 @@ def few_shot_accuracy(net, params, X, y, ways: int = 5, shots: int = 5, queries:
     Zd = fnet.embed_device(params, X[used]).astype(get_xp().float64)
     pos = np.full(X.shape[0], -1, dtype=np.int64)
     pos[used] = np.arange(used.shape[0])
-    return _few_shot_result(_episode_accuracies(Zd, eps, pos), ways, shots, queries, episodes)
+    return summarize_episodes(_episode_accuracies(Zd, eps, pos), ways, shots, queries, episodes)

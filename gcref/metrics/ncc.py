@@ -24,6 +24,7 @@ __all__ = [
     "Episode",
     "few_shot_episodes",
     "FewShotResult",
+    "summarize_episodes",
     "few_shot_accuracy_features",
     "few_shot_accuracy",
 ]
@@ -253,7 +254,9 @@ def _episode_accuracy(Z: np.ndarray, episode: Episode) -> float:
     return float(np.mean(pred == labels))
 
 
-def _summarize(accuracies: np.ndarray, ways, shots, queries, episodes) -> FewShotResult:
+def summarize_episodes(accuracies: np.ndarray, ways, shots, queries, episodes) -> FewShotResult:
+    """The few-shot result of per-episode accuracies: their mean and ``ci95 = 1.96 s / sqrt(E)``
+    (``s`` the sample standard deviation, ddof=1); both backends report through it."""
     ci95 = float(1.96 * np.std(accuracies, ddof=1) / np.sqrt(episodes))
     return FewShotResult(mean=float(np.mean(accuracies)), ci95=ci95, accuracies=accuracies,
                          ways=ways, shots=shots, queries=queries, episodes=episodes)
@@ -292,7 +295,7 @@ def few_shot_accuracy_features(Z, y, ways: int = 5, shots: int = 5, queries: int
     episodes = check_int(episodes, "episodes", minimum=2)
     eps = few_shot_episodes(y, ways, shots, queries, episodes, seed)
     acc = np.array([_episode_accuracy(Z, e) for e in eps])
-    return _summarize(acc, ways, shots, queries, episodes)
+    return summarize_episodes(acc, ways, shots, queries, episodes)
 
 
 def few_shot_accuracy(net, params, X, y, ways: int = 5, shots: int = 5, queries: int = 15,
@@ -341,4 +344,4 @@ def few_shot_accuracy(net, params, X, y, ways: int = 5, shots: int = 5, queries:
     Z = np.zeros((X.shape[0], Z_used.shape[1]))
     Z[used] = Z_used
     acc = np.array([_episode_accuracy(Z, e) for e in eps])
-    return _summarize(acc, ways, shots, queries, episodes)
+    return summarize_episodes(acc, ways, shots, queries, episodes)
