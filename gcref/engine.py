@@ -83,6 +83,40 @@ class Engine:
         blocks ``X[start:start + m]``, in order (block sizes are the engine's business)."""
         raise NotImplementedError
 
+    # ---------------------------------------------------------------- training state
+    # The trainer (:class:`gcref.train.trainer.Trainer`) keeps the parameters, the momentum and
+    # the training set on the engine's backend, in its compute dtype, between records: these
+    # primitives move them there once, compute a step's passes on them, and bring them back at
+    # records. The reference's backend is host float64 NumPy (moving is a copy).
+
+    #: The array module of the engine's backend arrays (``numpy`` for the reference).
+    xp = np
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The compute dtype of the engine (float64 for the reference)."""
+        return np.dtype(np.float64)
+
+    def to_backend(self, a, dtype=None):
+        """A host array on the backend (a copy), in ``dtype`` (default the compute dtype)."""
+        return np.array(a, dtype=self.dtype if dtype is None else dtype)
+
+    def to_host(self, a) -> np.ndarray:
+        """A backend array (or 0-d scalar) as a host NumPy array, in its own dtype."""
+        return np.asarray(a)
+
+    def step_passes(self, bparams, X):
+        """``(F(x), pullback)`` on backend parameters ``bparams`` (compute dtype, validated
+        once by the caller) and a backend batch ``X``: logits and parameter gradients are
+        backend arrays in the compute dtype (``pullback`` as in :meth:`logits_and_pullback`,
+        same key order)."""
+        return self.logits_and_pullback(bparams, X)
+
+    def step_gc_rows(self, bparams, X, rows) -> tuple[object, dict]:
+        """:meth:`gc_rows_value_and_grad` on backend parameters and a backend batch: the value
+        (a backend 0-d array or float) and the gradients as backend arrays (compute dtype)."""
+        return self.gc_rows_value_and_grad(bparams, X, rows)
+
     # ---------------------------------------------------------------- GC penalty
     def gc_rows_value_and_grad(self, params, X, rows) -> tuple[float, dict]:
         """``sum_x sum_{k in rows} ||J_f(x)^T e_k||^2`` and its gradient for every trainable

@@ -24,7 +24,8 @@ import numpy as np
 
 __all__ = ["get_xp", "backend_name", "set_backend", "using", "cupy_status", "gpu_available",
            "to_device", "to_host", "is_device_array", "default_dtype", "resolve_dtype",
-           "BACKENDS", "cpu_threads", "set_cpu_threads", "cpu_compute"]
+           "BACKENDS", "cpu_threads", "set_cpu_threads", "cpu_compute", "count_transfers",
+           "TransferLog", "SimulatedDevice"]
 
 BACKENDS = ("numpy", "cupy")
 _ENV = "GCREF_BACKEND"
@@ -134,19 +135,85 @@ def is_device_array(a) -> bool:
 def to_device(a, dtype=None):
     """Host (or device) array -> array of the current backend, optionally cast."""
     xp = get_xp()
+    log = _transfers["log"]
     if xp is np:
-        return np.asarray(a, dtype=dtype)
+        if log is None:
+            return np.asarray(a, dtype=dtype)
+        if isinstance(a, SimulatedDevice):
+            return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+        log.add("to_device", a)
+        return np.array(a, dtype=dtype).view(SimulatedDevice)
+    if log is not None and not isinstance(a, xp.ndarray):
+        log.add("to_device", a)
     return xp.asarray(a, dtype=dtype)
 
 
 def to_host(a):
     """Backend array (or scalar) -> NumPy array (or Python/NumPy scalar unchanged)."""
+    if isinstance(a, SimulatedDevice):
+        if _transfers["log"] is not None:
+            _transfers["log"].add("to_host", a)
+        return a.view(np.ndarray)
     if isinstance(a, np.ndarray) or np.isscalar(a):
         return a
     get = getattr(a, "get", None)
     if get is not None:
+        if _transfers["log"] is not None:
+            _transfers["log"].add("to_host", a)
         return get()
     return np.asarray(a)
+
+
+# ------------------------------------------------------------------------- transfer counting
+#
+# Host <-> device copies are what a GPU training step must not make per step (docs/theory.md §6,
+# "The trainer"). ``count_transfers()`` records every copy made through to_device / to_host. On
+# CuPy these are the real copies. On NumPy, where host and device memory are the same, arrays
+# moved by to_device are marked as "device" arrays (a NumPy subclass, values unchanged) while
+# counting, so the same code paths can be checked without a GPU: a to_device of an unmarked
+# array, or a to_host of a marked one, is what would be a copy on a GPU.
+
+class SimulatedDevice(np.ndarray):
+    """A NumPy array standing for device memory while :func:`count_transfers` is active."""
+
+
+class TransferLog:
+    """The copies made while counting: ``entries`` is a list of ``(direction, shape, nbytes)``
+    (``direction`` is ``"to_device"`` or ``"to_host"``)."""
+
+    def __init__(self):
+        self.entries: list = []
+
+    def add(self, direction, a):
+        shape = tuple(getattr(a, "shape", ()))
+        nbytes = int(getattr(a, "nbytes", np.asarray(a).nbytes))
+        self.entries.append((direction, shape, nbytes))
+
+    def mark(self) -> int:
+        """The current position (to look at the copies made after it)."""
+        return len(self.entries)
+
+    def since(self, mark: int) -> list:
+        return self.entries[mark:]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e[2] for e in self.entries)
+
+
+_transfers: dict = {"log": None}
+
+
+@contextlib.contextmanager
+def count_transfers():
+    """Record every host <-> device copy made in the block: ``with count_transfers() as log``.
+    Not thread-safe across concurrent counts (one at a time)."""
+    old = _transfers["log"]
+    log = _transfers["log"] = TransferLog()
+    try:
+        yield log
+    finally:
+        _transfers["log"] = old
 
 
 # ------------------------------------------------------------------------------- CPU threads

@@ -67,9 +67,33 @@ class FastEngine(Engine):
         return _host64(Z), _host64(logits)
 
     def logits_and_pullback(self, params, X):
+        logits, pullback = self.step_passes(params, X)      # params validated (engine contract)
+        return _host64(logits), lambda v: {k: _host64(a) for k, a in pullback(v).items()}
+
+    # ---------------------------------------------------------------- training state (backend)
+    @property
+    def xp(self):
+        return get_xp()
+
+    @property
+    def dtype(self):
+        return self.fnet.dtype
+
+    @property
+    def memory_budget(self) -> int:
+        return self.fnet.memory_budget
+
+    def to_backend(self, a, dtype=None):
+        a = to_device(a, self.dtype if dtype is None else dtype)
+        return a.copy()
+
+    def to_host(self, a):
+        return to_host(a)
+
+    def step_passes(self, bparams, X):
         fnet = self.fnet
-        P = fnet.prepare(params)
-        ctx = fnet.ctx(keep_inputs="cols")
+        P = fnet.prepare_params(bparams, validate=False)
+        ctx = self._train_ctx()
         # one batch of large GEMMs: BLAS keeps its own threads here (no row chunks to spread)
         logits, caches = fnet.forward_layout(P, fnet.to_layout(X, ctx), ctx, "logits")
 
@@ -79,9 +103,17 @@ class FastEngine(Engine):
             for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
                 g, gp = op.vjp_params(P[op.key], c, g, ctx)
                 grads.update(gp)
-            return {k: _host64(a) for k, a in grads.items()}
+            return grads
 
-        return _host64(logits), pullback
+        return logits, pullback
+
+    def _train_ctx(self):
+        """One context (scratch space) reused by every step of a run: im2col grids and the
+        other workspace buffers are allocated once."""
+        ctx = getattr(self, "_ctx", None)
+        if ctx is None or ctx.dtype != self.dtype or ctx.xp is not get_xp():
+            ctx = self._ctx = self.fnet.ctx(keep_inputs="cols")
+        return ctx
 
     # ---------------------------------------------------------------- Jacobian norms
     def jacobian_sq_norms(self, params, X, output="embedding"):
@@ -99,13 +131,17 @@ class FastEngine(Engine):
 
     # ---------------------------------------------------------------- GC penalty
     def gc_rows_value_and_grad(self, params, X, rows):
+        value, grads = self.step_gc_rows(params, X, rows)  # params validated (engine contract)
+        return float(value), {k: _host64(g) for k, g in grads.items()}
+
+    def step_gc_rows(self, bparams, X, rows):
         """Batched over rows: every (example, row ``k``) pair with ``J^T e_k != 0`` is one row of
         a batch that runs the embedding forward, the VJP ``s_k = J^T e_k`` and each layer's
         ``second_order`` with ``g = e_k``, ``u = 2 s_k``; pairs whose top ReLU is off contribute
         nothing and are skipped (exactly). Row chunks run on worker threads and are summed in
         a fixed order (bitwise reproducible)."""
         fnet = self.fnet
-        P = fnet.prepare(params)
+        P = fnet.prepare_params(bparams, validate=False)
         n, p = X.shape[0], fnet.embedding_dim
         chosen = np.asarray(rows, dtype=np.int64)
         xp = get_xp()
@@ -116,7 +152,7 @@ class FastEngine(Engine):
             ex = np.repeat(np.arange(n), chosen.shape[0])
             kk = np.tile(chosen, n)
             if fnet.ops[-1].rectifier:
-                Z = fnet.embed_device(params, X)
+                Z = fnet.embed_prepared(P, X)
                 keep = to_host(Z[to_device(ex), to_device(kk)] > 0)
                 ex, kk = ex[keep], kk[keep]
             pool = RowPool(fnet, ctx)
@@ -127,13 +163,14 @@ class FastEngine(Engine):
                 wctx.keep_inputs = True
                 e, k = ex[sl], kk[sl]
                 R = e.shape[0]
-                _, caches = chain.forward(P, fnet.to_layout(X[e], wctx), wctx)
+                Xe = X[e] if isinstance(X, np.ndarray) else X[to_device(e)]
+                _, caches = chain.forward(P, fnet.to_layout(Xe, wctx), wctx)
                 g = xp.zeros((R, p), dtype=wctx.dtype)
                 g[xp.arange(R), to_device(k)] = 1.0
                 s_rows = chain.vjp(P, caches, g, None, wctx).copy()
                 value = float(to_host(xp.sum(s_rows * s_rows)))
                 gp, _ = chain.second_order(P, caches, g, 2.0 * s_rows, wctx)
-                parts[sl.start] = (value, {name: _host64(a) for name, a in gp.items()})
+                parts[sl.start] = (value, gp)
 
             try:
                 pool.map(body, ex.shape[0], step)
@@ -147,5 +184,5 @@ class FastEngine(Engine):
             for name, arr in gp.items():
                 grads[name] = grads[name] + arr if name in grads else arr
         specs = self.net.param_specs()
-        return value, {name: grads[name] if name in grads else np.zeros(specs[name])
+        return value, {name: grads[name] if name in grads else xp.zeros(specs[name], dtype=fnet.dtype)
                        for name in fnet.param_names}

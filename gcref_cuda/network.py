@@ -105,11 +105,18 @@ class FastNetwork:
 
     def prepare(self, params) -> dict:
         """Validated parameters moved to the device in the compute dtype, per op."""
+        return self.prepare_params(params)
+
+    def prepare_params(self, params, validate: bool = True) -> dict:
+        """Parameters per op on the device in the compute dtype. ``validate=False`` takes
+        parameters already checked (the trainer's backend arrays, validated once per run):
+        arrays already on the device in the compute dtype are used in place, not copied."""
         xp, dtype = get_xp(), self.dtype
-        host = self.net.check_params({k: to_host(v) for k, v in params.items()}
-                                     if isinstance(params, dict) else params)
-        P = {op.key: op.prepare(host, xp, dtype) for op in self.ops}
-        P[self.head.key] = self.head.prepare(host, xp, dtype)
+        if validate:
+            params = self.net.check_params({k: to_host(v) for k, v in params.items()}
+                                           if isinstance(params, dict) else params)
+        P = {op.key: op.prepare(params, xp, dtype) for op in self.ops}
+        P[self.head.key] = self.head.prepare(params, xp, dtype)
         return P
 
     def check_input(self, X, name="X") -> np.ndarray:
@@ -202,8 +209,10 @@ class FastNetwork:
 
     def embed_device(self, params, X):
         """Embedding on the device (no host copy), shape ``(n, p)``."""
-        P = self.prepare(params)
-        X = self.check_input(X)
+        return self.embed_prepared(self.prepare(params), self.check_input(X))
+
+    def embed_prepared(self, P, X):
+        """:meth:`embed_device` on prepared parameters and checked (host or device) inputs."""
         ctx = self.ctx(keep_inputs=False)
         step = self.example_chunk("embedding")
         parts = [self.forward_layout(P, self.to_layout(X[s:s + step], ctx), ctx)[0]

@@ -22,10 +22,11 @@ from ..metrics.complexity import ESTIMATORS, estimate_gc, per_example_gc
 from ..nn.params_io import atomic_write
 from . import checkpoint as _ckpt
 from .gc_regularizer import gc_penalty_and_grad
-from .losses import softmax_cross_entropy
+from .losses import cross_entropy_and_grad
 from .optim import SGD
+from .trainer import Trainer
 
-__all__ = ["fit", "FitResult", "TrainingDiverged", "objective_and_grad", "evaluate", "load_history",
+__all__ = ["fit", "FitResult", "check_until", "criterion_met", "steps_for", "UNTIL_KEYS", "TrainingDiverged", "objective_and_grad", "evaluate", "load_history",
            "HISTORY_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "train_step"]
 
 HISTORY_FILE = "history.jsonl"
@@ -48,9 +49,10 @@ class FitResult:
 
     params: dict
     history: list = field(default_factory=list)
-    status: str = "completed"          # "completed" or "diverged"
+    status: str = "completed"          # "completed", "converged", "cap" or "diverged"
     message: str = ""
     steps: int = 0
+    converged_step: int | None = None  # the record where ``until`` was first met
 
 
 def _as_xy(data, name):
@@ -73,30 +75,21 @@ def objective_and_grad(net, params, X, y, l2: float = 0.0, gc_reg: float = 0.0, 
 
     Returns ``(objective, parts, grads)`` where ``parts`` holds ``loss``, ``l2_term``, ``gc``
     (``None`` when ``gc_reg == 0``), ``accuracy`` and ``grad_norm_sq`` (``||grad L||^2``, the
-    learning-path flatness) and ``grads`` the gradient of the whole objective.
+    learning-path flatness) and ``grads`` the gradient of the whole objective (host float64).
     ``engine`` computes the passes (default: the reference; see :func:`gcref.engine.as_engine`).
+    The objective is assembled once, in :class:`gcref.train.trainer.Trainer`; this is its
+    ``objective_and_grads`` on one batch.
     """
     engine = as_engine(net, engine)
     params = engine.check_params(params)
     X = engine.check_input(X)
     y = as_labels(y, "y", n=X.shape[0])
-    logits, pullback = engine.logits_and_pullback(params, X)
-    loss, dlogits = softmax_cross_entropy(logits, y)
-    grads = pullback(dlogits)
-    parts = {"loss": loss, "accuracy": float(np.mean(logits.argmax(axis=1) == y)),
-             "grad_norm_sq": float(sum(np.sum(g ** 2) for g in grads.values())), "gc": None}
-    objective = loss
-    if l2:
-        sq = sum(float(np.sum(params[k] ** 2)) for k in net.param_names)
-        parts["l2_term"] = 0.5 * l2 * sq
-        objective += parts["l2_term"]
-        grads = {k: g + l2 * params[k] for k, g in grads.items()}
-    if gc_reg:
-        value, ggc = gc_penalty_and_grad(net, params, X, rows=gc_rows, seed=seed, engine=engine)
-        parts["gc"] = value
-        objective += gc_reg * value
-        grads = {k: g + gc_reg * ggc[k] for k, g in grads.items()}
-    return objective, parts, grads
+    trainer = Trainer(engine, params, {}, X, y, SGD(1.0), l2=l2, gc_reg=gc_reg, gc_rows=gc_rows)
+    Xb, yb = trainer.batch(np.arange(X.shape[0]))
+    objective, parts, grads = trainer.objective_and_grads(Xb, yb, seed)
+    logits = engine.to_host(trainer.last_logits)
+    parts["accuracy"] = float(np.mean(logits.argmax(axis=1) == y))
+    return objective, parts, {k: np.asarray(engine.to_host(g), dtype=np.float64) for k, g in grads.items()}
 
 
 def train_step(net, params, state, X, y, optimizer: SGD, l2=0.0, gc_reg=0.0, gc_rows=None, seed=0, *,
@@ -123,7 +116,8 @@ def _eval_subset(y, size, seed):
 
 
 def evaluate(net, params, X, y, gc_method="exact", gc_size=None, seed=0, *, engine=None) -> dict:
-    """Embedding metrics on ``(X, y)``: accuracy, GC (exact or estimated), NC, geometric collapse.
+    """Embedding metrics on ``(X, y)``: accuracy, mean cross-entropy (``loss``), GC (exact or
+    estimated), NC, geometric collapse.
 
     Metrics that are undefined for these features (e.g. coinciding class means, or the standard
     error of a one-draw estimate) are recorded as ``None`` with the reason under
@@ -136,7 +130,8 @@ def evaluate(net, params, X, y, gc_method="exact", gc_size=None, seed=0, *, engi
     X = engine.check_input(X)
     y = as_labels(y, "y", n=X.shape[0])
     Z, logits = engine.embed_and_logits(params, X)
-    out = {"accuracy": float(np.mean(logits.argmax(axis=1) == y))}
+    out = {"accuracy": float(np.mean(logits.argmax(axis=1) == y)),
+           "loss": float(cross_entropy_and_grad(logits, y)[0])}
     pe = per_example_gc(net, params, X, engine=engine) if gc_method == "exact" else None
     if gc_method == "exact":
         out["gc"] = float(pe.mean())
@@ -180,9 +175,10 @@ def _write_history(out_dir, history):
     atomic_write(os.path.join(out_dir, HISTORY_FILE), lambda fh: fh.write(text.encode()))
 
 
-def _write_checkpoint(out_dir, params, state, step, config):
-    arrays = {k: v for k, v in params.items()}
-    arrays.update({_MOMENTUM_PREFIX + k: v for k, v in state.items()})
+def _write_checkpoint(out_dir, params, state, step, config, dtype="float64"):
+    """Parameters and momentum in the run's compute dtype (exactly the trainer's values)."""
+    arrays = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
+    arrays.update({_MOMENTUM_PREFIX + k: np.asarray(v, dtype=dtype) for k, v in state.items()})
     arrays["__step__"] = np.array(step)
     arrays.update(_ckpt.binding_arrays(config))
     atomic_write(os.path.join(out_dir, CHECKPOINT_FILE), lambda fh: np.savez(fh, **arrays))
@@ -200,13 +196,13 @@ def _read_checkpoint(out_dir, net, config):
 
 
 @_ckpt.managed_run
-def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float = 0.0,
+def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = None, l2: float = 0.0,
         gc_reg: float = 0.0, momentum: float = 0.0, seed=0, test_data=None, target_data=None,
         eval_every: int | None = None, eval_size: int | None = 512, gc_method: str = "exact",
         gc_size=None, gc_rows: int | None = None, few_shot: dict | None = None,
         out_dir=None, resume: bool = False, max_param_norm: float = 1e6,
         on_divergence: str = "stop", progress=None, config_extra: dict | None = None,
-        engine=None) -> FitResult:
+        engine=None, epochs: float | None = None, until: dict | None = None) -> FitResult:
     """Train ``net`` with SGD on the regularized objective and record a history.
 
     Parameters
@@ -221,7 +217,18 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
     batch_size : int
         Mini-batch size, at most the number of training examples.
     steps : int
-        Number of SGD steps.
+        Number of SGD steps (with ``until``: the cap). Give ``steps`` or ``epochs``.
+    epochs : float, optional
+        The budget in epochs instead: ``steps = ceil(epochs * n / batch_size)`` for ``n``
+        training examples. Every record carries ``epoch = step * batch_size / n``.
+    until : dict, optional
+        Train to a criterion: ``{"train_accuracy": a}`` (accuracy on the fixed training
+        evaluation subset ``>= a``) and/or ``{"train_loss": l}`` (its mean cross-entropy
+        ``<= l``); every given condition must hold. The criterion is checked at records
+        (``eval_every``): the run stops at the first record where it holds, with
+        ``status="converged"`` and ``converged_step``; if it never holds within ``steps`` the run
+        ends with ``status="cap"`` (reached the cap, not converged). Part of the settings a
+        checkpoint is bound to; a resumed run stops at the same step.
     l2 : float >= 0
         ``lambda_2`` of the term ``(lambda_2 / 2) ||theta||^2`` (all trainable parameters).
     gc_reg : float >= 0
@@ -265,23 +272,25 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
     Returns
     -------
     FitResult
-        Each history record has ``step``, ``loss`` (mean batch loss since the last record),
+        ``status`` is ``"completed"`` (no ``until``), ``"converged"``, ``"cap"`` or
+        ``"diverged"``. Each history record has ``step``, ``epoch``, ``loss`` (mean batch loss
+        since the last record), ``train_loss`` (cross-entropy on the training evaluation subset),
         ``objective``, ``flatness`` (mean ``||grad L||^2`` since the last record), ``train_accuracy``,
         ``gc``, ``nc``, ``geometric_collapse`` (train subset), and if given ``test_accuracy``,
         ``target_nc``, ``target_gc``, ``few_shot_accuracy`` and ``few_shot_ci95``.
     """
-    # ---- validate everything before any work
+    # ---- validate everything before any work (once: the steps below do not validate again)
     lr = check_float(lr, "lr", minimum=0.0, strict_min=True)
     l2 = check_float(l2, "l2", minimum=0.0)
     gc_reg = check_float(gc_reg, "gc_reg", minimum=0.0)
     momentum = check_float(momentum, "momentum", minimum=0.0, maximum=1.0, strict_max=True)
-    steps = check_int(steps, "steps", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
     max_param_norm = check_float(max_param_norm, "max_param_norm", minimum=0.0, strict_min=True)
     if gc_method != "exact" and gc_method not in ESTIMATORS:
         raise ValueError(f"gc_method must be 'exact' or one of {ESTIMATORS}, got {gc_method!r}")
     if on_divergence not in ("stop", "raise"):
         raise ValueError(f"on_divergence must be 'stop' or 'raise', got {on_divergence!r}")
+    until = check_until(until)
     X, y = _as_xy(data, "data")
     X = net.check_input(X, "data.X")
     y = as_labels(y, "data.y", n=X.shape[0])
@@ -292,6 +301,9 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} is larger than the training data ({n} examples)")
+    steps = steps_for(steps, epochs, n, batch_size)
+    if gc_reg and gc_rows is not None:
+        check_int(gc_rows, "gc_rows", minimum=1, maximum=net.embedding_dim)
     eval_every = max(1, steps // 20) if eval_every is None else check_int(eval_every, "eval_every", minimum=1)
     test = _as_xy(test_data, "test_data")
     if test is not None:
@@ -306,6 +318,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
     params = engine.check_params(params)
     optimizer = SGD(lr, momentum=momentum)
     state = optimizer.init_state(params)
+    dtype = np.dtype(engine.dtype).name
 
     history: list[dict] = []
     start = 0
@@ -315,7 +328,9 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
         config = {"lr": lr, "batch_size": batch_size, "steps": steps, "l2": l2, "gc_reg": gc_reg,
                   "momentum": momentum, "seed": seed, "eval_every": eval_every, "eval_size": eval_size,
                   "gc_method": gc_method, "gc_rows": gc_rows, "network": net.name,
-                  "num_params": net.num_params(), **(config_extra or {})}
+                  "num_params": net.num_params(), "dtype": dtype, **(config_extra or {})}
+        if until is not None:
+            config["until"] = until
         if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
             params, state, start = _read_checkpoint(out_dir, net, config)
             if os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
@@ -327,14 +342,15 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
     eval_idx = _eval_subset(y, eval_size, seed)
     target_idx = None if target is None else _eval_subset(target[1], eval_size, seed + 1)
 
-    def record(step, losses, objectives, flats):
-        rec = {"step": step}
+    def record(step, params, losses, objectives, flats):
+        rec = {"step": step, "epoch": step * batch_size / n}
         if losses:
             rec.update(loss=float(np.mean(losses)), objective=float(np.mean(objectives)),
                        flatness=float(np.mean(flats)))
         ev = evaluate(net, params, X[eval_idx], y[eval_idx], gc_method, gc_size, seed=[seed, step],
                       engine=engine)
         rec["train_accuracy"] = ev.pop("accuracy")
+        rec["train_loss"] = ev.pop("loss")
         rec.update(ev)
         if test is not None:
             logits = engine.forward(params, test[0], "logits")
@@ -355,23 +371,26 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
                 res = few_shot_accuracy_features(engine.forward(params, target[0], "embedding"), target[1],
                                                  seed=seed, **few_shot)
                 rec["few_shot_accuracy"], rec["few_shot_ci95"] = res.mean, res.ci95
+        if until is not None and step > 0 and criterion_met(until, rec):
+            rec["converged"] = True
         return rec
 
     if start == 0:
-        history = [record(0, [], [], [])]
+        history = [record(0, params, [], [], [])]
         if out_dir is not None:
             _write_history(out_dir, history)
-            _write_checkpoint(out_dir, params, state, 0, config)
+            _write_checkpoint(out_dir, params, state, 0, config, dtype)
+    trainer = Trainer(engine, params, state, X, y, optimizer, l2=l2, gc_reg=gc_reg, gc_rows=gc_rows)
     losses, objectives, flats = [], [], []
     status, message = "completed", ""
     step = start
-    for step in range(start + 1, steps + 1):
-        rng = np.random.default_rng([seed, step])
-        idx = rng.choice(n, size=batch_size, replace=False)
-        new_params, new_state, objective, parts = train_step(
-            net, params, state, X[idx], y[idx], optimizer, l2, gc_reg, gc_rows, seed=[seed, step, 2],
-            engine=engine)
-        norm = math.sqrt(sum(float(np.sum(v ** 2)) for k, v in new_params.items() if k in net.param_specs()))
+    converged_at = next((r["step"] for r in history if r.get("converged")), None)
+    if converged_at is not None:             # a resumed run that had already converged
+        status = "converged"
+    for step in range(start + 1, steps + 1 if converged_at is None else start + 1):
+        idx = np.random.default_rng([seed, step]).choice(n, size=batch_size, replace=False)
+        res = trainer.step(idx, gc_seed=[seed, step, 2], max_param_norm=max_param_norm)
+        objective, norm = res.objective, res.param_norm
         if not (math.isfinite(objective) and math.isfinite(norm)) or norm > max_param_norm:
             status = "diverged"
             message = (f"training diverged at step {step}: objective={objective:.4g}, ||theta||={norm:.4g} "
@@ -381,21 +400,75 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int, l2: float 
             if out_dir is not None:
                 _write_history(out_dir, history)
             break
-        params, state = new_params, new_state
-        losses.append(parts["loss"])
+        losses.append(res.parts["loss"])
         objectives.append(objective)
-        flats.append(parts["grad_norm_sq"])
+        flats.append(res.parts["grad_norm_sq"])
         rec = None
         if step % eval_every == 0 or step == steps:
-            rec = record(step, losses, objectives, flats)
+            params, state = trainer.host_params(), trainer.host_state()
+            rec = record(step, params, losses, objectives, flats)
             history.append(rec)
             losses, objectives, flats = [], [], []
             if out_dir is not None:
                 _write_history(out_dir, history)
-                _write_checkpoint(out_dir, params, state, step, config)
+                _write_checkpoint(out_dir, params, state, step, config, dtype)
         if progress is not None:
             progress(step, steps, rec)
+        if rec is not None and rec.get("converged"):
+            status, converged_at = "converged", step
+            break
+    if status == "completed" and until is not None:
+        status = "cap"
+        last = ", ".join(f"{k}={history[-1].get(k)}" for k in until)
+        message = f"reached the cap of {steps} steps without meeting until={until} (last record: {last})"
     if status == "diverged" and on_divergence == "raise":
         raise TrainingDiverged(message, history)
-    return FitResult(params=params, history=history, status=status, message=message,
-                     steps=step if status == "completed" else step - 1)
+    final = trainer.host_params(np.float64)
+    return FitResult(params=final, history=history, status=status, message=message,
+                     steps=step if status != "diverged" else step - 1, converged_step=converged_at)
+
+
+#: The criteria ``until`` may name, with the direction that meets them.
+UNTIL_KEYS = {"train_accuracy": ">=", "train_loss": "<="}
+
+
+def check_until(until) -> dict | None:
+    """Validate a stopping criterion (see :func:`fit`): ``None`` or a non-empty dict of
+    ``train_accuracy`` in (0, 1] and/or ``train_loss`` > 0."""
+    if until is None:
+        return None
+    if not isinstance(until, dict) or not until:
+        raise TypeError(f"until must be None or a non-empty dict with keys {sorted(UNTIL_KEYS)}, "
+                        f"got {until!r}")
+    out = {}
+    for key, value in until.items():
+        if key == "train_accuracy":
+            out[key] = check_float(value, "until['train_accuracy']", minimum=0.0, maximum=1.0,
+                                   strict_min=True)
+        elif key == "train_loss":
+            out[key] = check_float(value, "until['train_loss']", minimum=0.0, strict_min=True)
+        else:
+            raise ValueError(f"until has an unknown criterion {key!r}; expected {sorted(UNTIL_KEYS)}")
+    return dict(sorted(out.items()))
+
+
+def criterion_met(until: dict, record: dict) -> bool:
+    """Whether a history record meets every condition of ``until`` (a missing or ``None``
+    metric does not)."""
+    for key, bound in until.items():
+        value = record.get(key)
+        if value is None or not math.isfinite(value):
+            return False
+        if (value < bound) if UNTIL_KEYS[key] == ">=" else (value > bound):
+            return False
+    return True
+
+
+def steps_for(steps, epochs, n: int, batch_size: int) -> int:
+    """The step budget from ``steps`` or ``epochs`` (exactly one): ``ceil(epochs n / batch)``."""
+    if (steps is None) == (epochs is None):
+        raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r}, epochs={epochs!r}")
+    if steps is not None:
+        return check_int(steps, "steps", minimum=1)
+    epochs = check_float(epochs, "epochs", minimum=0.0, strict_min=True)
+    return max(1, math.ceil(epochs * n / batch_size - 1e-9))

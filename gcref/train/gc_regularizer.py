@@ -22,7 +22,7 @@ import numpy as np
 from .._validation import as_generator, check_int
 from ..engine import as_engine
 
-__all__ = ["gc_penalty", "gc_penalty_and_grad"]
+__all__ = ["gc_penalty", "gc_penalty_and_grad", "penalty_rows"]
 
 
 def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, engine=None
@@ -54,15 +54,20 @@ def gc_penalty_and_grad(net, params, X, rows=None, seed=0, *, engine=None
     params = engine.check_params(params)
     X = engine.check_input(X)
     n = X.shape[0]
-    p = net.embedding_dim
-    if rows is None:
-        chosen, scale = np.arange(p), 1.0
-    else:
-        s = check_int(rows, "rows", minimum=1, maximum=p)
-        chosen, scale = np.sort(as_generator(seed).choice(p, size=s, replace=False)), p / s
+    chosen, scale = penalty_rows(net.embedding_dim, rows, seed)
     value, grads = engine.gc_rows_value_and_grad(params, X, chosen)
     factor = scale / n
     return value * factor, {k: g * factor for k, g in grads.items()}
+
+
+def penalty_rows(p: int, rows=None, seed=0, name: str = "rows") -> tuple[np.ndarray, float]:
+    """The embedding rows of one GC-penalty evaluation and their scale: every row with scale 1
+    (``rows=None``, exact), or ``s = rows`` rows drawn without replacement from ``seed`` (sorted)
+    with scale ``p/s`` (unbiased). The penalty is ``(scale/n) sum_x sum_{k in rows} ||J^T e_k||^2``."""
+    if rows is None:
+        return np.arange(p), 1.0
+    s = check_int(rows, name, minimum=1, maximum=p)
+    return np.sort(as_generator(seed).choice(p, size=s, replace=False)), p / s
 
 
 def gc_penalty(net, params, X) -> float:

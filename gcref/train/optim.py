@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_float
+from .losses import _xp
 
 __all__ = ["SGD"]
 
@@ -34,9 +35,31 @@ class SGD:
         for k, g in grads.items():
             if self.weight_decay:
                 g = g + self.weight_decay * params[k]
+            new_params[k] = np.empty_like(params[k])
             if self.momentum:
-                buf = g if k not in state else self.momentum * state[k] + g
-                new_state[k] = buf
-                g = buf
-            new_params[k] = params[k] - self.lr * g
+                new_state[k] = np.empty_like(g)
+            self.update(k, params[k], g, state.get(k), new_params[k], new_state.get(k))
         return new_params, new_state
+
+    def update(self, name, p, g, buf, p_out, buf_out, tmp=None):
+        """One parameter's update, written into ``p_out`` (and ``buf_out`` with momentum):
+        ``b' = mu b + g`` (``b' = g`` when ``buf`` is None), ``p' = p - lr b'``. Arrays of any
+        backend (NumPy or CuPy) in any float dtype; ``tmp`` is scratch of ``p``'s shape. The
+        one definition of the update, used by :meth:`step` and the trainer."""
+        if self.momentum:
+            if buf is None:
+                buf_out[...] = g
+            else:
+                _mul(buf, self.momentum, buf_out)
+                buf_out += g
+            g = buf_out
+        tmp = _mul(g, self.lr, tmp)
+        _sub(p, tmp, p_out)
+
+
+def _mul(a, s, out):
+    return a * s if out is None else _xp(a).multiply(a, s, out=out)
+
+
+def _sub(a, b, out):
+    return _xp(a).subtract(a, b, out=out)

@@ -104,9 +104,9 @@ class Conv2dOp(Op):
         return [self.prefix + "weight"] + ([self.prefix + "bias"] if self.bias else [])
 
     def prepare(self, params, xp, dtype):
-        w = np.asarray(params[self.prefix + "weight"], dtype=np.float64)
-        Wm = w.reshape(self.O, -1)                               # (O, C k k), (c, a, e) order
-        P = {"Wm": to_device(Wm, dtype), "WmT": to_device(np.ascontiguousarray(Wm.T), dtype)}
+        # host or backend arrays (the trainer prepares from its backend parameters each step)
+        Wm = to_device(params[self.prefix + "weight"], dtype).reshape(self.O, -1)  # (O, C k k)
+        P = {"Wm": Wm, "WmT": xp.ascontiguousarray(Wm.T)}
         if self.bias:
             P["b"] = to_device(params[self.prefix + "bias"], dtype)
         return P

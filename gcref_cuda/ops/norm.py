@@ -22,11 +22,13 @@ class BatchNormOp(Op):
         return [self.prefix + "weight", self.prefix + "bias"]
 
     def prepare(self, params, xp, dtype):
-        var = np.asarray(params[self.prefix + "running_var"], dtype=np.float64)
-        if np.any(var + self.eps <= 0):
+        # host or backend arrays (the trainer prepares from its backend parameters each step);
+        # the derived factors in float64, then rounded once to the compute dtype
+        var = to_device(params[self.prefix + "running_var"], np.float64)
+        if bool(xp.any(var + self.eps <= 0)):
             raise ValueError("BatchNorm2d running_var + eps must be positive")
-        inv = 1.0 / np.sqrt(var + self.eps)
-        gamma = np.asarray(params[self.prefix + "weight"], dtype=np.float64)
+        inv = 1.0 / xp.sqrt(var + self.eps)
+        gamma = to_device(params[self.prefix + "weight"], np.float64)
         return {"mean": to_device(params[self.prefix + "running_mean"], dtype),
                 "inv": to_device(inv, dtype), "gamma": to_device(gamma, dtype),
                 "beta": to_device(params[self.prefix + "bias"], dtype),
