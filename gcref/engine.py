@@ -105,6 +105,12 @@ class Engine:
         """A backend array (or 0-d scalar) as a host NumPy array, in its own dtype."""
         return np.asarray(a)
 
+    def training_scope(self, batch_size: int):
+        """A context manager around a run's steps (not its records): the reference leaves the
+        process as it is; a fast engine may, e.g., limit BLAS threads for small steps."""
+        import contextlib
+        return contextlib.nullcontext()
+
     def step_passes(self, bparams, X):
         """``(F(x), pullback)`` on backend parameters ``bparams`` (compute dtype, validated
         once by the caller) and a backend batch ``X``: logits and parameter gradients are

@@ -12,11 +12,13 @@ host) are the reference's own: ``gcref_cuda.fit(net, ...)`` is
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from gcref.engine import Engine
 
-from .backend import cpu_compute, get_xp, to_device, to_host
+from .backend import blas_limit, cpu_compute, get_xp, to_device, to_host
 from .engine import RowPool, jacobian_blocks, pair_sq_norms, per_example_sq_norms, projection_sq_norms
 from .network import as_fast
 from .ops.containers import ChainOp
@@ -97,15 +99,36 @@ class FastEngine(Engine):
         # one batch of large GEMMs: BLAS keeps its own threads here (no row chunks to spread)
         logits, caches = fnet.forward_layout(P, fnet.to_layout(X, ctx), ctx, "logits")
 
+        chain = fnet.chain("logits")
+        bottom = next(i for i, op in enumerate(chain) if not op.reshape_only)
+
         def pullback(v):
             g = to_device(v, ctx.dtype)
             grads = {}
-            for op, c in zip(reversed(fnet.chain("logits")), reversed(caches)):
-                g, gp = op.vjp_params(P[op.key], c, g, ctx)
+            for i in range(len(chain) - 1, bottom - 1, -1):
+                op = chain[i]
+                if i == bottom and op.skips_input_grad:     # nothing needs d/dx at the input
+                    g, gp = op.vjp_params(P[op.key], caches[i], g, ctx, need_input=False)
+                else:
+                    g, gp = op.vjp_params(P[op.key], caches[i], g, ctx)
                 grads.update(gp)
             return grads
 
         return logits, pullback
+
+    #: A training step whose forward pass has fewer multiply-adds than this runs its GEMMs on
+    #: one BLAS thread: splitting them costs more in hand-offs than it gains, and collapses when
+    #: the cores are shared (the MLP step of bench/bench_train.py: see bench/README.md).
+    SMALL_STEP_MACS = 64 * 10 ** 6
+
+    def training_scope(self, batch_size: int):
+        """BLAS on one thread for the steps of a run whose batch forward pass is small (never
+        more threads than the process already allows: a lab run's limit stands)."""
+        if get_xp() is not np:
+            return contextlib.nullcontext()
+        small = batch_size * self.fnet.flops_forward("logits") < self.SMALL_STEP_MACS
+        # large steps: the counts are read once here, so the steps' row passes need not query them
+        return blas_limit(1 if small else 1 << 20)
 
     def _train_ctx(self):
         """One context (scratch space) reused by every step of a run: im2col grids and the
@@ -150,7 +173,7 @@ class FastEngine(Engine):
         with cpu_compute():
             # Which (example, row) pairs can be non-zero: the embedding's top rectifier mask.
             ex = np.repeat(np.arange(n), chosen.shape[0])
-            kk = np.tile(chosen, n)
+            kk = np.broadcast_to(chosen, (n, chosen.shape[0])).reshape(-1)   # np.tile keeps 48 B a call (numpy 2.4)
             if fnet.ops[-1].rectifier:
                 Z = fnet.embed_prepared(P, X)
                 keep = to_host(Z[to_device(ex), to_device(kk)] > 0)

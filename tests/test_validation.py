@@ -160,13 +160,13 @@ def test_cuda_backend_trains_through_gcref_cuda(tmp_path, monkeypatch):
     """--backend cuda: training goes through gcref_cuda.fit (NumPy here), and the results match."""
     from gcref_cuda.fast_engine import FastEngine
     calls = []
-    original = FastEngine.logits_and_pullback
+    original = FastEngine.step_passes
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(FastEngine, "logits_and_pullback", counting)
+    monkeypatch.setattr(FastEngine, "step_passes", counting)
     ref = _module(5).main(["--scale", "smoke", "--out", str(tmp_path / "ref"), "--jobs", "1", "--quiet"])
     fast = _module(5).main(["--scale", "smoke", "--out", str(tmp_path / "cuda"), "--jobs", "1", "--quiet",
                             "--backend", "cuda"])

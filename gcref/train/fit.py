@@ -387,36 +387,37 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
     converged_at = next((r["step"] for r in history if r.get("converged")), None)
     if converged_at is not None:             # a resumed run that had already converged
         status = "converged"
-    for step in range(start + 1, steps + 1 if converged_at is None else start + 1):
-        idx = np.random.default_rng([seed, step]).choice(n, size=batch_size, replace=False)
-        res = trainer.step(idx, gc_seed=[seed, step, 2], max_param_norm=max_param_norm)
-        objective, norm = res.objective, res.param_norm
-        if not (math.isfinite(objective) and math.isfinite(norm)) or norm > max_param_norm:
-            status = "diverged"
-            message = (f"training diverged at step {step}: objective={objective:.4g}, ||theta||={norm:.4g} "
-                       f"(limit {max_param_norm:g}); try a smaller lr (now {lr:g}) or gc_reg (now {gc_reg:g})")
-            rec = {"step": step, "diverged": True, "message": message}
-            history.append(rec)
-            if out_dir is not None:
-                _write_history(out_dir, history)
-            break
-        losses.append(res.parts["loss"])
-        objectives.append(objective)
-        flats.append(res.parts["grad_norm_sq"])
-        rec = None
-        if step % eval_every == 0 or step == steps:
-            params, state = trainer.host_params(), trainer.host_state()
-            rec = record(step, params, losses, objectives, flats)
-            history.append(rec)
-            losses, objectives, flats = [], [], []
-            if out_dir is not None:
-                _write_history(out_dir, history)
-                _write_checkpoint(out_dir, params, state, step, config, dtype)
-        if progress is not None:
-            progress(step, steps, rec)
-        if rec is not None and rec.get("converged"):
-            status, converged_at = "converged", step
-            break
+    with engine.training_scope(batch_size):     # e.g. one BLAS thread for small steps
+        for step in range(start + 1, steps + 1 if converged_at is None else start + 1):
+            idx = np.random.default_rng([seed, step]).choice(n, size=batch_size, replace=False)
+            res = trainer.step(idx, gc_seed=[seed, step, 2], max_param_norm=max_param_norm)
+            objective, norm = res.objective, res.param_norm
+            if not (math.isfinite(objective) and math.isfinite(norm)) or norm > max_param_norm:
+                status = "diverged"
+                message = (f"training diverged at step {step}: objective={objective:.4g}, ||theta||={norm:.4g} "
+                           f"(limit {max_param_norm:g}); try a smaller lr (now {lr:g}) or gc_reg (now {gc_reg:g})")
+                rec = {"step": step, "diverged": True, "message": message}
+                history.append(rec)
+                if out_dir is not None:
+                    _write_history(out_dir, history)
+                break
+            losses.append(res.parts["loss"])
+            objectives.append(objective)
+            flats.append(res.parts["grad_norm_sq"])
+            rec = None
+            if step % eval_every == 0 or step == steps:
+                params, state = trainer.host_params(), trainer.host_state()
+                rec = record(step, params, losses, objectives, flats)
+                history.append(rec)
+                losses, objectives, flats = [], [], []
+                if out_dir is not None:
+                    _write_history(out_dir, history)
+                    _write_checkpoint(out_dir, params, state, step, config, dtype)
+            if progress is not None:
+                progress(step, steps, rec)
+            if rec is not None and rec.get("converged"):
+                status, converged_at = "converged", step
+                break
     if status == "completed" and until is not None:
         status = "cap"
         last = ", ".join(f"{k}={history[-1].get(k)}" for k in until)

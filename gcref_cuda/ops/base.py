@@ -76,6 +76,10 @@ class Op:
     def vjp_params(self, P, cache, g, ctx):
         return self.vjp(P, cache, g, None, ctx), {}
 
+    #: ``vjp_params(..., need_input=False)`` skips the input cotangent (the bottom layer of a
+    #: training step, where nothing needs it); ops without it always compute it.
+    skips_input_grad = False
+
     def second_order(self, P, cache, g, u, ctx):
         return {}, None
 

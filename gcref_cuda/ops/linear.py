@@ -17,6 +17,7 @@ class LinearOp(Op):
     """``y = x W^T + b`` on ``(N, F)`` rows: one GEMM."""
 
     dense = True
+    skips_input_grad = True
 
     def __init__(self, prefix, layer: L.Linear, in_shape):
         super().__init__(in_shape, (layer.out_features,))
@@ -46,11 +47,11 @@ class LinearOp(Op):
         out = ctx.ws.get(self.slot("ty"), (t.shape[0], self.out_features), ctx.dtype)
         return ctx.xp.matmul(t, P["W"].T, out=out)
 
-    def vjp_params(self, P, cache, g, ctx):
+    def vjp_params(self, P, cache, g, ctx, need_input=True):
         grads = {self.prefix + "weight": g.T @ cache}
         if self.bias:
             grads[self.prefix + "bias"] = g.sum(axis=0)
-        return g @ P["W"], grads
+        return (g @ P["W"] if need_input else None), grads
 
     def second_order(self, P, cache, g, u, ctx):
         grads = {self.prefix + "weight": g.T @ u}
@@ -82,6 +83,7 @@ class Conv2dOp(Op):
     """Convolution on ``(C, N, H, W)``: im2col + GEMM; stride 1 on flat shifts of the padded grid."""
 
     grid_conv = True
+    skips_input_grad = True
 
     def __init__(self, prefix, layer: L.Conv2d, in_shape):
         super().__init__(in_shape, layer.out_shape(in_shape))
@@ -285,9 +287,14 @@ class Conv2dOp(Op):
         gw = gmat @ cols.reshape(self.C * self.k * self.k, -1).T
         return gw.reshape(self.O, self.C, self.k, self.k)
 
-    def vjp_params(self, P, cache, g, ctx):
-        gx = ctx.xp.empty((self.C, g.shape[1], self.H, self.W), dtype=ctx.dtype)
-        self._conv_transpose(g, P["WmT"], ctx, gx)
+    def vjp_params(self, P, cache, g, ctx, need_input=True):
+        gx = None
+        if need_input:
+            gx = ctx.xp.empty((self.C, g.shape[1], self.H, self.W), dtype=ctx.dtype)
+            self._conv_transpose(g, P["WmT"], ctx, gx)
+        elif self.flat and not (self.Hg == self.Ho and self.Wg == self.Wo):
+            gx_grid, interior = self.grid_input(g.shape[1], ctx)   # the weight gradient's grid
+            interior[...] = g
         gg = None
         if self.flat and not (self.Hg == self.Ho and self.Wg == self.Wo):
             gg = ctx.ws.get(self.slot("T_gg"), (self.O, g.shape[1] * self.Hg * self.Wg), ctx.dtype)
