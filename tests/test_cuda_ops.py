@@ -119,7 +119,7 @@ def test_relu_maxpool_fusion_agrees():
     assert len(ops) == 2                                    # only a rectifier is fused
 
 
-ACTIVATIONS = [L.ReLU, L.Tanh, L.GELU, L.SiLU]
+ACTIVATIONS = [L.ReLU, L.Tanh, L.GELU, L.SiLU, L.LeakyReLU, L.Sigmoid, L.ELU, L.Softplus]
 
 
 @given(act=st.sampled_from(ACTIVATIONS), image=st.booleans(), c=st.integers(1, 3),
@@ -150,6 +150,11 @@ def test_pool_ops_agree(kind, k, stride, c, h, relu, seed):
 @given(c=st.integers(1, 3), h=st.integers(1, 4), seed=st.integers(0, 10_000))
 def test_batchnorm_and_flatten_ops_agree(c, h, seed):
     compare([("bn", L.BatchNorm2d(c)), ("f", L.Flatten())], (c, h, h + 1), seed)
+
+
+@given(c=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_batchnorm1d_ops_agree(c, seed):
+    compare([("fc", L.Linear(3, c)), ("bn", L.BatchNorm1d(c)), ("act", L.Tanh())], (3,), seed)
 
 
 @given(cin=st.integers(1, 3), cout=st.integers(1, 3), stride=st.integers(1, 2), h=st.integers(3, 5),
