@@ -153,6 +153,28 @@ class TopLevelResidual(nn.Module):
         return self.out(F.leaky_relu(h, 0.2))
 
 
+class Functional(nn.Module):
+    """The other functional spellings: F.elu, F.softplus, F.silu, torch.relu, Tensor methods,
+    F.avg_pool2d, reshape via x.shape[0], Tensor.flatten, contiguous, a residual over a pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 1)
+        self.fc1 = nn.Linear(12, 7)
+        self.fc2 = nn.Linear(7, 7)
+        self.cls = nn.Linear(7, 3)
+
+    def forward(self, x):
+        x = F.elu(self.conv(x), alpha=0.5)
+        x = x + torch.relu(self.conv2(x)).sigmoid()
+        x = F.avg_pool2d(x, 2).contiguous()
+        x = x.reshape(x.shape[0], -1).tanh()
+        x = F.softplus(self.fc1(x), beta=2.0)
+        x = torch.add(F.silu(self.fc2(x)), x).flatten(1)
+        return self.cls(x)
+
+
 def _without(model, head):
     m = copy.deepcopy(model)
     setattr(m, head, nn.Identity())
@@ -167,9 +189,11 @@ GALLERY = {
     "log_softmax-head": lambda m: ((3, 2, 2), lambda x: F.silu(m.body(x)),
                                    lambda x: m.fc(F.silu(m.body(x))), lambda z: F.log_softmax(z, 1)),
     "top-level-residual": lambda m: ((5,), _without(m, "out"), m, None),
+    "functional": lambda m: ((2, 4, 4), _without(m, "cls"), m, None),
 }
 MODELS = {"lenet": LeNet, "resnet": SmallResNet, "mlp-modulelist": MLP,
-          "log_softmax-head": LogSoftmaxNet, "top-level-residual": TopLevelResidual}
+          "log_softmax-head": LogSoftmaxNet, "top-level-residual": TopLevelResidual,
+          "functional": Functional}
 
 
 @pytest.mark.parametrize("name", list(GALLERY))

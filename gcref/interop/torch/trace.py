@@ -219,7 +219,9 @@ class _Reader:
             other = add_b if add_b is not add else add
             raise self.unsupported_op(other, f"the two branches from '{cur.name}' do not end in "
                                              f"one addition of the two (a residual connection)")
-        if add.args[0] is end_b or not items_a:         # main: the first summand, never empty
+        if add.args[0] is end_b:                        # main: the first summand ...
+            items_a, items_b = items_b, items_a
+        if not items_a:                                 # ... unless it is the identity
             items_a, items_b = items_b, items_a
         if not items_a:
             raise self.unsupported_op(add, "x + x is not supported")
