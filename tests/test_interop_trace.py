@@ -342,6 +342,19 @@ class WrongView(nn.Module):
         return self.head(x.view(-1, 6))
 
 
+class PreActivation(nn.Module):
+    """A pre-activation block with an in-place ReLU on the tensor the shortcut also reads: torch's
+    shortcut sees the overwritten values, the traced graph would not."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(3, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        out = self.fc(F.relu(x, inplace=True))
+        return self.head(out + x)
+
+
 @pytest.mark.parametrize("model,shape,pattern", [
     (Concat(), (3,), r"graph node 'cat' \(test_interop_trace.py:\d+: z = torch.cat\(\[self.a\(x\), "
                      r"self.b\(x\)\], dim=1\)\): torch.cat .*not supported"),
@@ -354,12 +367,25 @@ class WrongView(nn.Module):
     (ThreeWay(), (3,), r"graph node '(b|add|add_1)' .*test_interop_trace.py:\d+: "
                        r"return self.head\(self.a\(x\) \+ self.b\(x\) \+ x\)"),
     (SoftmaxInside(), (3,), r"softmax.*before the head 'head' is not supported"),
+    (PreActivation(), (3,), r"graph node 'relu' \(test_interop_trace.py:\d+: .*\): "
+                            r"torch.nn.functional.relu in place on 'x'"),
     (WrongView(), (3, 4), r"graph node 'view' \(test_interop_trace.py:\d+: .*\): a view to "
                           r"\(batch, 6\) where each example has 12 values"),
 ])
 def test_refused_cases_name_their_node_and_line(model, shape, pattern):
     with pytest.raises(UnsupportedModuleError, match=pattern):
         from_torch(model, shape)
+
+
+def test_modules_of_your_own_inside_a_sequential_keep_their_paths():
+    model = randomize(nn.Sequential(Block(2, 3, stride=2), Block(3, 3), nn.AdaptiveAvgPool2d(1),
+                                    nn.Flatten(), nn.Linear(3, 2)), 5)
+    net, params = from_torch(model, (2, 5, 5))
+    assert [n for n, _ in net.layers()] == ["0", "0.relu_1", "1", "1.relu_1", "2", "3", "4"]
+    assert set(params) == {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    X = np.random.default_rng(0).normal(size=(3, 2, 5, 5))
+    with torch.no_grad():
+        assert rel(net.forward(params, X), model(torch.from_numpy(X)).numpy()) <= RTOL
 
 
 # ------------------------------------------------------------------------------ embedding=, one Linear

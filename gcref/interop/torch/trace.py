@@ -268,8 +268,22 @@ class _Reader:
                                             f"inputs ({', '.join(t.name for t in [cur] + tensors)}) "
                                             f"is not supported")
 
+    def _in_place(self, node) -> bool:
+        if node.op == "call_module":
+            return bool(getattr(self.root.get_submodule(node.target), "inplace", False))
+        if node.op == "call_method":
+            return node.target.endswith("_") and not node.target.startswith("_")
+        name = getattr(node.target, "__name__", "")
+        return bool(node.kwargs.get("inplace", False)) or (name.endswith("_") and name != "_")
+
     def convert(self, node, cur):
         """The items of one operation whose input is ``cur``: ``[(name, layer, module paths)]``."""
+        if self._in_place(node) and len(self.users(cur)) > 1:
+            # torch overwrites cur, which another operation also reads: the traced graph (which
+            # records no mutation) would compute something else
+            raise self.unsupported_op(node, f"{_describe_target(node)} in place on '{cur.name}', "
+                                            f"which another operation also uses, is not supported "
+                                            f"(the graph does not record the overwrite)")
         if node.op == "call_module":
             if node.args != (cur,) or node.kwargs:
                 raise self.unsupported_op(node, f"module '{node.target}' called with arguments "
