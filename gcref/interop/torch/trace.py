@@ -42,8 +42,8 @@ from .leaves import FROM_TORCH, FUNCTION_NAMES, FUNCTIONS, METHODS, SizeCheck, i
 
 __all__ = ["trace_chain"]
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_GCREF_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_GCREF_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in [^\n]*\n[ \t]*([^\n]*)')
 
 
