@@ -446,3 +446,27 @@ def test_softmax_modules_after_the_head_are_dropped_and_documented():
     np.testing.assert_array_equal(logits.argmax(1), out.argmax(1))
     with pytest.raises(UnsupportedModuleError, match=r"LogSoftmax with dim=0"):
         from_torch(nn.Sequential(nn.Linear(4, 3), nn.LogSoftmax(0)), (4,))
+
+
+# ------------------------------------------------------------------------------ the new leaves
+
+@pytest.mark.parametrize("module,shape", [
+    (nn.LeakyReLU(0.2), (2, 3, 3)), (nn.Sigmoid(), (5,)), (nn.ELU(0.7), (2, 3, 3)),
+    (nn.Softplus(2.0, threshold=1.0), (6,)),            # both sides of the threshold are hit
+    (nn.BatchNorm1d(5, eps=1e-3), (5,)),
+])
+def test_each_new_leaf_matches_torch_both_ways(module, shape):
+    """Each new leaf inside a tiny chain: values and embedding Jacobian as torch.func, and the
+    round trip (to_torch) bitwise."""
+    width = int(np.prod(shape))
+    model = randomize(nn.Sequential(module, nn.Flatten(), nn.Linear(width, 2)), 4)
+    net, params = from_torch(model, shape)
+    X = np.random.default_rng(3).normal(size=(4,) + shape)
+    Xt = torch.from_numpy(X)
+    emb = model[:2]
+    with torch.no_grad():
+        assert rel(net.forward(params, X), model(Xt).numpy()) <= RTOL
+    jac_t = vmap(jacrev(lambda x: emb(x[None])[0]))(Xt).detach().numpy().reshape(4, width, -1)
+    assert rel(net.jacobian(params, X), jac_t) <= RTOL
+    with torch.no_grad():
+        assert torch.equal(to_torch(net, params)(Xt), model(Xt))
