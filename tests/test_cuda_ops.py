@@ -163,11 +163,11 @@ def test_basic_block_ops_agree(cin, cout, stride, h, seed):
     compare([(NAME, L.BasicBlock(cin, cout, stride))], (cin, h, h), seed)
 
 
-@given(image=st.booleans(), shortcut=st.booleans(), final=st.booleans(), c=st.integers(1, 3),
-       seed=st.integers(0, 10_000))
+@given(image=st.booleans(), shortcut=st.booleans(), final=st.sampled_from([None, "relu", "leaky"]),
+       c=st.integers(1, 3), seed=st.integers(0, 10_000))
 def test_residual_ops_agree(image, shortcut, final, c, seed):
     """The general residual connection (traced ``f(x) + g(x)``), with or without a shortcut chain
-    and a final ReLU, on vectors and images."""
+    and a final piecewise-linear activation, on vectors and images."""
     if image:
         main = L.Sequential([("conv1", L.Conv2d(c, 2, 3, 1, 1)), ("act", L.ELU()),
                              ("conv2", L.Conv2d(2, 2, 3, 1, 1))])
@@ -181,7 +181,8 @@ def test_residual_ops_agree(image, shortcut, final, c, seed):
         shape = (2, 4, 5) if image else (3,)
         main.children[0] = (main.children[0][0], L.Conv2d(2, 2, 3, 1, 1) if image else L.Linear(3, 3))
         main = L.Sequential(main.children)
-    layer = L.Residual(main, short if shortcut else None, "shortcut.", L.ReLU() if final else None)
+    final = {None: None, "relu": L.ReLU(), "leaky": L.LeakyReLU(0.1)}[final]
+    layer = L.Residual(main, short if shortcut else None, "shortcut.", final)
     compare([(NAME, layer)], shape, seed)
 
 

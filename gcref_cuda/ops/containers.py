@@ -79,15 +79,13 @@ class ChainOp(Op):
 class BlockOp(Op):
     """A residual connection (``gcref.nn.Residual``: ``BasicBlock``, ``Bottleneck`` and traced
     ``f(x) + g(x)``): ``final(main(x) + shortcut(x))`` for whatever chains ``layer.main`` and
-    ``layer.shortcut`` are, ``final`` a rectifier (ReLU: a 0/1 mask) or none."""
+    ``layer.shortcut`` are, ``final`` a piecewise-linear activation (ReLU: a 0/1 mask; its
+    derivative is applied like a mask) or none."""
 
     def __init__(self, prefix, layer: L.Residual, in_shape, compile_chain):
         super().__init__(in_shape, layer.out_shape(in_shape))
         self.prefix = prefix
-        if layer.final is not None and not layer.final.rectifier:
-            raise TypeError(f"gcref_cuda has no fast op for a residual block whose final "
-                            f"activation is {layer.final.describe()} (only a rectifier)")
-        self.final = layer.final is not None
+        self.final = layer.final          # piecewise linear: its derivative is a fixed mask
         self.main = ChainOp(compile_chain(layer.main.children, in_shape, prefix), in_shape)
         self.down = None
         if layer.shortcut is not None:
@@ -113,10 +111,10 @@ class BlockOp(Op):
         else:
             ys, cd = x, None
         z = ym + ys
-        if not self.final:
+        if self.final is None:
             return z, (cm, cd, None)
-        mask = (z > 0).astype(ctx.dtype)
-        return z * mask, (cm, cd, mask)
+        y, mask = self.final.value_and_derivative(z)      # the layer's own s and s'
+        return y, (cm, cd, mask)
 
     def vjp(self, P, cache, g, rows, ctx):
         cm, cd, mask = cache
