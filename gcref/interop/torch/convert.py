@@ -109,7 +109,9 @@ def _split_head(chain, embedding):
                                          f"'{chain[head_at][0]}' is not supported (a softmax is "
                                          f"accepted after the head only)")
     emb = chain[:head_at]
-    if not emb:   # (a Linear takes vectors: the shapes were checked, so the input is a vector)                     # the module is one Linear: the embedding is the input itself
+    if not emb:
+        # the module is one Linear: the embedding is the input itself (a Linear takes vectors and
+        # the shapes were checked, so the input is a vector and Flatten is the identity)
         names = {n for n, _ in chain}
         name = next(n for n in ("input", "input_", "input__") if n not in names)
         emb = [(name, L.Flatten())]             # the identity on vectors
