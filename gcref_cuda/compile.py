@@ -158,6 +158,8 @@ register_op(L.MaxPool2d, lambda pre, layer, shape, cc: PoolOp(layer, shape, "max
 register_op(L.AvgPool2d, lambda pre, layer, shape, cc: PoolOp(layer, shape, "avg"))
 register_op(L.Flatten, lambda pre, layer, shape, cc: FlattenOp(shape, layer.out_shape(shape)))
 register_op(L.BatchNorm2d, lambda pre, layer, shape, cc: BatchNormOp(pre, layer, shape))
+register_op(L.BatchNorm1d, lambda pre, layer, shape, cc: BatchNormOp(pre, layer, shape))
+register_op(L.Residual, lambda pre, layer, shape, cc: BlockOp(pre, layer, shape, cc))
 register_op(L.BasicBlock, lambda pre, layer, shape, cc: BlockOp(pre, layer, shape, cc))
 register_fusion(L.Elementwise, L.MaxPool2d, _rectifier_maxpool)
 register_op(L.AdaptiveAvgPool2d, lambda pre, layer, shape, cc: AdaptiveAvgPoolOp(layer, shape))

@@ -119,7 +119,7 @@ def test_relu_maxpool_fusion_agrees():
     assert len(ops) == 2                                    # only a rectifier is fused
 
 
-ACTIVATIONS = [L.ReLU, L.Tanh, L.GELU, L.SiLU]
+ACTIVATIONS = [L.ReLU, L.Tanh, L.GELU, L.SiLU, L.LeakyReLU, L.Sigmoid, L.ELU, L.Softplus]
 
 
 @given(act=st.sampled_from(ACTIVATIONS), image=st.booleans(), c=st.integers(1, 3),
@@ -152,10 +152,38 @@ def test_batchnorm_and_flatten_ops_agree(c, h, seed):
     compare([("bn", L.BatchNorm2d(c)), ("f", L.Flatten())], (c, h, h + 1), seed)
 
 
+@given(c=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_batchnorm1d_ops_agree(c, seed):
+    compare([("fc", L.Linear(3, c)), ("bn", L.BatchNorm1d(c)), ("act", L.Tanh())], (3,), seed)
+
+
 @given(cin=st.integers(1, 3), cout=st.integers(1, 3), stride=st.integers(1, 2), h=st.integers(3, 5),
        seed=st.integers(0, 10_000))
 def test_basic_block_ops_agree(cin, cout, stride, h, seed):
     compare([(NAME, L.BasicBlock(cin, cout, stride))], (cin, h, h), seed)
+
+
+@given(image=st.booleans(), shortcut=st.booleans(), final=st.sampled_from([None, "relu", "leaky"]),
+       c=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_residual_ops_agree(image, shortcut, final, c, seed):
+    """The general residual connection (traced ``f(x) + g(x)``), with or without a shortcut chain
+    and a final piecewise-linear activation, on vectors and images."""
+    if image:
+        main = L.Sequential([("conv1", L.Conv2d(c, 2, 3, 1, 1)), ("act", L.ELU()),
+                             ("conv2", L.Conv2d(2, 2, 3, 1, 1))])
+        short = L.Sequential([("0", L.Conv2d(c, 2, 1)), ("1", L.BatchNorm2d(2))])
+        shape = (c, 4, 5)
+    else:
+        main = L.Sequential([("fc1", L.Linear(c, 3)), ("act", L.Sigmoid()), ("fc2", L.Linear(3, 3))])
+        short = L.Sequential([("0", L.Linear(c, 3, bias=False))])
+        shape = (c,)
+    if not shortcut and c != (2 if image else 3):
+        shape = (2, 4, 5) if image else (3,)
+        main.children[0] = (main.children[0][0], L.Conv2d(2, 2, 3, 1, 1) if image else L.Linear(3, 3))
+        main = L.Sequential(main.children)
+    final = {None: None, "relu": L.ReLU(), "leaky": L.LeakyReLU(0.1)}[final]
+    layer = L.Residual(main, short if shortcut else None, "shortcut.", final)
+    compare([(NAME, layer)], shape, seed)
 
 
 # ------------------------------------------------------------------ networks with GELU / SiLU
@@ -215,6 +243,61 @@ def test_elementwise_definitions_run_on_cupy(activation, dtype, tol):
     _agree(value, ref_value, "GC penalty on CuPy", tol)
     for k in ref_grads:
         _agree(grads[k], ref_grads[k], f"GC penalty gradient {k} on CuPy", 100 * tol)
+
+
+def _net_with_new_layers():
+    """Every layer added for custom PyTorch modules in one network: BatchNorm1d, LeakyReLU,
+    Sigmoid, ELU, Softplus and residual connections (identity and projection shortcuts)."""
+    from gcref.nn.network import Network
+    block = L.Residual(L.Sequential([("conv1", L.Conv2d(2, 2, 3, 1, 1)), ("act", L.ELU(0.7)),
+                                     ("conv2", L.Conv2d(2, 2, 3, 1, 1))]))
+    down = L.Residual(L.Sequential([("conv", L.Conv2d(2, 3, 3, 2, 1)), ("act", L.Softplus(1.5))]),
+                      L.Sequential([("0", L.Conv2d(2, 3, 1, 2, 0)), ("1", L.BatchNorm2d(3))]),
+                      "downsample.")
+    mlp = L.Residual(L.Sequential([("fc", L.Linear(12, 12)), ("bn", L.BatchNorm1d(12)),
+                                   ("act", L.Sigmoid())]))
+    return Network([("stem", L.Conv2d(1, 2, 3, 1, 1)), ("act", L.LeakyReLU(0.1)),
+                    ("block", block), ("down", down), ("flat", L.Flatten()), ("mlp", mlp),
+                    ("fc", L.Linear(12, 5)), ("act2", L.LeakyReLU(0.2))],
+                   ("head", L.Linear(5, 3)), (1, 4, 4), name="new-layers")
+
+
+@pytest.mark.parametrize("array_module,dtype,tol", [
+    pytest.param("numpy", np.float64, 1e-12, id="numpy-float64"),
+    pytest.param("cupy", np.float64, 1e-12, id="cupy-float64", marks=[
+        pytest.mark.gpu, pytest.mark.skipif(not __import__("gcref_cuda").backend.gpu_available(),
+                                            reason="CuPy GPU not available")]),
+    pytest.param("cupy", np.float32, 1e-4, id="cupy-float32", marks=[
+        pytest.mark.gpu, pytest.mark.skipif(not __import__("gcref_cuda").backend.gpu_available(),
+                                            reason="CuPy GPU not available")]),
+])
+def test_fast_network_with_the_new_layers_agrees(array_module, dtype, tol):
+    """The new leaves and the general residual connection through the whole fast engine (row
+    passes, GC and the GC penalty's gradient), on NumPy and, with a GPU, CuPy (the activations'
+    np.where / expm1 / log1p / expit dispatch to CuPy, keeping the compute dtype)."""
+    import gcref_cuda as gcc
+    from gcref.checks.cases import perturbed_params
+    from gcref.metrics.complexity import geometric_complexity
+    from gcref.train.gc_regularizer import gc_penalty_and_grad
+    from gcref_cuda import backend
+
+    net = _net_with_new_layers()
+    params = perturbed_params(net, 1)
+    X = np.random.default_rng(2).normal(size=(4,) + net.input_shape)
+    with backend.using(array_module):
+        fnet = gcc.FastNetwork(net, dtype=dtype)
+        logits = fnet.forward(params, X)
+        J = fnet.jacobian(params, X, "logits")
+        gc = gcc.geometric_complexity(net, params, X, dtype=dtype)
+        value, grads = gcc.gc_penalty_and_grad(net, params, X, dtype=dtype)
+    assert J.dtype == dtype
+    _agree(logits, net.forward(params, X), "logits", tol)
+    _agree(J, net.jacobian(params, X, output="logits"), "logits Jacobian", tol)
+    _agree(gc, geometric_complexity(net, params, X), "GC", tol)
+    ref_value, ref_grads = gc_penalty_and_grad(net, params, X)
+    _agree(value, ref_value, "GC penalty", tol)
+    for k in ref_grads:
+        _agree(grads[k], ref_grads[k], f"GC penalty gradient {k}", 100 * tol)
 
 
 def test_op_keys_are_unique_and_required():

@@ -364,7 +364,7 @@ def test_unsupported_module_names_its_path_and_the_supported_set():
     with pytest.raises(UnsupportedModuleError, match=r"0: MaxPool2d with ceil_mode=True"):
         from_torch(nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(4, 1)), (1, 3, 3))
 
-    class Custom(nn.Module):                                # its own forward: not a chain
+    class Custom(nn.Module):                                # its own forward: traced
         def __init__(self):
             super().__init__()
             self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 2)
@@ -372,8 +372,18 @@ def test_unsupported_module_names_its_path_and_the_supported_set():
         def forward(self, x):
             return self.b(self.a(x) + x)
 
-    with pytest.raises(UnsupportedModuleError, match=r"module: Custom \(its own forward\)"):
-        from_torch(Custom(), (3,))
+    class Concat(Custom):                                   # concatenation: no gcref layer
+        def forward(self, x):
+            return self.b(torch.cat([self.a(x), x], 1)[:, :3])
+
+    custom = randomize(Custom(), 2)
+    net, params = from_torch(custom, (3,))                  # a residual connection, then the head
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    with torch.no_grad():
+        assert rel(net.forward(params, X), custom(torch.from_numpy(X)).numpy()) <= RTOL
+    with pytest.raises(UnsupportedModuleError, match=r"graph node 'cat' \(test_interop.py:\d+: "
+                                                     r"return self.b\(torch.cat.*torch.cat"):
+        from_torch(Concat(), (3,))
 
 
 def test_train_mode_warns_and_converts_the_evaluation_function():
@@ -436,14 +446,21 @@ def test_bad_arguments_name_the_argument():
 
 def test_embedding_argument_ends_the_network_at_that_module():
     model, shape, _ = tv_vgg11()
-    # the output of classifier.1 (ReLU) is the embedding; the dropout after it is kept (identity),
-    # classifier.3 is the head, the rest of the classifier is not part of the gcref network
-    net, params = from_torch(model, shape, embedding="classifier.1")
-    assert net.head_name == "classifier.3" and net.layers()[-2][0] == "classifier.2"
+    # the output of classifier.1 (ReLU) as the embedding would make classifier.3 the head and
+    # leave classifier.4-6 out: the logits would not be the module's, so it is refused (issue 18)
+    with pytest.raises(ValueError, match=r"embedding='classifier.1': its head would be "
+                                         r"'classifier.3', and 'classifier.4' \(ReLU\(\)\), "
+                                         r"'classifier.6' \(Linear.*would differ"):
+        from_torch(model, shape, embedding="classifier.1")
+    # the output of classifier.4 (ReLU) is the embedding; the dropout after it is kept (identity)
+    net, params = from_torch(model, shape, embedding="classifier.4")
+    assert net.head_name == "classifier.6" and net.layers()[-2][0] == "classifier.5"
     X = np.random.default_rng(0).normal(size=(2,) + shape)
     with torch.no_grad():
-        z = model.classifier[:2](torch.flatten(model.avgpool(model.features(torch.from_numpy(X))), 1))
+        z = model.classifier[:5](torch.flatten(model.avgpool(model.features(torch.from_numpy(X))), 1))
+        logits = model(torch.from_numpy(X))
     assert rel(net.embed(params, X), z.numpy()) <= RTOL
+    assert rel(net.forward(params, X), logits.numpy()) <= RTOL
     default, _ = from_torch(model, shape, embedding="classifier.4")   # the same as the default
     assert default.head_name == "classifier.6"
     model, shape, _ = tv_resnet18()

@@ -21,9 +21,10 @@ import math
 import numpy as np
 from scipy import special
 
+from .._validation import check_float
 from .base import Layer, PiecewiseLinear
 
-__all__ = ["Elementwise", "ReLU", "Tanh", "GELU", "SiLU"]
+__all__ = ["Elementwise", "ReLU", "Tanh", "GELU", "SiLU", "LeakyReLU", "Sigmoid", "ELU", "Softplus"]
 
 
 class Elementwise(Layer):
@@ -163,3 +164,110 @@ class SiLU(Elementwise):
     @classmethod
     def examples(cls):
         return [("SiLU", cls(), (7,))]
+
+
+class LeakyReLU(PiecewiseLinear, Elementwise):
+    """``torch.nn.LeakyReLU(negative_slope)``: ``s(x) = x`` for ``x > 0``, ``a x`` otherwise;
+    ``s'(x) = 1`` for ``x > 0``, ``a`` otherwise (``a`` at the kink, as PyTorch); piecewise
+    linear (``s'' = 0`` a.e.)."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = check_float(negative_slope, "negative_slope")
+
+    def s(self, x):
+        return np.where(x > 0, x, self.negative_slope * x)
+
+    def ds(self, x, y):
+        d = (x > 0).astype(x.dtype)
+        return d + self.negative_slope * (1.0 - d)
+
+    def d2s(self, x, y):
+        return np.zeros_like(x)
+
+    @classmethod
+    def examples(cls):
+        return [("LeakyReLU", cls(0.1), (2, 3, 3))]
+
+    def describe(self):
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+
+class Sigmoid(Elementwise):
+    """``torch.nn.Sigmoid()``: ``s = sigma = 1/(1 + e^-x)``; ``s' = y (1 - y)``,
+    ``s'' = y (1 - y) (1 - 2 y)`` with ``y = sigma(x)``."""
+
+    def s(self, x):
+        return special.expit(x)
+
+    def ds(self, x, y):
+        return y * (1.0 - y)
+
+    def d2s(self, x, y):
+        return y * (1.0 - y) * (1.0 - 2.0 * y)
+
+    @classmethod
+    def examples(cls):
+        return [("Sigmoid", cls(), (6,))]
+
+
+class ELU(Elementwise):
+    """``torch.nn.ELU(alpha)``: ``s(x) = x`` for ``x > 0``, ``alpha (e^x - 1)`` otherwise
+    (``expm1``); ``s'(x) = 1`` resp. ``alpha e^x``, ``s''(x) = 0`` resp. ``alpha e^x``. At the
+    kink, as PyTorch's autograd: ``s'(0) = alpha`` and ``s''(0) = 0``. ``e^x`` is evaluated at
+    ``min(x, 0)`` so that the unused branch never overflows."""
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = check_float(alpha, "alpha")
+
+    def _neg_exp(self, x):
+        return self.alpha * np.exp(np.minimum(x, 0.0))
+
+    def s(self, x):
+        return np.where(x > 0, x, self.alpha * np.expm1(np.minimum(x, 0.0)))
+
+    def ds(self, x, y):
+        return np.where(x > 0, 1.0, self._neg_exp(x)).astype(x.dtype, copy=False)
+
+    def d2s(self, x, y):
+        return np.where(x < 0, self._neg_exp(x), 0.0).astype(x.dtype, copy=False)
+
+    @classmethod
+    def examples(cls):
+        return [("ELU", cls(0.7), (2, 3, 3))]
+
+    def describe(self):
+        return f"ELU(alpha={self.alpha})"
+
+
+class Softplus(Elementwise):
+    """``torch.nn.Softplus(beta, threshold)``: ``s(x) = log(1 + e^(beta x)) / beta`` (``log1p``),
+    and ``x`` itself where ``beta x > threshold`` (PyTorch's switch to the linear function for
+    numerical stability); ``s'(x) = sigma(beta x)`` resp. 1, ``s''(x) = beta sigma (1 - sigma)``
+    resp. 0. ``e^(beta x)`` is evaluated at ``min(beta x, threshold)`` (no overflow)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        self.beta = check_float(beta, "beta")
+        if self.beta == 0:
+            raise ValueError("beta must be nonzero, got 0")
+        self.threshold = check_float(threshold, "threshold")
+
+    def _linear(self, x):
+        return self.beta * x > self.threshold
+
+    def s(self, x):
+        bx = np.minimum(self.beta * x, self.threshold)
+        return np.where(self._linear(x), x, np.log1p(np.exp(bx)) / self.beta)
+
+    def ds(self, x, y):
+        return np.where(self._linear(x), 1.0, special.expit(self.beta * x)).astype(x.dtype, copy=False)
+
+    def d2s(self, x, y):
+        sig = special.expit(self.beta * x)
+        return np.where(self._linear(x), 0.0, self.beta * sig * (1.0 - sig)).astype(x.dtype, copy=False)
+
+    @classmethod
+    def examples(cls):
+        return [("Softplus", cls(1.5), (7,))]
+
+    def describe(self):
+        return f"Softplus(beta={self.beta}, threshold={self.threshold})"

@@ -1,4 +1,4 @@
-"""Composite layers: ``Sequential`` chains and the ResNet ``BasicBlock``."""
+"""Composite layers: ``Sequential`` chains, ``Residual`` connections and the ResNet ``BasicBlock``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 
 from .._validation import check_int
 from .activations import ReLU, Tanh
-from .base import Layer, check_keys
+from .base import Layer, PiecewiseLinear, check_keys
 from .linear import Conv2d, Linear
 from .norm import BatchNorm2d
 
-__all__ = ["Sequential", "BasicBlock", "chain_second_order"]
+__all__ = ["Sequential", "Residual", "BasicBlock", "chain_second_order"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,37 +197,40 @@ class Sequential(Layer):
         return f"Sequential({inner})"
 
 
-class BasicBlock(Layer):
-    """ResNet basic block (He et al. 2016), evaluation-mode batch norm, PyTorch names.
+class Residual(Layer):
+    """A residual connection ``y = main(x) + shortcut(x)`` (``shortcut`` a chain, or ``None``
+    for the identity), the sum optionally followed by a piecewise-linear activation ``final``
+    (ResNet's blocks: :class:`BasicBlock`, ``Bottleneck``). ``from_torch`` maps a traced
+    ``out = f(x) + g(x)`` (``out += identity``) onto it.
 
-    ``y = relu( bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x) )`` with 3x3 convolutions (no bias),
-    ``shortcut = downsample = [1x1 conv (stride s, no bias), bn]`` when the stride is not 1 or the
-    channel count changes, else the identity.
+    Parameter keys: the main chain's (``"<child>.<local>"``) and the shortcut's, prefixed with
+    ``shortcut_prefix`` (``"downsample."`` in ResNet's blocks); they must not collide.
+
+    Derivatives: the Jacobian is ``D (J_main + J_short)`` with ``D`` the diagonal derivative of
+    ``final`` (the identity without one), fixed a.e. because ``final`` is piecewise linear; so the
+    VJP, JVP and second order (``docs/theory.md`` §5.1) of the two branches add, behind ``D``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
-        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
-        self.out_channels = check_int(out_channels, "out_channels", minimum=1)
-        self.stride = check_int(stride, "stride", minimum=1)
-        self.main = Sequential([
-            ("conv1", Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)),
-            ("bn1", BatchNorm2d(out_channels)),
-            ("relu", ReLU()),
-            ("conv2", Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)),
-            ("bn2", BatchNorm2d(out_channels)),
-        ])
-        self.downsample = None
-        if stride != 1 or in_channels != out_channels:
-            self.downsample = Sequential([
-                ("0", Conv2d(in_channels, out_channels, 1, stride, 0, bias=False)),
-                ("1", BatchNorm2d(out_channels)),
-            ])
-        self.final = ReLU()
+    def __init__(self, main, shortcut=None, shortcut_prefix: str = "", final=None):
+        if not isinstance(main, Sequential):
+            raise TypeError(f"main must be a gcref.nn.Sequential, got {type(main).__name__}")
+        if shortcut is not None and not isinstance(shortcut, Sequential):
+            raise TypeError(f"shortcut must be a gcref.nn.Sequential or None (the identity), got "
+                            f"{type(shortcut).__name__}")
+        if final is not None and not isinstance(final, PiecewiseLinear):
+            raise TypeError(f"final must be a piecewise-linear activation (ReLU) or None, got "
+                            f"{type(final).__name__}")
+        self.main, self.shortcut, self.final = main, shortcut, final
+        self.shortcut_prefix = str(shortcut_prefix)
+        keys = list(self.keys())
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"Residual: the main chain and the shortcut share parameter names "
+                             f"{sorted({k for k in keys if keys.count(k) > 1})}")
 
     def _parts(self):
         parts = [("", self.main)]
-        if self.downsample is not None:
-            parts.append(("downsample.", self.downsample))
+        if self.shortcut is not None:
+            parts.append((self.shortcut_prefix, self.shortcut))
         return parts
 
     def keys(self):
@@ -239,14 +242,18 @@ class BasicBlock(Layer):
 
     @classmethod
     def examples(cls):
-        return [("BasicBlock(id)", cls(2, 2, 1), (2, 4, 4)), ("BasicBlock(down)", cls(2, 3, 2), (2, 5, 5))]
+        main = Sequential([("0", Linear(4, 4)), ("1", Tanh()), ("2", Linear(4, 4))])
+        conv = Sequential([("conv", Conv2d(2, 3, 3, 2, 1)), ("act", Tanh())])
+        return [("Residual(id)", cls(main), (4,)),
+                ("Residual(shortcut)", cls(conv, Sequential([("0", Conv2d(2, 3, 1, 2, 0))]),
+                                           "downsample."), (2, 5, 5))]
 
     def _split(self, p):
         main = {k: p[k] for k in self.main.keys()}
-        down = None
-        if self.downsample is not None:
-            down = {k: p["downsample." + k] for k in self.downsample.keys()}
-        return main, down
+        short = None
+        if self.shortcut is not None:
+            short = {k: p[self.shortcut_prefix + k] for k in self.shortcut.keys()}
+        return main, short
 
     def param_specs(self, in_shape):
         return {pre + k: v for pre, part in self._parts() for k, v in part.param_specs(in_shape).items()}
@@ -256,12 +263,13 @@ class BasicBlock(Layer):
 
     def out_shape(self, in_shape):
         out = self.main.out_shape(in_shape)
-        if self.downsample is not None:
-            short = self.downsample.out_shape(in_shape)
+        if self.shortcut is not None:
+            short = self.shortcut.out_shape(in_shape)
         else:
             short = tuple(in_shape)
         if short != out:
-            raise ValueError(f"BasicBlock shortcut shape {short} does not match main path {out}")
+            raise ValueError(f"{type(self).__name__} shortcut shape {short} does not match main "
+                             f"path {out}")
         return out
 
     def init(self, rng, in_shape):
@@ -270,22 +278,28 @@ class BasicBlock(Layer):
     def forward(self, p, x):
         pm, pd = self._split(p)
         ym, cm = self.main.forward(pm, x)
-        if self.downsample is not None:
-            ys, cd = self.downsample.forward(pd, x)
+        if self.shortcut is not None:
+            ys, cd = self.shortcut.forward(pd, x)
         else:
             ys, cd = x, None
+        if self.final is None:
+            return ym + ys, (cm, cd, None)
         y, cf = self.final.forward({}, ym + ys)
         return y, (cm, cd, cf)
+
+    def _behind_final(self, cf, g):
+        """``D^T g``: the cotangent on the sum (``D`` the final activation's derivative)."""
+        return g if self.final is None else self.final.vjp({}, cf, g)[0]
 
     def vjp(self, p, cache, gy, params=True):
         pm, pd = self._split(p)
         cm, cd, cf = cache
-        gs, _ = self.final.vjp({}, cf, gy)
+        gs = self._behind_final(cf, gy)
         gx, grads = self.main.vjp(pm, cm, gs, params=params)
-        if self.downsample is not None:
-            gxd, gpd = self.downsample.vjp(pd, cd, gs, params=params)
+        if self.shortcut is not None:
+            gxd, gpd = self.shortcut.vjp(pd, cd, gs, params=params)
             gx = gx + gxd
-            grads.update({"downsample." + k: v for k, v in gpd.items()})
+            grads.update({self.shortcut_prefix + k: v for k, v in gpd.items()})
         else:
             gx = gx + gs
         return gx, grads
@@ -294,18 +308,18 @@ class BasicBlock(Layer):
         pm, pd = self._split(p)
         cm, cd, cf = cache
         ts = self.main.jvp(pm, cm, tx)
-        ts = ts + (self.downsample.jvp(pd, cd, tx) if self.downsample is not None else tx)
-        return self.final.jvp({}, cf, ts)
+        ts = ts + (self.shortcut.jvp(pd, cd, tx) if self.shortcut is not None else tx)
+        return ts if self.final is None else self.final.jvp({}, cf, ts)
 
     def second_order(self, p, cache, g, u):
-        # J = D_mask (J_main + J_short): the mask is fixed (a.e.), so the terms add.
+        # J = D (J_main + J_short): D is fixed (a.e.), so the terms add.
         pm, pd = self._split(p)
         cm, cd, cf = cache
-        gs, _ = self.final.vjp({}, cf, g)
+        gs = self._behind_final(cf, g)
         grads, gx = self.main.second_order(pm, cm, gs, u)
-        if self.downsample is not None:
-            gpd, gxd = self.downsample.second_order(pd, cd, gs, u)
-            grads.update({"downsample." + k: v for k, v in gpd.items()})
+        if self.shortcut is not None:
+            gpd, gxd = self.shortcut.second_order(pd, cd, gs, u)
+            grads.update({self.shortcut_prefix + k: v for k, v in gpd.items()})
             if gxd is not None:
                 gx = gxd if gx is None else gx + gxd
         return grads, gx
@@ -313,13 +327,57 @@ class BasicBlock(Layer):
     def local_jacobian(self, p, x):
         pm, pd = self._split(p)
         jac = self.main.local_jacobian(pm, x)
-        if self.downsample is not None:
-            jac = jac + self.downsample.local_jacobian(pd, x)
+        if self.shortcut is not None:
+            jac = jac + self.shortcut.local_jacobian(pd, x)
         else:
             jac = jac + np.eye(x.size)
+        if self.final is None:
+            return jac
         _, (_, _, cf) = self.forward(p, x[None])
-        z = cf[0][0]                                     # the final ReLU's input
+        z = cf[0][0]                                     # the final activation's input
         return self.final.local_jacobian({}, z) @ jac
+
+    def describe(self):
+        short = "identity" if self.shortcut is None else self.shortcut.describe()
+        final = "" if self.final is None else f", final={self.final.describe()}"
+        return f"Residual(main={self.main.describe()}, shortcut={short}{final})"
+
+
+class BasicBlock(Residual):
+    """ResNet basic block (He et al. 2016), evaluation-mode batch norm, PyTorch names.
+
+    ``y = relu( bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x) )`` with 3x3 convolutions (no bias),
+    ``shortcut = downsample = [1x1 conv (stride s, no bias), bn]`` when the stride is not 1 or the
+    channel count changes, else the identity. The residual computation is :class:`Residual`'s.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.out_channels = check_int(out_channels, "out_channels", minimum=1)
+        self.stride = check_int(stride, "stride", minimum=1)
+        main = Sequential([
+            ("conv1", Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)),
+            ("bn1", BatchNorm2d(out_channels)),
+            ("relu", ReLU()),
+            ("conv2", Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)),
+            ("bn2", BatchNorm2d(out_channels)),
+        ])
+        downsample = None
+        if stride != 1 or in_channels != out_channels:
+            downsample = Sequential([
+                ("0", Conv2d(in_channels, out_channels, 1, stride, 0, bias=False)),
+                ("1", BatchNorm2d(out_channels)),
+            ])
+        super().__init__(main, downsample, "downsample.", final=ReLU())
+
+    @property
+    def downsample(self):
+        """The shortcut chain (``None``: the identity), torchvision's name."""
+        return self.shortcut
+
+    @classmethod
+    def examples(cls):
+        return [("BasicBlock(id)", cls(2, 2, 1), (2, 4, 4)), ("BasicBlock(down)", cls(2, 3, 2), (2, 5, 5))]
 
     def describe(self):
         return f"BasicBlock({self.in_channels}, {self.out_channels}, stride={self.stride})"

@@ -15,16 +15,17 @@ Batch norm is in evaluation mode (an affine map per channel from its running sta
 
 from __future__ import annotations
 
-from .activations import GELU, Elementwise, ReLU, SiLU, Tanh
+from .activations import ELU, GELU, Elementwise, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .base import Layer, PiecewiseLinear, check_keys
-from .containers import BasicBlock, Sequential
+from .containers import BasicBlock, Residual, Sequential
 from .linear import Conv2d, Linear
-from .norm import BatchNorm2d
+from .norm import BatchNorm1d, BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, Dropout, Flatten, MaxPool2d
 from .residual import Bottleneck
 
 __all__ = [
     "Layer", "PiecewiseLinear", "Elementwise", "check_keys", "Linear", "Conv2d", "ReLU", "Tanh",
     "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "Sequential", "BasicBlock",
-    "AdaptiveAvgPool2d", "Dropout", "Bottleneck",
+    "AdaptiveAvgPool2d", "Dropout", "Bottleneck", "LeakyReLU", "Sigmoid", "ELU", "Softplus",
+    "BatchNorm1d", "Residual",
 ]

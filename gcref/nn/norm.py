@@ -1,4 +1,6 @@
-"""Batch normalization in evaluation mode (an affine map per channel)."""
+"""Batch normalization in evaluation mode (an affine map per channel), of images
+(:class:`BatchNorm2d`) and of feature vectors (:class:`BatchNorm1d`): one definition,
+:class:`_BatchNorm`, for both."""
 
 from __future__ import annotations
 
@@ -7,19 +9,23 @@ import numpy as np
 from .._validation import check_int
 from .base import Layer
 
-__all__ = ["BatchNorm2d"]
+__all__ = ["BatchNorm2d", "BatchNorm1d"]
 
 
 # --------------------------------------------------------------------------------------------
 # Batch norm (evaluation mode)
 # --------------------------------------------------------------------------------------------
 
-class BatchNorm2d(Layer):
-    """Batch norm in evaluation mode: ``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``.
+class _BatchNorm(Layer):
+    """Batch norm in evaluation mode: ``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``
+    per channel (axis 1 of the batch), for inputs with ``spatial`` axes after the channel.
 
     ``weight`` (gamma) and ``bias`` (beta) are trainable; ``running_mean`` and ``running_var`` are
     buffers (saved, never trained), initialised to 0 and 1 as in PyTorch.
     """
+
+    spatial = 0                 # number of axes after the channel axis (set by the subclass)
+    expected = "(C,)"           # the input shape, for messages
 
     def __init__(self, num_features: int, eps: float = 1e-5):
         self.num_features = check_int(num_features, "num_features", minimum=1)
@@ -28,10 +34,6 @@ class BatchNorm2d(Layer):
     def keys(self):
         return ("weight", "bias", "running_mean", "running_var")
 
-    @classmethod
-    def examples(cls):
-        return [("BatchNorm2d", cls(3), (3, 3, 3))]
-
     def param_specs(self, in_shape):
         return {"weight": (self.num_features,), "bias": (self.num_features,)}
 
@@ -39,9 +41,10 @@ class BatchNorm2d(Layer):
         return {"running_mean": (self.num_features,), "running_var": (self.num_features,)}
 
     def out_shape(self, in_shape):
-        if len(in_shape) != 3 or in_shape[0] != self.num_features:
-            raise ValueError(f"BatchNorm2d({self.num_features}) expects inputs of shape "
-                             f"({self.num_features}, H, W), got {tuple(in_shape)}")
+        if len(in_shape) != 1 + self.spatial or in_shape[0] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) expects inputs of shape "
+                             f"{self.expected.replace('C', str(self.num_features))}, got "
+                             f"{tuple(in_shape)}")
         return tuple(in_shape)
 
     def init(self, rng, in_shape):
@@ -49,15 +52,22 @@ class BatchNorm2d(Layer):
         return {"weight": np.ones(c), "bias": np.zeros(c),
                 "running_mean": np.zeros(c), "running_var": np.ones(c)}
 
-    @staticmethod
-    def _bc(v):
-        return v[None, :, None, None]
+    def _bc(self, v):
+        return v.reshape((1, -1) + (1,) * self.spatial)
+
+    @property
+    def _axes(self):
+        """The batch and spatial axes (summed over for the parameter gradients)."""
+        return (0,) + tuple(range(2, 2 + self.spatial))
+
+    def inv_std(self, running_var):
+        """``1 / sqrt(running_var + eps)``; raises unless ``running_var + eps > 0``."""
+        if np.any(running_var + self.eps <= 0):
+            raise ValueError(f"{type(self).__name__} running_var + eps must be positive")
+        return 1.0 / np.sqrt(running_var + self.eps)
 
     def _inv_std(self, p):
-        var = p["running_var"]
-        if np.any(var + self.eps <= 0):
-            raise ValueError("BatchNorm2d running_var + eps must be positive")
-        return 1.0 / np.sqrt(var + self.eps)
+        return self.inv_std(p["running_var"])
 
     def forward(self, p, x):
         inv = self._inv_std(p)
@@ -68,7 +78,7 @@ class BatchNorm2d(Layer):
         gx = gy * self._bc(p["weight"] * self._inv_std(p))
         gp = {}
         if params:
-            gp = {"weight": (gy * cache).sum(axis=(0, 2, 3)), "bias": gy.sum(axis=(0, 2, 3))}
+            gp = {"weight": (gy * cache).sum(axis=self._axes), "bias": gy.sum(axis=self._axes)}
         return gx, gp
 
     def jvp(self, p, cache, tx):
@@ -76,7 +86,7 @@ class BatchNorm2d(Layer):
 
     def second_order(self, p, cache, g, u):
         # <g, gamma/sigma * u>: linear in gamma, independent of x and beta.
-        gw = (g * u).sum(axis=(0, 2, 3)) * self._inv_std(p)
+        gw = (g * u).sum(axis=self._axes) * self._inv_std(p)
         return {"weight": gw, "bias": np.zeros(self.num_features)}, None
 
     def local_jacobian(self, p, x):
@@ -84,4 +94,28 @@ class BatchNorm2d(Layer):
         return np.diag(np.repeat(scale, x[0].size))
 
     def describe(self):
-        return f"BatchNorm2d({self.num_features}, eps={self.eps})"
+        return f"{type(self).__name__}({self.num_features}, eps={self.eps})"
+
+
+class BatchNorm2d(_BatchNorm):
+    """``torch.nn.BatchNorm2d`` in evaluation mode, on images ``(C, H, W)`` (see
+    :class:`_BatchNorm`)."""
+
+    spatial = 2
+    expected = "(C, H, W)"
+
+    @classmethod
+    def examples(cls):
+        return [("BatchNorm2d", cls(3), (3, 3, 3))]
+
+
+class BatchNorm1d(_BatchNorm):
+    """``torch.nn.BatchNorm1d`` in evaluation mode, on feature vectors ``(C,)`` (see
+    :class:`_BatchNorm`; PyTorch's ``(C, L)`` inputs are not supported)."""
+
+    spatial = 0
+    expected = "(C,)"
+
+    @classmethod
+    def examples(cls):
+        return [("BatchNorm1d", cls(5), (5,))]

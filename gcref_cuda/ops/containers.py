@@ -1,4 +1,5 @@
-"""Fast composite ops: chains (``Sequential``) and the ResNet basic block."""
+"""Fast composite ops: chains (``Sequential``) and residual connections (``Residual``, the ResNet
+blocks)."""
 
 from __future__ import annotations
 
@@ -76,17 +77,20 @@ class ChainOp(Op):
 
 
 class BlockOp(Op):
-    """ResNet residual block (``BasicBlock``, ``Bottleneck``): ``relu(main(x) + shortcut(x))``
-    for whatever chain ``layer.main`` is."""
+    """A residual connection (``gcref.nn.Residual``: ``BasicBlock``, ``Bottleneck`` and traced
+    ``f(x) + g(x)``): ``final(main(x) + shortcut(x))`` for whatever chains ``layer.main`` and
+    ``layer.shortcut`` are, ``final`` a piecewise-linear activation (ReLU: a 0/1 mask; its
+    derivative is applied like a mask) or none."""
 
-    def __init__(self, prefix, layer: L.BasicBlock, in_shape, compile_chain):
+    def __init__(self, prefix, layer: L.Residual, in_shape, compile_chain):
         super().__init__(in_shape, layer.out_shape(in_shape))
         self.prefix = prefix
+        self.final = layer.final          # piecewise linear: its derivative is a fixed mask
         self.main = ChainOp(compile_chain(layer.main.children, in_shape, prefix), in_shape)
         self.down = None
-        if layer.downsample is not None:
-            self.down = ChainOp(compile_chain(layer.downsample.children, in_shape,
-                                               prefix + "downsample."), in_shape)
+        if layer.shortcut is not None:
+            self.down = ChainOp(compile_chain(layer.shortcut.children, in_shape,
+                                               prefix + layer.shortcut_prefix), in_shape)
 
     def sub_ops(self):
         return self.main.sub_ops() + (self.down.sub_ops() if self.down else [])
@@ -107,12 +111,15 @@ class BlockOp(Op):
         else:
             ys, cd = x, None
         z = ym + ys
-        mask = (z > 0).astype(ctx.dtype)
-        return z * mask, (cm, cd, mask)
+        if self.final is None:
+            return z, (cm, cd, None)
+        y, mask = self.final.value_and_derivative(z)      # the layer's own s and s'
+        return y, (cm, cd, mask)
 
     def vjp(self, P, cache, g, rows, ctx):
         cm, cd, mask = cache
-        gs = rowmul(ctx, g, mask, rows, 1, out=ctx.ws.get(self.slot("gs"), g.shape, ctx.dtype))
+        gs = g if mask is None else rowmul(ctx, g, mask, rows, self.row_axis_out,
+                                           out=ctx.ws.get(self.slot("gs"), g.shape, ctx.dtype))
         gx = self.main.vjp(P["main"], cm, gs, rows, ctx)
         out = ctx.ws.get(self.slot("gx"), gx.shape, ctx.dtype)
         if self.down is not None:
@@ -129,11 +136,11 @@ class BlockOp(Op):
             ctx.xp.add(tm, self.down.jvp(P["down"], cd, t, rows, ctx), out=out)
         else:
             ctx.xp.add(tm, t, out=out)
-        return rowmul(ctx, out, mask, rows, 1, out=out)
+        return out if mask is None else rowmul(ctx, out, mask, rows, self.row_axis_out, out=out)
 
     def vjp_params(self, P, cache, g, ctx):
         cm, cd, mask = cache
-        gs = g * mask
+        gs = g if mask is None else g * mask
         gx, grads = self.main.vjp_params(P["main"], cm, gs, ctx)
         if self.down is not None:
             gxd, gpd = self.down.vjp_params(P["down"], cd, gs, ctx)
@@ -145,7 +152,7 @@ class BlockOp(Op):
 
     def second_order(self, P, cache, g, u, ctx):
         cm, cd, mask = cache
-        gs = g * mask
+        gs = g if mask is None else g * mask
         grads, gx = self.main.second_order(P["main"], cm, gs, u, ctx)
         if self.down is not None:
             gpd, gxd = self.down.second_order(P["down"], cd, gs, u, ctx)
