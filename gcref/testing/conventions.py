@@ -45,7 +45,30 @@ class FeatureCase:
     ill_conditioned: bool = False
     note: str = ""
 
-__all__ = ["FeatureCase", "Convention", "CONVENTIONS", "conventions_for", "convention", "implementation"]
+    @property
+    def conditioning(self) -> float:
+        """``kappa``, see :func:`feature_conditioning` (1 for a case that must raise)."""
+        return 1.0 if self.raises else feature_conditioning(self.Z, self.y)
+
+
+def feature_conditioning(Z, y) -> float:
+    """Condition number ``kappa = max |z| / min(min_c sqrt(Var_c), min_{i != j} ||mu_i - mu_j||)``
+    of features ``Z`` with labels ``y`` (at least 1).
+
+    Rounding the features at relative precision ``eps`` moves class means by about
+    ``eps max|z|``, which is relative error ``eps kappa`` on the smallest spread or mean distance
+    that CDNV, NC and Papyan's measures divide by; :mod:`gcref.testing.diagnosis` scales its
+    tolerances by it.
+    """
+    st = class_stats(Z, y)
+    diff = st.means[:, None, :] - st.means[None, :, :]
+    d = np.sqrt(np.sum(diff * diff, axis=-1))[~np.eye(len(st.classes), dtype=bool)]
+    spreads = np.sqrt(st.variances)
+    small = min([x for x in (spreads.min(), d.min() if d.size else 0.0) if x > 0] or [1.0])
+    return max(1.0, float(np.max(np.abs(Z))) / small)
+
+__all__ = ["FeatureCase", "Convention", "CONVENTIONS", "conventions_for", "pairs_for", "convention",
+           "implementation", "feature_conditioning", "NONFINITE_KEY", "nc4_points"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +92,8 @@ class Convention:
     unstable : bool
         The convention differs from gcref only by rounding (a cancellation), so its value cannot be
         matched digit for digit: it is diagnosed when an implementation fails exactly the cases
-        marked ill-conditioned (a large feature offset) and this transform fails them too.
+        this transform fails (the suite has cases where one cancellation shows and another does
+        not; :mod:`gcref.testing.diagnosis`).
     """
 
     key: str
@@ -137,9 +161,9 @@ def _sq_dists(means):
 def _ratio(case, variances=None, distance=None):
     """gcref's pairwise ratio with a changed variance vector and/or distance transform.
 
-    ``distance(R, d2, p)`` maps the reference ratio ``R = (v_i + v_j)/(2 d2)`` to the
-    convention's (``d2`` the squared distances of the means, ``p`` the feature dimension);
-    ``variances(stats, Z, y)`` changes the variances fed to
+    ``distance(R, d2, p, st)`` maps the reference ratio ``R = (v_i + v_j)/(2 d2)`` to the
+    convention's (``d2`` the squared distances of the means, ``p`` the feature dimension, ``st``
+    the class statistics); ``variances(stats, Z, y)`` changes the variances fed to
     :func:`gcref.metrics.collapse.pairwise_ratio`.
     """
     st = class_stats(case.Z, case.y)
@@ -148,7 +172,7 @@ def _ratio(case, variances=None, distance=None):
     if distance is not None:
         d2 = _sq_dists(st.means)
         off = ~np.eye(len(v), dtype=bool)
-        R = np.where(off, distance(R, np.where(off, d2, 1.0), np.shape(case.Z)[1]), 0.0)
+        R = np.where(off, distance(R, np.where(off, d2, 1.0), np.shape(case.Z)[1], st), 0.0)
     return R
 
 
@@ -161,32 +185,39 @@ def _one_pass_variances(st, Z, y):
     return out
 
 
+def _gram_distance(R, d2, p, st):
+    # ||mu_i||^2 + ||mu_j||^2 - 2 <mu_i, mu_j>: cancels when the means are close relative to their norm
+    sq = np.sum(st.means * st.means, axis=1)
+    gram = sq[:, None] + sq[None, :] - 2.0 * st.means @ st.means.T
+    off = ~np.eye(len(sq), dtype=bool)
+    if np.any(gram[off] <= 0.0):
+        raise ArithmeticError("Gram-form distances are not positive")
+    return R * d2 / np.where(off, gram, 1.0)
+
+
+# (key, title, source, slot, function, unstable): a slot is what the convention changes
+# ("variances" or "distance" of the pairwise ratio); two conventions in different slots compose.
 _CDNV_TRANSFORMS = [
     ("ddof1", "variance divisor n_c - 1 instead of n_c (torch.var / unbiased=True)", "",
-     dict(variances=lambda st, Z, y: st.variances * st.counts / (st.counts - 1.0)), False),
+     "variances", lambda st, Z, y: st.variances * st.counts / (st.counts - 1.0), False),
     ("per_dim_variance", "per-dimension variance (mean over the p dims) with the total squared distance",
-     "", dict(variances=lambda st, Z, y: st.variances / Z.shape[1]), False),
+     "", "variances", lambda st, Z, y: st.variances / Z.shape[1], False),
     ("per_dim_distance", "squared distance averaged over the p dims with the total variance", "",
-     dict(distance=lambda R, d2, p: R * p), False),
+     "distance", lambda R, d2, p, st: R * p, False),
     ("std_not_variance", "class standard deviation sqrt(Var_c) instead of the variance", "",
-     dict(variances=lambda st, Z, y: np.sqrt(st.variances)), False),
+     "variances", lambda st, Z, y: np.sqrt(st.variances), False),
     ("distance_not_squared", "distance ||mu_i - mu_j|| not squared in the denominator", "",
-     dict(distance=lambda R, d2, p: R * np.sqrt(d2)), False),
+     "distance", lambda R, d2, p, st: R * np.sqrt(d2), False),
     ("no_half", "(Var_i + Var_j) / ||mu_i - mu_j||^2 without the factor 1/2", "",
-     dict(distance=lambda R, d2, p: 2.0 * R), False),
+     "distance", lambda R, d2, p, st: 2.0 * R, False),
     ("distance_4th_power", "distance to the 4th power: (Var_i + Var_j) / (2 ||mu_i - mu_j||^4)",
      "rhubarbwu/neural-collapse variability_cdnv(dist_exp=2)",
-     dict(distance=lambda R, d2, p: R / d2), False),
+     "distance", lambda R, d2, p, st: R / d2, False),
     ("one_pass", "one-pass variance E||z||^2 - ||mu||^2 (cancels at large feature offsets)",
-     "Galanti et al.'s NeuralCollapseDepth code", dict(variances=_one_pass_variances), True),
+     "Galanti et al.'s NeuralCollapseDepth code", "variances", _one_pass_variances, True),
+    ("gram_distances", "Gram-form distances ||mu_i||^2 + ||mu_j||^2 - 2 <mu_i, mu_j> (cancel for "
+     "means close relative to their norm)", "", "distance", _gram_distance, True),
 ]
-
-
-def _cdnv_convention(key, title, source, kw, unstable):
-    return Convention(key, "cdnv", title, source, lambda case: _ratio(case, **kw), unstable)
-
-
-_CDNV = [_cdnv_convention(*t) for t in _CDNV_TRANSFORMS]
 
 
 def _k(case):
@@ -197,20 +228,77 @@ def _reference_cdnv(case):
     return _ratio(case)
 
 
-_NC = [Convention(c.key, "nc", c.title, c.source,
-                  (lambda case, c=c: off_diagonal_mean(c.transform(case))), c.unstable) for c in _CDNV]
-_NC += [
-    Convention("sum_pairs", "nc", "sum over ordered pairs i != j instead of the mean", "",
-               lambda case: off_diagonal_mean(_reference_cdnv(case)) * _k(case) * (_k(case) - 1)),
-    Convention("sum_unordered_pairs", "nc", "sum over unordered pairs i < j instead of the mean", "",
-               lambda case: off_diagonal_mean(_reference_cdnv(case)) * _k(case) * (_k(case) - 1) / 2),
-    Convention("mean_with_diagonal", "nc", "mean over all k^2 entries, the zero diagonal included "
-               "(np.mean of the CDNV matrix)", "",
-               lambda case: float(np.mean(_reference_cdnv(case)))),
-    Convention("unordered_sum_ordered_count", "nc", "sum over unordered pairs i < j divided by the "
-               "number of ordered pairs k(k-1)", "",
-               lambda case: off_diagonal_mean(_reference_cdnv(case)) / 2.0),
+# NC aggregates of the CDNV matrix R (slot "aggregate"); gcref's is off_diagonal_mean.
+_NC_AGGREGATES = [
+    ("sum_pairs", "sum over ordered pairs i != j instead of the mean", "",
+     lambda R, k: off_diagonal_mean(R) * k * (k - 1)),
+    ("sum_unordered_pairs", "sum over unordered pairs i < j instead of the mean", "",
+     lambda R, k: off_diagonal_mean(R) * k * (k - 1) / 2),
+    ("mean_with_diagonal", "mean over all k^2 entries, the zero diagonal included "
+     "(np.mean of the CDNV matrix)", "", lambda R, k: float(np.mean(R))),
+    ("unordered_sum_ordered_count", "sum over unordered pairs i < j divided by the "
+     "number of ordered pairs k(k-1)", "", lambda R, k: off_diagonal_mean(R) / 2.0),
 ]
+
+
+def _composed(quantity, parts):
+    """The transform of the conventions ``parts`` (``{slot: function}``) applied together."""
+    kw = {s: f for s, f in parts.items() if s in ("variances", "distance")}
+    agg = parts.get("aggregate")
+
+    def transform(case):
+        R = _ratio(case, **kw)
+        if quantity == "cdnv":
+            return R
+        return off_diagonal_mean(R) if agg is None else agg(R, _k(case))
+    return transform
+
+
+def _feature_conventions(quantity):
+    """The single conventions for ``"cdnv"`` or ``"nc"``, each with its ``(slot, function)``."""
+    out = [(Convention(key, quantity, title, source, _composed(quantity, {slot: fn}), unstable), slot, fn)
+           for key, title, source, slot, fn, unstable in _CDNV_TRANSFORMS]
+    if quantity == "nc":
+        out += [(Convention(key, "nc", title, source, _composed("nc", {"aggregate": fn})), "aggregate", fn)
+                for key, title, source, fn in _NC_AGGREGATES]
+    return out
+
+
+def _feature_pairs(quantity):
+    """Two exact conventions changing different slots, applied together (``"ddof1+no_half"``)."""
+    singles = [t for t in _feature_conventions(quantity) if not t[0].unstable]
+    pairs = []
+    for i, (a, sa, fa) in enumerate(singles):
+        for b, sb, fb in singles[i + 1:]:
+            if sa == sb:
+                continue
+            pairs.append(Convention(f"{a.key}+{b.key}", quantity, f"{a.title}; and {b.title}",
+                                    "", _composed(quantity, {sa: fa, sb: fb})))
+    return pairs
+
+
+def _nonfinite(quantity, reference):
+    """inf where gcref raises (coinciding class means), gcref's value elsewhere."""
+    def transform(case):
+        try:
+            return reference(case)
+        except ValueError:
+            if quantity == "papyan":
+                return {k: math.inf for k in ("NC1", "NC2_equinorm", "NC2_equiangle",
+                                              "NC2_maxangle", "NC3", "NC4")}
+            if quantity == "cdnv":
+                k = _k(case)
+                return np.where(np.eye(k, dtype=bool), 0.0, math.inf)
+            return math.inf
+    return Convention(NONFINITE_KEY, quantity, "inf or nan returned where gcref raises "
+                      "(coinciding class means); accept it with accept=('" + NONFINITE_KEY + "',)",
+                      "", transform)
+
+
+NONFINITE_KEY = "nonfinite_instead_of_raise"
+_CDNV = [t[0] for t in _feature_conventions("cdnv")] + [_nonfinite("cdnv", lambda c: _ratio(c))]
+_NC = [t[0] for t in _feature_conventions("nc")] + [
+    _nonfinite("nc", lambda c: off_diagonal_mean(_ratio(c)))]
 
 
 # ------------------------------------------------------------------------------------- Papyan
@@ -239,15 +327,23 @@ def _ddof1_nc2(case):
     return out
 
 
-def _nc4(case, bias: bool, agreement: bool):
+def nc4_points(case, bias: bool = True) -> np.ndarray:
+    """Per point, ``argmax_c (W z + b)_c != argmin_c ||z - mu_c||`` (NCC of
+    :func:`gcref.metrics.ncc.ncc_predict`, lowest index on ties), as floats 0/1; the mean is
+    gcref's NC4 (:func:`gcref.metrics.collapse.papyan_nc`). ``bias=False`` ignores the head's bias."""
+    from ..metrics.ncc import ncc_predict
     st = class_stats(case.Z, case.y)
     Z = np.asarray(case.Z, dtype=np.float64)
     logits = Z @ np.asarray(case.W, dtype=np.float64).T
     if bias and case.b is not None:
         logits = logits + case.b
-    dist2 = np.stack([np.sum((Z - m) ** 2, axis=1) for m in st.means], axis=1)
-    mismatch = float(np.mean(np.argmax(logits, axis=1) != st.classes[np.argmin(dist2, axis=1)]))
-    return {"NC4": 1.0 - mismatch if agreement else mismatch}
+    return (np.argmax(logits, axis=1) != ncc_predict(st.means, st.classes, Z)).astype(np.float64)
+
+
+def _nc4(case, bias: bool, agreement: bool):
+    flags = nc4_points(case, bias)
+    flags = 1.0 - flags if agreement else flags
+    return {"NC4": float(np.mean(flags)), "NC4_points": flags}
 
 
 _PAPYAN = [
@@ -267,12 +363,23 @@ _PAPYAN = [
                lambda case: _nc4(case, bias=False, agreement=False)),
     Convention("nc4_agreement", "papyan", "NC4 as the agreement rate 1 - mismatch", "",
                lambda case: _nc4(case, bias=True, agreement=True)),
+    _nonfinite("papyan", lambda case: {} if _papyan(case) else {}),
 ]
 
 
 CONVENTIONS: dict[str, tuple[Convention, ...]] = {
     "gc": tuple(_GC), "cdnv": tuple(_CDNV), "nc": tuple(_NC), "papyan": tuple(_PAPYAN),
 }
+_PAIRS: dict[str, tuple[Convention, ...]] = {"cdnv": tuple(_feature_pairs("cdnv")),
+                                             "nc": tuple(_feature_pairs("nc"))}
+
+
+def pairs_for(quantity: str) -> tuple[Convention, ...]:
+    """Pairs of exact conventions for ``quantity`` that change different parts of the formula
+    (variances, distance, aggregate), applied together; key ``"a+b"``. Empty where conventions
+    do not compose (GC, Papyan: a Papyan convention changes its own keys, so two are named apart)."""
+    conventions_for(quantity)
+    return _PAIRS.get(quantity, ())
 
 
 def conventions_for(quantity: str) -> tuple[Convention, ...]:
@@ -283,8 +390,8 @@ def conventions_for(quantity: str) -> tuple[Convention, ...]:
 
 
 def convention(quantity: str, key: str) -> Convention:
-    """The convention named ``key`` for ``quantity``."""
-    for c in conventions_for(quantity):
+    """The convention named ``key`` for ``quantity`` (a pair as ``"a+b"``)."""
+    for c in conventions_for(quantity) + pairs_for(quantity):
         if c.key == key:
             return c
     keys = ", ".join(c.key for c in conventions_for(quantity))
@@ -306,7 +413,13 @@ def implementation(quantity: str, key: str):
     if quantity == "papyan":
         def fn(Z, y, W=None, b=None):
             case = FeatureCase("input", np.asarray(Z), np.asarray(y), W, b)
-            return {**_papyan(case), **conv.transform(case)}
+            changed = conv.transform(case)          # raises where gcref does, unless it is the
+            if key == NONFINITE_KEY:               # convention that returns inf instead
+                try:
+                    return {**_papyan(case), **changed}
+                except ValueError:
+                    return changed
+            return {**_papyan(case), **changed}
     else:
         def fn(Z, y):
             return conv.transform(FeatureCase("input", np.asarray(Z), np.asarray(y)))

@@ -10,8 +10,10 @@ from ..frameworks import check_framework
 from .estimator import _estimator_options, check_gc_estimator, estimator_cases, run_estimator_case
 from .features import check_cdnv_implementation, check_nc_implementation, feature_cases, run_feature_case
 from .gc import check_gc_implementation, gc_cases, run_gc_case
-from .papyan import PAPYAN_KEYS, check_papyan_implementation, papyan_cases, run_papyan_case
-from .report import DEFAULT_RTOL, CaseResult, ConformanceReport, _check_fn, _check_rtol
+from .papyan import (PAPYAN_KEYS, _check_keys, check_papyan_implementation, papyan_cases,
+                     run_papyan_case)
+from .report import (DEFAULT_RTOL, CaseResult, ConformanceReport, _check_accept, _check_fn,
+                     _check_precision, _check_rtol)
 
 __all__ = ["QUANTITIES", "check_implementation", "ConformanceCheck", "conformance_checks"]
 
@@ -65,27 +67,36 @@ def conformance_checks(quantity: str, fn, framework: str = "numpy", *, rtol: flo
     """
     if quantity not in _CHECKS:
         raise ValueError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
-    allowed = {"papyan": {"keys"}, "estimator": {"method", "draws", "z", "se_rtol", "seed"}}.get(quantity, set())
+    common = {"precision", "accept"}
+    allowed = common | {"papyan": {"keys", "labels"}, "cdnv": {"labels", "order"}, "nc": {"labels"},
+                        "estimator": {"method", "draws", "z", "se_rtol", "seed"}}.get(quantity, set())
+    if quantity == "estimator":
+        allowed -= common
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise TypeError(f"options {unknown} do not apply to quantity {quantity!r}"
                         + (f"; it takes {sorted(allowed)}" if allowed else ""))
     fn, framework, rtol = _check_fn(fn), check_framework(framework), _check_rtol(rtol)
+    opts = {k: v for k, v in kwargs.items() if k in common | {"labels", "order"}}
+    if "precision" in opts:
+        opts["precision"] = _check_precision(opts["precision"])
+    if "accept" in opts:
+        opts["accept"] = _check_accept(opts["accept"])
     if quantity == "gc":
-        return [ConformanceCheck("gc", c.name, lambda c=c: [run_gc_case(c, fn, framework, rtol)])
+        return [ConformanceCheck("gc", c.name, lambda c=c: [run_gc_case(c, fn, framework, rtol, **opts)])
                 for c in gc_cases()]
     if quantity in ("cdnv", "nc"):
         return [ConformanceCheck(quantity, c.name,
-                                 lambda c=c: [run_feature_case(quantity, c, fn, framework, rtol)])
+                                 lambda c=c: [run_feature_case(quantity, c, fn, framework, rtol, **opts)])
                 for c in feature_cases()]
     if quantity == "papyan":
-        keys = tuple(kwargs.get("keys", PAPYAN_KEYS))
+        keys = _check_keys(kwargs.get("keys", PAPYAN_KEYS))
         return [ConformanceCheck("papyan", c.name,
-                                 lambda c=c: run_papyan_case(c, fn, framework, rtol, keys))
+                                 lambda c=c: run_papyan_case(c, fn, framework, rtol, keys, **opts))
                 for c in papyan_cases()]
     # estimator: the Monte Carlo rows per case
-    opts = _estimator_options(kwargs.get("method"), kwargs.get("draws", 100), kwargs.get("z", 4.0),
-                              kwargs.get("se_rtol", 0.35), kwargs.get("seed", 0))
+    est = _estimator_options(kwargs.get("method"), kwargs.get("draws", 100), kwargs.get("z", 4.0),
+                             kwargs.get("se_rtol", 0.35), kwargs.get("seed", 0))
     return [ConformanceCheck("estimator", c.name,
-                             lambda c=c: run_estimator_case(c, fn, framework, **opts))
+                             lambda c=c: run_estimator_case(c, fn, framework, **est))
             for c in estimator_cases()]

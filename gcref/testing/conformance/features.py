@@ -11,13 +11,18 @@ import numpy as np
 
 from ...metrics.collapse import cdnv, neural_collapse
 from ..conventions import FeatureCase
-from ..diagnosis import matching_conventions, scalar_error
+from ..diagnosis import gather_evidence
 from ..frameworks import as_framework_input, check_framework
 from .design import OFFSET, _design, _etf
-from .report import (DEFAULT_RTOL, CaseResult, ConformanceReport, _check_fn, _check_rtol,
-                     _exception_row, _must_raise_row, _report, _to_numpy)
+from .report import (DEFAULT_RTOL, CaseResult, ConformanceReport, _check_accept, _check_fn,
+                     _check_precision, _check_rtol, _dtype, _exception_row, _must_raise_row,
+                     _report, _to_numpy, scored_row)
 
-__all__ = ["feature_cases", "run_feature_case", "check_cdnv_implementation", "check_nc_implementation"]
+__all__ = ["feature_cases", "cancellation_cases", "relabelled", "run_feature_case",
+           "check_cdnv_implementation", "check_nc_implementation", "LABELS", "ORDERS"]
+
+LABELS = ("as_is", "contiguous")
+ORDERS = ("sorted", "appearance")
 
 
 def feature_cases() -> list[FeatureCase]:
@@ -62,11 +67,37 @@ def feature_cases() -> list[FeatureCase]:
     cases.append(FeatureCase("offset 1e8", Z + OFFSET, y, ill_conditioned=True,
                              note="features + 1e8, exact in float64 for a two-pass variance; "
                                   "E||z||^2 - ||mu||^2 cancels"))
+    cases += cancellation_cases(np.random.default_rng(20244))
     # coinciding means: must raise
     Z, y = _design(np.array([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0]]), np.array([1.0, 0.5, 1.0]), [4, 4, 4])
     cases.append(FeatureCase("coinciding means (must raise)", Z, y, raises=True))
     return cases
 
+
+
+def cancellation_cases(rng) -> list[FeatureCase]:
+    """Two cases that tell the cancellations apart (both ill-conditioned, both exact in float64
+    for gcref's two-pass statistics and difference-vector distances):
+
+    * "close means at 1e3 (Gram distances cancel)": means ``1e3 + O(1e-2)`` apart by ``~1e-2``,
+      spread ``sigma = 10``: ``||mu||^2 ~ 3e6`` against ``d^2 ~ 1e-4`` loses ~1e-5 in the Gram
+      form, while ``E||z||^2 - ||mu||^2`` against ``Var ~ 300`` loses only ~1e-12 (one-pass passes);
+    * "tight classes at 1e3 (one-pass variance cancels)": means ``~10`` apart, spread
+      ``sigma = 1e-3``: one-pass loses ~1e-4 of ``Var ~ 3e-6``, Gram ~1e-12 of ``d^2 ~ 100``.
+
+    Float32 features fail both (their rounding is ~6e-5 at 1e3), as they fail the well-conditioned
+    cases where the two float64 cancellations do not.
+    """
+    base = np.array([1e3, -1e3, 1e3])
+    close = base + 1e-2 * rng.normal(size=(3, 3))            # full-mantissa means: mu @ mu rounds
+    Z, y = _design(close, np.array([10.0, 8.0, 12.0]), [6, 8, 10], rng=rng, quantize=True)
+    a = FeatureCase("close means at 1e3 (Gram distances cancel)", Z, y, ill_conditioned=True,
+                    note="||mu_i - mu_j|| ~ 1e-2 at ||mu|| ~ 2e3 with sigma ~ 10")
+    far = base + np.array([[0.0, 0, 0], [8, 4, -2], [-4, 6, 6]])
+    Z, y = _design(far, np.array([1.0, 2.0, 1.5]) * 2.0 ** -10, [6, 8, 10], rng=rng, quantize=True)
+    b = FeatureCase("tight classes at 1e3 (one-pass variance cancels)", Z, y, ill_conditioned=True,
+                    note="sigma ~ 1e-3 at ||mu|| ~ 2e3 with ||mu_i - mu_j|| ~ 10")
+    return [a, b]
 
 
 def _feature_inputs(framework, case: FeatureCase, with_head: bool):
@@ -84,53 +115,118 @@ def _feature_inputs(framework, case: FeatureCase, with_head: bool):
     return args
 
 
-def run_feature_case(quantity: str, case: FeatureCase, fn, framework: str, rtol: float) -> CaseResult:
-    """Run ``fn(Z, y)`` on one CDNV or NC case."""
+def relabelled(case: FeatureCase, labels: str) -> FeatureCase:
+    """``case`` as the user's code receives it: ``labels="as_is"`` unchanged; ``"contiguous"``:
+    labels replaced by their rank ``0..k-1`` (and a head's rows cut to the present classes, in
+    label order), for code that indexes arrays by label."""
+    if labels == "as_is":
+        return case
+    classes, y = np.unique(case.y, return_inverse=True)
+    W = None if case.W is None else np.asarray(case.W)[classes]
+    b = None if case.b is None else np.asarray(case.b)[classes]
+    return FeatureCase(case.name, case.Z, y.astype(np.int64), W, b, case.raises,
+                       case.ill_conditioned, case.note)
+
+
+def _order_permutation(y, order: str):
+    """Index ``s`` with ``user[i] <-> sorted[s[i]]``: the user's class order against the sorted
+    labels (``"sorted"``: identity; ``"appearance"``: order of first appearance in ``y``)."""
+    classes = np.unique(y)
+    if order == "sorted":
+        return np.arange(len(classes))
+    _, first = np.unique(np.asarray(y), return_index=True)
+    appearance = classes[np.argsort(first)]
+    return np.searchsorted(classes, appearance)
+
+
+def run_feature_case(quantity: str, case: FeatureCase, fn, framework: str, rtol: float, *,
+                     precision: str = "float64", accept=(), labels: str = "as_is",
+                     order: str = "sorted") -> CaseResult:
+    """Run ``fn(Z, y)`` on one CDNV or NC case (options as in :func:`check_cdnv_implementation`)."""
+    case = relabelled(case, labels)
     args = _feature_inputs(framework, case, False)
     if case.raises:
-        return _must_raise_row(case.name, lambda: fn(*args), rtol)
+        return _must_raise_row(case.name, lambda: fn(*args), rtol, accept)
     ref = cdnv(case.Z, case.y) if quantity == "cdnv" else neural_collapse(case.Z, case.y)
     ref_shown = float(ref[0, 1]) if quantity == "cdnv" else float(ref)
     try:
-        value = _to_numpy(fn(*args))
+        raw = fn(*args)
+        value = _to_numpy(raw)
     except Exception as err:  # noqa: BLE001
         return _exception_row(case.name, err, rtol, ref_shown)
     if value.shape != np.shape(ref) and not (quantity == "nc" and value.size == 1):
         return CaseResult(case.name, None, ref_shown, float("inf"), rtol, False,
                           f"returned shape {value.shape}, expected {np.shape(ref)}", (), None)
     value = value.reshape(np.shape(ref))
+    if quantity == "cdnv" and order != "sorted":
+        s = _order_permutation(case.y, order)
+        back = np.empty_like(value)
+        back[np.ix_(s, s)] = value
+        value = back
     # CDNV: the pairs i != j are compared (the diagonal, 0 in gcref, is often left nan or inf)
     pick = (lambda V: np.asarray(V)[~np.eye(len(V), dtype=bool)]) if quantity == "cdnv" else None
-    err = scalar_error(pick(value), pick(ref)) if pick else scalar_error(value, ref)
-    applicable, matches = matching_conventions(quantity, case, value if pick is None else pick(value),
-                                               ref if pick is None else pick(ref), rtol,
-                                               ill_conditioned=case.ill_conditioned, project=pick)
+    ev = gather_evidence(quantity, case, value if pick is None else pick(value),
+                         ref if pick is None else pick(ref), rtol, project=pick,
+                         conditioning=case.conditioning)
     shown = float(value[0, 1]) if quantity == "cdnv" else float(value)
-    return CaseResult(case.name, shown, ref_shown, err, rtol, err <= rtol, "", matches, applicable,
-                      case.ill_conditioned)
+    return scored_row(case.name, shown, ref_shown, ev, precision=precision, accept=accept,
+                      ill_conditioned=case.ill_conditioned, dtype=_dtype(raw))
 
 
+_OPTIONS_DOC = """
+    Options (every feature check):
 
-def check_cdnv_implementation(fn, framework: str = "numpy", *, rtol: float = DEFAULT_RTOL) -> ConformanceReport:
+    rtol : float
+        Relative tolerance (default ``1e-9``), raised on an ill-conditioned case to what float64
+        rounding can do there (``16 eps kappa``, :mod:`gcref.testing.diagnosis`).
+    precision : {"float64", "float32"}
+        ``"float32"`` lets rows that agree to float32 precision pass (they are reported as
+        ``float32`` either way, and the verdict says "agrees to float32 precision").
+    accept : sequence of str
+        Convention keys accepted as correct (e.g. ``("nonfinite_instead_of_raise",)`` for code
+        that returns inf/nan where gcref raises): rows explained by them pass, marked ``accepted``.
+    labels : {"as_is", "contiguous"}
+        What labels your code receives: the cases' own (non-contiguous, shuffled) or their ranks
+        ``0..k-1``.
+"""
+
+
+def _feature_check(quantity, fn, framework, rtol, precision, accept, labels, order):
+    fn, framework, rtol = _check_fn(fn), check_framework(framework), _check_rtol(rtol)
+    precision, accept = _check_precision(precision), _check_accept(accept)
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    rows = [run_feature_case(quantity, c, fn, framework, rtol, precision=precision, accept=accept,
+                             labels=labels, order=order) for c in feature_cases()]
+    return _report(quantity, fn, framework, rows)
+
+
+def check_cdnv_implementation(fn, framework: str = "numpy", *, rtol: float = DEFAULT_RTOL,
+                              precision: str = "float64", accept=(), labels: str = "as_is",
+                              order: str = "sorted") -> ConformanceReport:
     """Check ``fn(Z, y) -> (k, k)``, your CDNV matrix ``(Var_i + Var_j) / (2 ||mu_i - mu_j||^2)``
-    with rows and columns in sorted-label order (the entries ``i != j`` are compared; the diagonal,
-    0 in gcref, may be anything).
+    (the entries ``i != j`` are compared; the diagonal, 0 in gcref, may be anything).
 
     Cases: Gaussian classes of unequal sizes, a closed-form design, a simplex ETF, two classes in
-    one dimension, non-contiguous shuffled labels, a tiny scale, a ``1e8`` offset, and coinciding
-    means (your function must raise).
+    one dimension, non-contiguous shuffled labels, a tiny scale, a ``1e8`` offset, the two
+    cancellation cases of :func:`cancellation_cases`, and coinciding means (your function must
+    raise).
+
+    ``order``: the order of your matrix's rows and columns, ``"sorted"`` labels (gcref's) or
+    ``"appearance"`` (first appearance in ``y``, as ``pandas.unique``/dict insertion give).
     """
-    fn, framework, rtol = _check_fn(fn), check_framework(framework), _check_rtol(rtol)
-    return _report("cdnv", fn, framework,
-                   [run_feature_case("cdnv", c, fn, framework, rtol) for c in feature_cases()])
+    return _feature_check("cdnv", fn, framework, rtol, precision, accept, labels, order)
 
 
-def check_nc_implementation(fn, framework: str = "numpy", *, rtol: float = DEFAULT_RTOL) -> ConformanceReport:
+def check_nc_implementation(fn, framework: str = "numpy", *, rtol: float = DEFAULT_RTOL,
+                            precision: str = "float64", accept=(), labels: str = "as_is") -> ConformanceReport:
     """Check ``fn(Z, y) -> float``, your NC: the mean CDNV over pairs of classes ``i != j``.
 
-    Same cases as :func:`check_cdnv_implementation`.
+    Same cases and options as :func:`check_cdnv_implementation`.
     """
-    fn, framework, rtol = _check_fn(fn), check_framework(framework), _check_rtol(rtol)
-    return _report("nc", fn, framework,
-                   [run_feature_case("nc", c, fn, framework, rtol) for c in feature_cases()])
+    return _feature_check("nc", fn, framework, rtol, precision, accept, labels, "sorted")
 
+
+check_cdnv_implementation.__doc__ += _OPTIONS_DOC

@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...metrics.collapse import papyan_nc
-from ..conventions import FeatureCase
-from ..diagnosis import matching_conventions, scalar_error
+from ..conventions import FeatureCase, nc4_points
+from ..diagnosis import gather_evidence
 from ..frameworks import check_framework
 from .design import OFFSET, _design, _etf
-from .features import _feature_inputs
-from .report import (DEFAULT_RTOL, CaseResult, ConformanceReport, _check_fn, _check_rtol,
-                     _exception_row, _must_raise_row, _report, _to_numpy)
+from .features import LABELS, _feature_inputs, relabelled
+from .report import (DEFAULT_RTOL, CaseResult, ConformanceReport, _check_accept, _check_fn,
+                     _check_precision, _check_rtol, _dtype, _exception_row, _must_raise_row,
+                     _report, _to_numpy, scored_row)
 
 __all__ = ["PAPYAN_KEYS", "papyan_cases", "run_papyan_case", "check_papyan_implementation"]
 
@@ -55,52 +56,100 @@ def papyan_cases() -> list[FeatureCase]:
 
 
 
-def run_papyan_case(case: FeatureCase, fn, framework: str, rtol: float, keys) -> list[CaseResult]:
-    """Run ``fn(Z, y, W, b)`` on one Papyan case: one row per key."""
+def _papyan_row(name, case, key, value, reference, rtol, precision, accept, dtype):
+    discrete = key.startswith("NC4")
+    ev = gather_evidence("papyan", case, value, reference, rtol, key=key, floor=1.0,
+                         conditioning=case.conditioning, precision_free=discrete)
+    shown = float(np.mean(value)) if key == "NC4_points" else value
+    ref_shown = float(np.mean(reference)) if key == "NC4_points" else reference
+    detail = ""
+    if key == "NC4_points":
+        differ = int(np.sum(np.asarray(value) != np.asarray(reference)))
+        detail = f"{differ} of {np.size(reference)} points differ from gcref"
+    return scored_row(name, shown, ref_shown, ev, precision=precision, accept=accept,
+                      ill_conditioned=case.ill_conditioned, dtype=dtype,
+                      detail=detail)
+
+
+def run_papyan_case(case: FeatureCase, fn, framework: str, rtol: float, keys, *,
+                    precision: str = "float64", accept=(), labels: str = "as_is") -> list[CaseResult]:
+    """Run ``fn(Z, y, W, b)`` on one Papyan case: one row per key (``keys="returned"``: the
+    Papyan keys the function returns); an ``NC4`` given per point adds a per-point row."""
+    case = relabelled(case, labels)
     args = _feature_inputs(framework, case, True)
     if case.raises:
-        return [_must_raise_row(case.name, lambda: fn(*args), rtol)]
+        return [_must_raise_row(case.name, lambda: fn(*args), rtol, accept)]
     ref = papyan_nc(case.Z, case.y, case.W, case.b)
     try:
         out = fn(*args)
         if not hasattr(out, "keys"):
-            raise TypeError(f"returned {type(out).__name__}, expected a dict with keys {list(keys)}")
+            raise TypeError(f"returned {type(out).__name__}, expected a dict with keys "
+                            f"{list(PAPYAN_KEYS) if keys == 'returned' else list(keys)}")
     except Exception as err:  # noqa: BLE001
-        return [_exception_row(f"{case.name}: {k}", err, rtol, ref[k]) for k in keys]
+        shown = PAPYAN_KEYS if keys == "returned" else keys
+        return [_exception_row(f"{case.name}: {k}", err, rtol, ref.get(k)) for k in shown]
+    if keys == "returned":
+        keys = tuple(k for k in ref if k in out)
+        if not keys:
+            return [CaseResult(f"{case.name}: keys", None, None, float("inf"), rtol, False,
+                               f"returned none of the keys {list(ref)}", (), None)]
     rows = []
     for k in keys:
         name = f"{case.name}: {k}"
         if k not in out:
-            rows.append(CaseResult(name, None, ref[k], float("inf"), rtol, False, "key missing", (), None))
+            rows.append(CaseResult(name, None, ref.get(k), float("inf"), rtol, False,
+                                   "key missing (keys='returned' checks only the keys your "
+                                   "function returns)", (), None))
             continue
         try:
-            value = float(_to_numpy(out[k]).reshape(()))
+            arr = _to_numpy(out[k])
+            if k == "NC4" and arr.shape == (np.shape(case.Z)[0],):   # NC4 per point
+                points = nc4_points(case)
+                rows.append(_papyan_row(f"{name} per point", case, "NC4_points", arr, points, rtol,
+                                        precision, accept, _dtype(out[k])))
+                arr = np.mean(arr)
+            value = float(arr.reshape(()))
         except (TypeError, ValueError) as err:
-            rows.append(_exception_row(name, err, rtol, ref[k]))
+            rows.append(_exception_row(name, err, rtol, ref.get(k)))
             continue
-        err = scalar_error(value, ref[k], floor=1.0)
-        applicable, matches = matching_conventions("papyan", case, value, ref[k], rtol, key=k,
-                                                   floor=1.0, ill_conditioned=case.ill_conditioned)
-        rows.append(CaseResult(name, value, ref[k], err, rtol, err <= rtol, "", matches, applicable,
-                               case.ill_conditioned))
+        if k not in ref:
+            rows.append(CaseResult(name, value, None, float("inf"), rtol, False,
+                                   f"gcref's papyan_nc has no key {k!r}", (), None))
+            continue
+        rows.append(_papyan_row(name, case, k, value, ref[k], rtol, precision, accept, _dtype(out[k])))
     return rows
 
 
-
 def check_papyan_implementation(fn, framework: str = "numpy", *, keys=PAPYAN_KEYS,
-                                rtol: float = DEFAULT_RTOL) -> ConformanceReport:
+                                rtol: float = DEFAULT_RTOL, precision: str = "float64",
+                                accept=(), labels: str = "as_is") -> ConformanceReport:
     """Check ``fn(Z, y, W, b) -> dict``, your Papyan NC1-NC4 (gcref's conventions: see
     :func:`gcref.metrics.papyan_nc`; ``W`` is ``(K, p)``, row ``c`` scores label ``c``).
 
     ``keys`` selects which entries are compared (default ``PAPYAN_KEYS``; add ``"NC2_W_equinorm"``
-    etc. to check those too). Measures below 1 are compared absolutely, larger ones relatively.
+    etc. to check those too; ``"returned"``: whichever of gcref's keys your function returns).
+    Measures below 1 are compared absolutely, larger ones relatively. ``NC4`` may be the rate or
+    the per-point mismatch flags (an array of length ``n``): then each point's flag is compared
+    too, so two wrong labels cannot hide behind a coinciding count. ``precision``, ``accept`` and
+    ``labels`` as in :func:`~gcref.testing.conformance.features.check_cdnv_implementation`.
     """
     fn, framework, rtol = _check_fn(fn), check_framework(framework), _check_rtol(rtol)
-    keys = tuple(keys)
-    if not keys or any(not isinstance(k, str) for k in keys):
-        raise ValueError(f"keys must be a non-empty sequence of papyan_nc key names, got {keys!r}")
+    precision, accept = _check_precision(precision), _check_accept(accept)
+    keys = _check_keys(keys)
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
     rows = []
     for c in papyan_cases():
-        rows.extend(run_papyan_case(c, fn, framework, rtol, keys))
+        rows.extend(run_papyan_case(c, fn, framework, rtol, keys, precision=precision,
+                                    accept=accept, labels=labels))
     return _report("papyan", fn, framework, rows)
 
+
+def _check_keys(keys):
+    if keys == "returned":
+        return keys
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    if not keys or any(not isinstance(k, str) for k in keys):
+        raise ValueError(f"keys must be 'returned' or a non-empty sequence of papyan_nc key "
+                         f"names, got {keys!r}")
+    return keys

@@ -8,11 +8,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..._validation import check_float
+from ..conventions import NONFINITE_KEY
 from ..diagnosis import Diagnosis
 
-__all__ = ["CaseResult", "ConformanceReport", "DEFAULT_RTOL"]
+__all__ = ["CaseResult", "ConformanceReport", "DEFAULT_RTOL", "NONFINITE_KEY", "PRECISIONS", "scored_row"]
 
 DEFAULT_RTOL = 1e-9
+
+PRECISIONS = ("float64", "float32")
+
 
 @dataclass(frozen=True)
 class CaseResult:
@@ -22,7 +26,12 @@ class CaseResult:
     ``error`` is the relative error of the whole value (a number of standard errors, or a ratio,
     for the estimator rows, as ``detail`` says). ``matches``: conventions the value agrees with;
     ``applicable``: conventions that differ from gcref on this case (``None`` when the row failed
-    for another reason, e.g. an exception).
+    for another reason, e.g. an exception). ``status``: ``"agrees"``, ``"agrees within
+    conditioning"`` (above ``rtol`` but within float64 rounding of an ill-conditioned case),
+    ``"float32"`` (within float32 rounding only), ``"tie"`` (differs only on exact ties),
+    ``"accepted"`` (explained by a convention passed in ``accept``), ``"n/a"`` (not applicable,
+    e.g. a standard error the estimator does not report) or ``"FAIL"``. ``evidence``: what the
+    diagnosis reads (:class:`gcref.testing.diagnosis.Evidence`; ``None`` for rows without it).
     """
 
     case: str
@@ -35,12 +44,58 @@ class CaseResult:
     matches: tuple = ()
     applicable: tuple | None = ()
     ill_conditioned: bool = False
+    status: str = ""
+    dtype: str = ""
+    evidence: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not self.status:
+            object.__setattr__(self, "status", "agrees" if self.passed else "FAIL")
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = {f: getattr(self, f) for f in ("case", "value", "reference", "error", "tolerance",
+                                           "passed", "detail", "ill_conditioned", "status", "dtype")}
         d["matches"], d["applicable"] = list(self.matches), (None if self.applicable is None
                                                               else list(self.applicable))
         return d
+
+
+def scored_row(name, value, reference, evidence, *, precision="float64", accept=(), detail="",
+               ill_conditioned=False, dtype="") -> CaseResult:
+    """A row from its :class:`~gcref.testing.diagnosis.Evidence`: passed when the error is within
+    the row's tolerance at ``precision`` (float64: ``rtol`` scaled by the case's conditioning;
+    float32: float32 rounding), or the value matches a convention in ``accept``."""
+    ev = evidence
+    tol = ev.tol64 if precision == "float64" else ev.tol32
+    applicable = tuple(ev.exact)
+    matches = tuple(k for k, e in ev.exact.items() if e <= tol)
+    if ev.error <= ev.rtol:
+        status = "agrees"
+    elif ev.error <= ev.tol64:
+        status = "agrees within conditioning"
+    elif ev.error <= ev.tol32 or (ev.tol32 >= 1.0 and not np.isfinite(ev.error)):
+        status = "float32"          # (a case beyond float32 precision may give anything)
+    else:
+        status = "FAIL"
+    passed = status in ("agrees", "agrees within conditioning") or (
+        status == "float32" and precision == "float32")
+    if not passed and any(k in accept for k in matches):
+        passed, status = True, "accepted"
+    return CaseResult(name, value, reference, ev.error, tol, passed, detail, matches, applicable,
+                      ill_conditioned, status, dtype, ev)
+
+
+def _result_text(r, precision: str = "float64") -> str:
+    """The result column: pass / FAIL with the matching conventions and the detail (a row within
+    float32 rounding reads ``float32`` where the diagnosis found float32 working precision)."""
+    if r.passed:
+        text = {"agrees": "pass", "agrees within conditioning": "pass (within conditioning)",
+                "accepted": "pass (accepted: " + ", ".join(r.matches) + ")"}.get(r.status, f"pass ({r.status})")
+        return text + (f" ({r.detail})" if r.detail and r.status in ("tie", "n/a") else "")
+    text = "float32" if r.status == "float32" and precision == "float32" else "FAIL"
+    if r.matches:
+        text += " ~ " + ", ".join(r.matches)
+    return text + (f" ({r.detail})" if r.detail else "")
 
 
 def _fmt(x) -> str:
@@ -72,11 +127,36 @@ class ConformanceReport:
     def failures(self) -> list[CaseResult]:
         return [r for r in self.rows if not r.passed]
 
+    @property
+    def verdict(self) -> str:
+        """One line: ``"agrees"``, ``"agrees to float32 precision"``, ``"matches conventions
+        K, ..."``, ``"fails only where cancellation matters"`` or ``"not explained"``."""
+        d = self.diagnosis
+        if self.passed and not any(r.status == "float32" for r in self.rows):
+            conditioned = [r.case for r in self.rows if r.status == "agrees within conditioning"]
+            accepted = sorted({k for r in self.rows if r.status == "accepted" for k in r.matches})
+            return ("agrees" + (f" (within float64 rounding on the ill-conditioned {', '.join(conditioned)})"
+                                if conditioned else "")
+                    + (f"; accepted conventions: {', '.join(accepted)}" if accepted else ""))
+        if d is None:
+            return "fails"
+        if d.precision == "float32" and not d.keys and not d.unexplained:
+            return "agrees to float32 precision"
+        if d.keys and not d.unexplained:
+            return "matches conventions " + ", ".join(d.keys) + (
+                " (at float32 precision)" if d.precision == "float32" else "")
+        if d.cancellation:
+            return "fails only where cancellation matters"
+        return "not explained"
+
     def summary(self) -> str:
         n_fail = len(self.failures)
+        n_32 = sum(r.status == "float32" for r in self.rows) if (
+            self.diagnosis and self.diagnosis.precision == "float32") else 0
         head = (f"{self.implementation} ({self.quantity}, {self.framework}): "
-                f"{len(self.rows) - n_fail} passed, {n_fail} failed")
-        lines = [head] + (self.diagnosis.lines() if self.diagnosis and n_fail else [])
+                f"{len(self.rows) - n_fail} passed, {n_fail} failed"
+                + (f" ({n_32} only to float32 precision)" if n_32 else "") + f": {self.verdict}")
+        lines = [head] + (self.diagnosis.lines() if self.diagnosis and (n_fail or n_32) else [])
         return "\n".join(lines)
 
     def table(self, failures_only: bool = False) -> str:
@@ -84,8 +164,8 @@ class ConformanceReport:
         rows = [r for r in self.rows if not failures_only or not r.passed]
         header = ("case", "value", "reference", "error", "tol", "result")
         body = [(r.case, _fmt(r.value), _fmt(r.reference), f"{r.error:.2e}", f"{r.tolerance:.0e}",
-                 "pass" if r.passed else "FAIL" + (f" ~ {', '.join(r.matches)}" if r.matches else "")
-                 + (f" ({r.detail})" if r.detail and not r.passed else "")) for r in rows]
+                 _result_text(r, self.diagnosis.precision if self.diagnosis else "float64"))
+                for r in rows]
         widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
                   for i, h in enumerate(header)]
         fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w)   # noqa: E731
@@ -97,8 +177,10 @@ class ConformanceReport:
         return self.table()
 
     def as_dict(self) -> dict:
+        d = self.diagnosis
         return {"quantity": self.quantity, "implementation": self.implementation,
-                "framework": self.framework, "passed": self.passed,
+                "framework": self.framework, "passed": self.passed, "verdict": self.verdict,
+                "precision": d.precision if d else "float64",
                 "diagnosis": [c.key for c in self.diagnosis.conventions] if self.diagnosis else [],
                 "diagnosis_text": self.diagnosis.lines() if self.diagnosis and not self.passed else [],
                 "rows": [r.as_dict() for r in self.rows]}
@@ -115,6 +197,15 @@ def _to_numpy(value):
     if hasattr(value, "detach"):                          # torch
         value = value.detach().cpu().numpy()
     return np.asarray(value, dtype=np.float64)
+
+
+def _dtype(value) -> str:
+    """``"float32"`` when the user's output is single (or half) precision, else ``""``."""
+    if isinstance(value, dict):
+        return "float32" if any(_dtype(v) for v in value.values()) else ""
+    dt = getattr(value, "dtype", None)
+    name = str(dt) if dt is not None else ""
+    return "float32" if any(t in name for t in ("float32", "float16", "bfloat16")) else ""
 
 
 def _name(fn) -> str:
@@ -139,20 +230,48 @@ def _exception_row(case, err, rtol, reference=None):
     return CaseResult(case, None, reference, float("inf"), rtol, False, _raised(err), (), None)
 
 
-def _must_raise_row(name, fn_call, rtol):
+def _must_raise_row(name, fn_call, rtol, accept=()):
+    """The row of a case whose right answer is an error. Returning inf or nan instead is the
+    documented convention ``NONFINITE_KEY`` (passes when it is in ``accept``)."""
     try:
         out = fn_call()
     except Exception as err:  # noqa: BLE001 - any exception is the expected outcome
         return CaseResult(name, None, None, 0.0, rtol, True, f"raised {type(err).__name__}")
     try:
-        shown = float(np.ravel(_to_numpy(out))[0]) if np.size(_to_numpy(out)) else None
+        arr = (np.concatenate([np.ravel(_to_numpy(v)) for v in out.values()])
+               if hasattr(out, "values") and callable(out.values) else _to_numpy(out))
+        shown = float(np.ravel(arr)[0]) if arr.size else None
+        if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.shape[0] > 1:
+            arr = arr[~np.eye(arr.shape[0], dtype=bool)]     # a CDNV matrix: its pairs
+        nonfinite = bool(arr.size) and not np.all(np.isfinite(arr))
     except (TypeError, ValueError):
-        shown = None
+        shown, nonfinite = None, False
+    if nonfinite:
+        ok = NONFINITE_KEY in accept
+        return CaseResult(name, shown, None, float("inf"), rtol, ok,
+                          "returned inf/nan where gcref raises", (NONFINITE_KEY,), (NONFINITE_KEY,),
+                          status="accepted" if ok else "FAIL")
     return CaseResult(name, shown, None, float("inf"), rtol, False,
                       "returned a value; coinciding class means must raise (e.g. ValueError)", (), None)
 
 
-def _report(quantity, fn, framework, rows):
+def _report(quantity, fn, framework, rows, label=None):
     diag_q = "gc" if quantity == "estimator" else quantity
-    return ConformanceReport(quantity, _name(fn), framework, tuple(rows), Diagnosis(diag_q, rows))
+    dtype = "float32" if any(r.dtype == "float32" for r in rows) else None
+    return ConformanceReport(quantity, label or _name(fn), framework, tuple(rows),
+                             Diagnosis(diag_q, rows, dtype=dtype))
 
+
+def _check_precision(precision):
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def _check_accept(accept):
+    if isinstance(accept, str):
+        accept = (accept,)
+    accept = tuple(accept)
+    if any(not isinstance(k, str) for k in accept):
+        raise TypeError(f"accept must be a sequence of convention keys, got {accept!r}")
+    return accept
