@@ -370,8 +370,27 @@ _PAPYAN = [
 CONVENTIONS: dict[str, tuple[Convention, ...]] = {
     "gc": tuple(_GC), "cdnv": tuple(_CDNV), "nc": tuple(_NC), "papyan": tuple(_PAPYAN),
 }
-_PAIRS: dict[str, tuple[Convention, ...]] = {"cdnv": tuple(_feature_pairs("cdnv")),
-                                             "nc": tuple(_feature_pairs("nc"))}
+_PAIRS: dict[str, tuple[Convention, ...]] = {}
+
+
+def _distinct_pairs(quantity):
+    """The pairs whose values differ from gcref's and from every single convention's on a probe
+    case (unequal classes, k = 4): pairs that collapse algebraically (per-dim variance with
+    per-dim distance is gcref's ratio; no_half with sum_unordered_pairs is sum_pairs) are left
+    out, so a pair is named only when it is the simplest explanation."""
+    rng = np.random.default_rng(0)
+    sizes = np.array([3, 5, 4, 6])
+    probe = FeatureCase("probe", np.concatenate([rng.normal(3 * rng.normal(size=3), s, (m, 3))
+                                                 for m, s in zip(sizes, (0.5, 1.0, 1.5, 2.0))]),
+                        np.repeat(np.arange(4), sizes))
+    seen = [np.asarray(_composed(quantity, {})(probe))] + [
+        np.asarray(c.transform(probe)) for c in CONVENTIONS[quantity] if not c.unstable]
+    out = []
+    for pair in _feature_pairs(quantity):
+        v = np.asarray(pair.transform(probe))
+        if not any(np.allclose(v, w, rtol=1e-12, atol=0.0) for w in seen):
+            out.append(pair)
+    return tuple(out)
 
 
 def pairs_for(quantity: str) -> tuple[Convention, ...]:
@@ -379,7 +398,11 @@ def pairs_for(quantity: str) -> tuple[Convention, ...]:
     (variances, distance, aggregate), applied together; key ``"a+b"``. Empty where conventions
     do not compose (GC, Papyan: a Papyan convention changes its own keys, so two are named apart)."""
     conventions_for(quantity)
-    return _PAIRS.get(quantity, ())
+    if quantity not in ("cdnv", "nc"):
+        return ()
+    if quantity not in _PAIRS:
+        _PAIRS[quantity] = _distinct_pairs(quantity)
+    return _PAIRS[quantity]
 
 
 def conventions_for(quantity: str) -> tuple[Convention, ...]:

@@ -118,7 +118,8 @@ def gather_evidence(quantity: str, case, value, reference, rtol: float, *, key=N
     ``key`` selects one entry of a dict-valued quantity (Papyan's ``"NC1"``, ...); ``project``
     maps a convention's value to what is compared (the off-diagonal CDNV entries);
     ``precision_free``: the value is discrete (NC4's rate), so rounding cannot move it and both
-    tolerances are ``rtol``.
+    tolerances are ``rtol``. ``value=None``: the implementation gave no value (it raised), so it
+    matches nothing, but the case's tolerances and rounding patterns are still recorded.
     """
     tol64 = rtol if precision_free else precision_tolerance(rtol, conditioning, EPS64)
     tol32 = rtol if precision_free else precision_tolerance(rtol, conditioning, EPS32)
@@ -132,8 +133,9 @@ def gather_evidence(quantity: str, case, value, reference, rtol: float, *, key=N
             continue
         if v is None or scalar_error(v, reference, floor) <= tol64:
             continue
-        exact[conv.key] = scalar_error(value, v, floor)
-    return Evidence(scalar_error(value, reference, floor), rtol, tol64, tol32, exact, tuple(rounding))
+        exact[conv.key] = np.inf if value is None else scalar_error(value, v, floor)
+    error = np.inf if value is None else scalar_error(value, reference, floor)
+    return Evidence(error, rtol, tol64, tol32, exact, tuple(rounding))
 
 
 def matching_conventions(quantity: str, case, value, reference, rtol: float, *, key=None,

@@ -153,7 +153,10 @@ def run_feature_case(quantity: str, case: FeatureCase, fn, framework: str, rtol:
         raw = fn(*args)
         value = _to_numpy(raw)
     except Exception as err:  # noqa: BLE001
-        return _exception_row(case.name, err, rtol, ref_shown)
+        pick = (lambda V: np.asarray(V)[~np.eye(len(V), dtype=bool)]) if quantity == "cdnv" else None
+        ev = gather_evidence(quantity, case, None, ref if pick is None else pick(ref), rtol,
+                             project=pick, conditioning=case.conditioning)
+        return _exception_row(case.name, err, rtol, ref_shown, ev, case.ill_conditioned)
     if value.shape != np.shape(ref) and not (quantity == "nc" and value.size == 1):
         return CaseResult(case.name, None, ref_shown, float("inf"), rtol, False,
                           f"returned shape {value.shape}, expected {np.shape(ref)}", (), None)

@@ -226,8 +226,12 @@ def _check_rtol(rtol):
     return check_float(rtol, "rtol", minimum=0.0)
 
 
-def _exception_row(case, err, rtol, reference=None):
-    return CaseResult(case, None, reference, float("inf"), rtol, False, _raised(err), (), None)
+def _exception_row(case, err, rtol, reference=None, evidence=None, ill_conditioned=False):
+    """The row of a case where the implementation raised; ``evidence`` (from
+    ``gather_evidence(..., value=None)``) lets the diagnosis weigh it (a float32 implementation
+    may raise on a case beyond float32 precision)."""
+    return CaseResult(case, None, reference, float("inf"), rtol, False, _raised(err), (),
+                      None if evidence is None else (), ill_conditioned, evidence=evidence)
 
 
 def _must_raise_row(name, fn_call, rtol, accept=()):
