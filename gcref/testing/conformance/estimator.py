@@ -31,10 +31,14 @@ def estimator_cases() -> list[NetworkCase]:
 
 
 def _estimate(out):
+    """``(value, stderr)`` of one estimate: a pair, an object with ``.value`` and ``.stderr``, or a
+    value alone (``stderr`` ``None``: the estimator reports none)."""
     if hasattr(out, "value") and hasattr(out, "stderr"):
         return float(_to_numpy(out.value)), float(_to_numpy(out.stderr))
-    value, stderr = out
-    return float(_to_numpy(value)), float(_to_numpy(stderr))
+    if isinstance(out, (tuple, list)):
+        value, stderr = out
+        return float(_to_numpy(value)), float(_to_numpy(stderr))
+    return float(_to_numpy(out).reshape(())), None
 
 
 def run_estimator_case(case: NetworkCase, fn, framework: str, *, method=None, draws: int = 100,
@@ -49,7 +53,8 @@ def run_estimator_case(case: NetworkCase, fn, framework: str, *, method=None, dr
     except Exception as err:  # noqa: BLE001
         return [_exception_row(f"{case.name}: unbiased", err, z, exact)]
     values = np.array([e[0] for e in est])
-    ses = np.array([e[1] for e in est])
+    no_stderr = all(e[1] is None for e in est)
+    ses = np.array([np.nan if e[1] is None else e[1] for e in est])
     mean, sd = float(values.mean()), float(values.std(ddof=1))
     # spread below 1e-12 of the value is rounding: such an estimator is exact (or wrong), not random
     floor = _EXACT_RTOL * abs(exact)
@@ -68,6 +73,10 @@ def run_estimator_case(case: NetworkCase, fn, framework: str, *, method=None, dr
         applicable, matches = tuple(app), tuple(hit)
     rows = [CaseResult(f"{case.name}: unbiased", mean, exact, bias_z, z, bias_z <= z,
                        f"|MC mean - exact| in standard errors ({draws} draws)", matches, applicable)]
+    if no_stderr:       # unbiasedness alone: the calibration row does not apply
+        rows.append(CaseResult(f"{case.name}: stderr calibrated", None, sd, 0.0, se_rtol, True,
+                               "no standard error reported", (), None, status="n/a"))
+        return rows
     rms_se = float(np.sqrt(np.mean(ses ** 2)))
     if not np.all(np.isfinite(ses)) or np.any(ses < 0):
         ratio_err = float("inf")
@@ -92,7 +101,9 @@ def _estimator_options(method, draws, z, se_rtol, seed):
 
 def check_gc_estimator(fn, method: str | None = None, framework: str = "numpy", *, draws: int = 100,
                        z: float = 4.0, se_rtol: float = 0.35, seed: int = 0) -> ConformanceReport:
-    """Monte Carlo check of a GC estimator ``fn(f, X, seed) -> (value, stderr)``.
+    """Monte Carlo check of a GC estimator ``fn(f, X, seed) -> (value, stderr)`` (or the value
+    alone: then unbiasedness is checked and the calibration rows are marked not applicable,
+    status ``"n/a"``).
 
     ``fn`` is called ``draws`` times per case (:func:`estimator_cases`) with
     ``seed = seed * draws + r``, and with ``method=method`` as a keyword when ``method`` is given

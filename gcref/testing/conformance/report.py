@@ -11,7 +11,8 @@ from ..._validation import check_float
 from ..conventions import NONFINITE_KEY
 from ..diagnosis import Diagnosis
 
-__all__ = ["CaseResult", "ConformanceReport", "DEFAULT_RTOL", "NONFINITE_KEY", "PRECISIONS", "scored_row"]
+__all__ = ["CaseResult", "ConformanceReport", "DEFAULT_RTOL", "NONFINITE_KEY", "PRECISIONS", "scored_row",
+           "result_text"]
 
 DEFAULT_RTOL = 1e-9
 
@@ -85,7 +86,7 @@ def scored_row(name, value, reference, evidence, *, precision="float64", accept=
                       ill_conditioned, status, dtype, ev)
 
 
-def _result_text(r, precision: str = "float64") -> str:
+def result_text(r, precision: str = "float64") -> str:
     """The result column: pass / FAIL with the matching conventions and the detail (a row within
     float32 rounding reads ``float32`` where the diagnosis found float32 working precision)."""
     if r.passed:
@@ -164,7 +165,7 @@ class ConformanceReport:
         rows = [r for r in self.rows if not failures_only or not r.passed]
         header = ("case", "value", "reference", "error", "tol", "result")
         body = [(r.case, _fmt(r.value), _fmt(r.reference), f"{r.error:.2e}", f"{r.tolerance:.0e}",
-                 _result_text(r, self.diagnosis.precision if self.diagnosis else "float64"))
+                 result_text(r, self.diagnosis.precision if self.diagnosis else "float64"))
                 for r in rows]
         widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
                   for i, h in enumerate(header)]
