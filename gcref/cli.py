@@ -74,7 +74,7 @@ def check(
     failures_only: bool = typer.Option(False, "--failures-only", help="Print only failing rows."),
     backend: str = typer.Option("numpy", help="'numpy' (the reference) or 'cuda' (adds gcref_cuda agreement checks)."),
     against: str = typer.Option(None, "--against", help="MODULE:FUNCTION: run the conformance suite against your implementation instead."),
-    quantity: str = typer.Option("gc", "--quantity", help="With --against: gc, cdnv, nc, papyan or estimator."),
+    quantity: str = typer.Option("gc", "--quantity", help="With --against: gc, cdnv, nc, papyan, estimator, ncc, few_shot, few_shot_summary or ncc_bound."),
     framework: str = typer.Option("numpy", "--framework", help="With --against: numpy, torch or jax (what your function receives)."),
     rtol: float = typer.Option(None, "--rtol", help="With --against: relative tolerance (default 1e-9)."),
     keys: str = typer.Option(None, "--keys", help="With --against --quantity papyan: comma-separated keys to compare, or 'returned'."),

@@ -74,9 +74,9 @@ def _rich_table(report, failures_only: bool = False):
 
 #: The command-line options of the conformance suite and the quantities each applies to.
 OPTION_QUANTITIES = {
-    "rtol": ("gc", "cdnv", "nc", "papyan"),
+    "rtol": ("gc", "cdnv", "nc", "papyan", "few_shot_summary", "ncc_bound"),
     "precision": ("gc", "cdnv", "nc", "papyan"),
-    "accept": ("gc", "cdnv", "nc", "papyan"),
+    "accept": ("gc", "cdnv", "nc", "papyan", "ncc", "few_shot", "few_shot_summary", "ncc_bound"),
     "labels": ("cdnv", "nc", "papyan"),
     "keys": ("papyan",),
 }

@@ -15,6 +15,11 @@ Quantities
 ``"cdnv"``: the ``(k, k)`` matrix ``V_ij = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)``.
 ``"nc"``: NC, the mean of ``V_ij`` over ordered pairs ``i != j``.
 ``"papyan"``: Papyan et al.'s NC1-NC4 (a dict, see :func:`gcref.metrics.papyan_nc`).
+``"ncc"``: nearest-class-mean labels (:func:`gcref.metrics.ncc.ncc_predict`); the few-shot check
+uses them episode by episode.
+``"few_shot_summary"``: mean and 95% half-width of episode accuracies
+(:func:`gcref.metrics.ncc.summarize_episodes`).
+``"ncc_bound"``: the variance-form NCC error bound (:func:`gcref.metrics.bounds.ncc_error_bound`).
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ def feature_conditioning(Z, y) -> float:
     return max(1.0, float(np.max(np.abs(Z))) / small)
 
 __all__ = ["FeatureCase", "Convention", "CONVENTIONS", "conventions_for", "pairs_for", "convention",
-           "implementation", "feature_conditioning", "NONFINITE_KEY", "nc4_points"]
+           "implementation", "feature_conditioning", "NONFINITE_KEY", "nc4_points", "NCCCase",
+           "BoundCase"]
 
 
 @dataclass(frozen=True)
@@ -367,8 +373,98 @@ _PAPYAN = [
 ]
 
 
+# --------------------------------------------------------------------- NCC, few-shot, bound
+
+@dataclass(frozen=True, eq=False)
+class NCCCase:
+    """Support (training) features and labels, and the features to classify."""
+
+    name: str
+    Z_train: np.ndarray
+    y_train: np.ndarray
+    Z_test: np.ndarray
+    ill_conditioned: bool = False
+    note: str = ""
+
+
+def _ncc_labels(case, normalise=False, gram=False):
+    """Nearest-centre labels of ``case.Z_test`` (gcref's :func:`gcref.metrics.ncc.ncc_fit` centres);
+    ``normalise``: features and centres L2-normalised first (cosine prototypes); ``gram``: squared
+    distances in the Gram form ``||z||^2 + ||mu||^2 - 2 <z, mu>`` (argmin, first on ties)."""
+    from ..metrics.ncc import ncc_fit, ncc_predict
+    Ztr, Zte = np.asarray(case.Z_train, dtype=np.float64), np.asarray(case.Z_test, dtype=np.float64)
+    unit = (lambda A: A / np.where((n := np.linalg.norm(A, axis=1, keepdims=True)) == 0.0, 1.0, n))
+    if normalise:                                 # (a zero vector stays zero)
+        Ztr, Zte = unit(Ztr), unit(Zte)
+    centres, classes = ncc_fit(Ztr, case.y_train)
+    if normalise:
+        centres = unit(centres)
+    if gram:
+        d2 = (np.sum(Zte * Zte, axis=1)[:, None] + np.sum(centres * centres, axis=1)[None, :]
+              - 2.0 * Zte @ centres.T)
+        return classes[np.argmin(d2, axis=1)]
+    return ncc_predict(centres, classes, Zte)
+
+
+_NCC = [
+    Convention("cosine", "ncc", "cosine prototypes: features and class means L2-normalised before "
+               "the nearest-centre rule", "common few-shot code (e.g. cosine classifiers)",
+               lambda case: _ncc_labels(case, normalise=True)),
+    Convention("gram_distances", "ncc", "Gram-form distances ||z||^2 + ||mu||^2 - 2 <z, mu> "
+               "(torch.cdist's matrix-multiply path; cancels at large feature offsets)", "",
+               lambda case: _ncc_labels(case, gram=True), unstable=True),
+]
+
+
+def _summary(case, ddof=1, per_sqrt=True):
+    acc = np.asarray(case, dtype=np.float64)
+    s = np.std(acc, ddof=ddof)
+    return {"mean": float(np.mean(acc)), "ci95": float(1.96 * s / (np.sqrt(acc.size) if per_sqrt else 1.0))}
+
+
+_FEW_SHOT_SUMMARY = [
+    Convention("ci_ddof0", "few_shot_summary", "confidence half-width with np.std (ddof = 0), "
+               "smaller by sqrt((E - 1)/E)", "much few-shot code", lambda acc: _summary(acc, ddof=0)),
+    Convention("ci_std_not_sem", "few_shot_summary", "1.96 times the standard deviation of the "
+               "episode accuracies, not of their mean (no 1/sqrt(E))", "",
+               lambda acc: _summary(acc, per_sqrt=False)),
+    Convention("pooled_accuracy", "few_shot_summary", "accuracy pooled over all queries (correct / "
+               "total); identical to the mean of episode accuracies on gcref's episodes (equal "
+               "queries per episode), so it can never be told apart", "easyfsl",
+               lambda acc: _summary(acc)),
+]
+
+
+@dataclass(frozen=True, eq=False)
+class BoundCase:
+    """Class means ``(k, p)``, total variances ``(k,)`` and the shots ``m`` of an NCC bound case."""
+
+    name: str
+    means: np.ndarray
+    variances: np.ndarray
+    shots: int
+    note: str = ""
+
+
+def _bound(case, **kw):
+    from ..metrics.bounds import ncc_error_bound
+    return ncc_error_bound(case.means, case.variances, case.shots, **kw)
+
+
+_NCC_BOUND = [
+    Convention("loose_constant", "ncc_bound", "pairwise constant C = 4 (the norm-based argument) "
+               "instead of 2", "gcref.metrics.bounds.LOOSE_CONSTANT",
+               lambda case: _bound(case, constant=4.0).value),
+    Convention("no_shot_term", "ncc_bound", "without the centres' error: 2 C (k - 1) NC, the factor "
+               "(1 + 1/m) left out", "", lambda case: _bound(case).value / (1.0 + 1.0 / case.shots)),
+    Convention("capped", "ncc_bound", "the capped form mean_i min(1, sum_j min(1, b_ij))", "",
+               lambda case: _bound(case, form="capped").value),
+]
+
+
 CONVENTIONS: dict[str, tuple[Convention, ...]] = {
     "gc": tuple(_GC), "cdnv": tuple(_CDNV), "nc": tuple(_NC), "papyan": tuple(_PAPYAN),
+    "ncc": tuple(_NCC), "few_shot_summary": tuple(_FEW_SHOT_SUMMARY), "ncc_bound": tuple(_NCC_BOUND),
 }
 _PAIRS: dict[str, tuple[Convention, ...]] = {}
 
@@ -424,7 +520,9 @@ def convention(quantity: str, key: str) -> Convention:
 def implementation(quantity: str, key: str):
     """A deliberately different implementation of ``quantity`` in convention ``key``, with the
     signature the conformance suite expects: ``fn(Z, y)`` for cdnv and nc, ``fn(Z, y, W, b)`` for
-    papyan (the keys the convention does not change are gcref's). For tests and demonstrations.
+    papyan (the keys the convention does not change are gcref's), ``fn(Z_train, y_train, Z_test)``
+    for ncc (and the few-shot check), ``fn(accuracies) -> (mean, ci95)`` for few_shot_summary,
+    ``fn(means, variances, shots)`` for ncc_bound. For tests and demonstrations.
 
     GC conventions are transforms of Jacobians, which a user's implementation computes in its own
     framework; see ``tests/test_conformance.py`` for implementations written that way.
@@ -443,6 +541,16 @@ def implementation(quantity: str, key: str):
                 except ValueError:
                     return changed
             return {**_papyan(case), **changed}
+    elif quantity == "ncc":
+        def fn(Z_train, y_train, Z_test):
+            return conv.transform(NCCCase("input", Z_train, y_train, Z_test))
+    elif quantity == "few_shot_summary":
+        def fn(accuracies):
+            out = conv.transform(accuracies)
+            return out["mean"], out["ci95"]
+    elif quantity == "ncc_bound":
+        def fn(means, variances, shots):
+            return conv.transform(BoundCase("input", np.asarray(means), np.asarray(variances), shots))
     else:
         def fn(Z, y):
             return conv.transform(FeatureCase("input", np.asarray(Z), np.asarray(y)))

@@ -38,6 +38,9 @@ from .design import OFFSET
 from .estimator import check_gc_estimator, estimator_cases, run_estimator_case
 from .features import check_cdnv_implementation, check_nc_implementation, feature_cases, run_feature_case
 from .gc import NetworkCase, check_gc_implementation, gc_cases, run_gc_case
+from .ncc import (check_few_shot_implementation, check_few_shot_summary,
+                  check_ncc_bound_implementation, check_ncc_implementation, few_shot_cases,
+                  ncc_cases, summary_cases, bound_cases)
 from .papyan import PAPYAN_KEYS, check_papyan_implementation, papyan_cases, run_papyan_case
 from .report import DEFAULT_RTOL, CaseResult, ConformanceReport
 from ..conventions import FeatureCase
@@ -48,5 +51,7 @@ __all__ = [
     "check_gc_implementation", "check_cdnv_implementation", "check_nc_implementation",
     "check_papyan_implementation", "check_gc_estimator", "check_implementation",
     "conformance_checks", "ConformanceCheck", "run_gc_case", "run_feature_case", "run_papyan_case",
-    "run_estimator_case",
+    "run_estimator_case", "check_ncc_implementation", "check_few_shot_implementation",
+    "check_few_shot_summary", "check_ncc_bound_implementation", "ncc_cases", "few_shot_cases",
+    "summary_cases", "bound_cases",
 ]

@@ -10,6 +10,10 @@ from ..frameworks import check_framework
 from .estimator import _estimator_options, check_gc_estimator, estimator_cases, run_estimator_case
 from .features import check_cdnv_implementation, check_nc_implementation, feature_cases, run_feature_case
 from .gc import check_gc_implementation, gc_cases, run_gc_case
+from .ncc import (bound_cases, check_few_shot_implementation, check_few_shot_summary,
+                  check_ncc_bound_implementation, check_ncc_implementation, few_shot_cases,
+                  ncc_cases, run_bound_case, run_few_shot_case, run_ncc_case, run_summary_case,
+                  summary_cases)
 from .papyan import (PAPYAN_KEYS, _check_keys, check_papyan_implementation, papyan_cases,
                      run_papyan_case)
 from .report import (DEFAULT_RTOL, CaseResult, ConformanceReport, _check_accept, _check_fn,
@@ -17,12 +21,15 @@ from .report import (DEFAULT_RTOL, CaseResult, ConformanceReport, _check_accept,
 
 __all__ = ["QUANTITIES", "check_implementation", "ConformanceCheck", "conformance_checks"]
 
-QUANTITIES = ("gc", "cdnv", "nc", "papyan", "estimator")
+QUANTITIES = ("gc", "cdnv", "nc", "papyan", "estimator", "ncc", "few_shot", "few_shot_summary",
+              "ncc_bound")
 
 _CHECKS = {
     "gc": check_gc_implementation, "cdnv": check_cdnv_implementation,
     "nc": check_nc_implementation, "papyan": check_papyan_implementation,
-    "estimator": check_gc_estimator,
+    "estimator": check_gc_estimator, "ncc": check_ncc_implementation,
+    "few_shot": check_few_shot_implementation, "few_shot_summary": check_few_shot_summary,
+    "ncc_bound": check_ncc_bound_implementation,
 }
 
 
@@ -63,7 +70,7 @@ def conformance_checks(quantity: str, fn, framework: str = "numpy", *, rtol: flo
     """The battery for ``quantity`` as a list of :class:`ConformanceCheck`, one per case.
 
     Nothing runs (and no reference is computed) until a check is called. For the estimator the
-    whole Monte Carlo check is one entry per case as well.
+    whole Monte Carlo check is one entry per case as well; for few-shot, all episodes of a pool.
     """
     if quantity not in _CHECKS:
         raise ValueError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
@@ -72,6 +79,8 @@ def conformance_checks(quantity: str, fn, framework: str = "numpy", *, rtol: flo
                         "estimator": {"method", "draws", "z", "se_rtol", "seed"}}.get(quantity, set())
     if quantity == "estimator":
         allowed -= common
+    elif quantity in ("ncc", "few_shot", "few_shot_summary", "ncc_bound"):
+        allowed = {"accept"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise TypeError(f"options {unknown} do not apply to quantity {quantity!r}"
@@ -94,6 +103,21 @@ def conformance_checks(quantity: str, fn, framework: str = "numpy", *, rtol: flo
         return [ConformanceCheck("papyan", c.name,
                                  lambda c=c: run_papyan_case(c, fn, framework, rtol, keys, **opts))
                 for c in papyan_cases()]
+    if quantity == "ncc":
+        return [ConformanceCheck("ncc", c.name, lambda c=c: [run_ncc_case(c, fn, framework, 0.0, **opts)])
+                for c in ncc_cases()]
+    if quantity == "few_shot":
+        return [ConformanceCheck("few_shot", c.name,
+                                 lambda c=c: [run_few_shot_case(c, fn, framework, 0.0, **opts)])
+                for c in few_shot_cases()]
+    if quantity == "few_shot_summary":
+        return [ConformanceCheck("few_shot_summary", name,
+                                 lambda n=name, a=acc: run_summary_case(n, a, fn, rtol, framework=framework, **opts))
+                for name, acc in summary_cases()]
+    if quantity == "ncc_bound":
+        return [ConformanceCheck("ncc_bound", c.name,
+                                 lambda c=c: [run_bound_case(c, fn, rtol, framework=framework, **opts)])
+                for c in bound_cases()]
     # estimator: the Monte Carlo rows per case
     est = _estimator_options(kwargs.get("method"), kwargs.get("draws", 100), kwargs.get("z", 4.0),
                              kwargs.get("se_rtol", 0.35), kwargs.get("seed", 0))

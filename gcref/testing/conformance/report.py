@@ -17,6 +17,8 @@ __all__ = ["CaseResult", "ConformanceReport", "DEFAULT_RTOL", "NONFINITE_KEY", "
 DEFAULT_RTOL = 1e-9
 
 PRECISIONS = ("float64", "float32")
+#: Quantities diagnosed with another quantity's conventions.
+DIAGNOSED_AS = {"estimator": "gc", "few_shot": "ncc"}
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,7 @@ def _must_raise_row(name, fn_call, rtol, accept=()):
 
 
 def _report(quantity, fn, framework, rows, label=None):
-    diag_q = "gc" if quantity == "estimator" else quantity
+    diag_q = DIAGNOSED_AS.get(quantity, quantity)
     dtype = "float32" if any(r.dtype == "float32" for r in rows) else None
     return ConformanceReport(quantity, label or _name(fn), framework, tuple(rows),
                              Diagnosis(diag_q, rows, dtype=dtype))
