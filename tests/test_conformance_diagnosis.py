@@ -455,3 +455,39 @@ def test_gcref_itself_always_agrees_on_random_data(seed, scale):
     ev = gather_evidence("nc", c, gcref.neural_collapse(_ulp_noise(Z, seed), y), ref, 1e-9,
                          conditioning=c.conditioning)
     assert ev.error <= ev.tol64
+
+
+# ------------------------------------------------------------------------------------ GC precision
+
+def _jac(f, X):
+    return f.net.jacobian(f.params, X / f.in_scale) * f.out_scale / f.in_scale
+
+
+def test_gc_in_float32_agrees_to_float32_precision():
+    from gcref.testing import check_gc_implementation
+
+    def gc32(f, X):                      # Jacobians rounded to float32, summed in float32
+        J = _jac(f, X).astype(np.float32)
+        return float(np.mean(np.sum(J * J, axis=(1, 2))))
+
+    report = check_gc_implementation(gc32)
+    assert not report.passed
+    assert report.diagnosis.precision == "float32" and report.verdict == "agrees to float32 precision", \
+        report.table()
+    assert check_gc_implementation(gc32, precision="float32").passed
+
+    def half32(f, X):                    # GC/2 in float32: named at float32 precision
+        return 0.5 * gc32(f, X)
+
+    report = check_gc_implementation(half32)
+    assert named(report) == ["half"] and report.diagnosis.precision == "float32", report.table()
+
+
+def test_gc_half_accepted():
+    from gcref.testing import check_gc_implementation
+
+    def half(f, X):
+        return 0.5 * np.mean(np.sum(_jac(f, X) ** 2, axis=(1, 2)))
+
+    report = check_gc_implementation(half, accept=("half",))
+    assert report.passed and "accepted conventions: half" in report.verdict
