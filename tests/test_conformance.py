@@ -407,7 +407,7 @@ def test_cli_against(user_module):
                       (["--against", "nomodule_xyz:f"], "cannot import"),
                       (["--against", "usercode"], "MODULE:FUNCTION"),
                       (["--against", "usercode:VALUE"], "not a function"),
-                      (["--against", "usercode:nc", "--quantity", "ncc"], "--quantity"),
+                      (["--against", "usercode:nc", "--quantity", "nc5"], "--quantity"),
                       (["--against", "usercode:nc", "--framework", "tf"], "--framework")):
         res = runner.invoke(app, ["check", *args])
         assert res.exit_code == 2, res.output
