@@ -156,7 +156,7 @@ def run_feature_case(quantity: str, case: FeatureCase, fn, framework: str, rtol:
         pick = (lambda V: np.asarray(V)[~np.eye(len(V), dtype=bool)]) if quantity == "cdnv" else None
         ev = gather_evidence(quantity, case, None, ref if pick is None else pick(ref), rtol,
                              project=pick, conditioning=case.conditioning)
-        return _exception_row(case.name, err, rtol, ref_shown, ev, case.ill_conditioned)
+        return _exception_row(case.name, err, rtol, ref_shown, ev, case.ill_conditioned, precision)
     if value.shape != np.shape(ref) and not (quantity == "nc" and value.size == 1):
         return CaseResult(case.name, None, ref_shown, float("inf"), rtol, False,
                           f"returned shape {value.shape}, expected {np.shape(ref)}", (), None)

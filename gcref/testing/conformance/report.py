@@ -229,12 +229,18 @@ def _check_rtol(rtol):
     return check_float(rtol, "rtol", minimum=0.0)
 
 
-def _exception_row(case, err, rtol, reference=None, evidence=None, ill_conditioned=False):
+def _exception_row(case, err, rtol, reference=None, evidence=None, ill_conditioned=False,
+                   precision="float64"):
     """The row of a case where the implementation raised; ``evidence`` (from
-    ``gather_evidence(..., value=None)``) lets the diagnosis weigh it (a float32 implementation
-    may raise on a case beyond float32 precision)."""
-    return CaseResult(case, None, reference, float("inf"), rtol, False, _raised(err), (),
-                      None if evidence is None else (), ill_conditioned, evidence=evidence)
+    ``gather_evidence(..., value=None)``) lets the diagnosis weigh it: a float32 implementation
+    may raise on a case beyond float32 precision (``tol32 >= 1``), which passes, as status
+    ``float32``, with ``precision="float32"``."""
+    beyond = evidence is not None and evidence.tol32 >= 1.0
+    ok = beyond and precision == "float32"
+    return CaseResult(case, None, reference, float("inf"), rtol, ok,
+                      _raised(err) + ("; the case is beyond float32 precision" if beyond else ""), (),
+                      None if evidence is None else (), ill_conditioned,
+                      "float32" if beyond else "FAIL", evidence=evidence)
 
 
 def _must_raise_row(name, fn_call, rtol, accept=()):
