@@ -80,12 +80,12 @@ def test_cases_have_their_closed_forms():
 
 # ------------------------------------------------------- every convention is diagnosed by name
 
-@pytest.mark.parametrize("quantity,key", [(q, c.key) for q in ("cdnv", "nc", "papyan")
-                                          for c in CONVENTIONS[q]])
+@pytest.mark.parametrize("quantity,key", [
+    (q, c.key) for q in ("cdnv", "nc", "papyan", "ncc", "few_shot_summary", "ncc_bound")
+    for c in CONVENTIONS[q] if c.key != "pooled_accuracy"])    # (= the mean on gcref's episodes)
 def test_each_convention_fails_and_is_named(quantity, key):
-    check = {"cdnv": check_cdnv_implementation, "nc": check_nc_implementation,
-             "papyan": check_papyan_implementation}[quantity]
-    report = check(implementation(quantity, key))
+    from gcref.testing import check_implementation
+    report = check_implementation(quantity, implementation(quantity, key))
     assert not report.passed
     assert [c.key for c in report.diagnosis.conventions] == [key], report.table()
     assert not report.diagnosis.unexplained
@@ -334,6 +334,10 @@ def test_values_instead_of_errors_and_crashes_fail():
 
     report = check_nc_implementation(returns_inf)
     assert [r.case for r in report.failures] == ["coinciding means (must raise)"]
+    # the documented behaviour has a key, and an opt-out
+    assert [c.key for c in report.diagnosis.conventions] == ["nonfinite_instead_of_raise"]
+    ok = check_nc_implementation(returns_inf, accept=("nonfinite_instead_of_raise",))
+    assert ok.passed and "accepted conventions: nonfinite_instead_of_raise" in ok.verdict
 
     def crashes(Z, y):
         raise RuntimeError("boom")
