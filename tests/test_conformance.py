@@ -226,6 +226,30 @@ def test_gc_conventions_fail_and_are_named(key):
         assert not report.diagnosis.unexplained
 
 
+@pytest.mark.parametrize("other", sorted(k for k in GC_WRONG if k != "half"))
+def test_gc_half_with_another_convention_is_named_as_the_pair(other):
+    report = check_gc_implementation(lambda f, X: 0.5 * GC_WRONG[other](f, X))
+    assert [c.key for c in report.diagnosis.conventions] == [f"half+{other}"], report.table()
+
+
+PAPYAN_GROUPS = {c.key: c.key.split("_")[0].upper() for c in CONVENTIONS["papyan"]
+                 if c.key != "nonfinite_instead_of_raise"}
+
+
+@pytest.mark.parametrize("a,b", [(a, b) for a in PAPYAN_GROUPS for b in PAPYAN_GROUPS
+                                 if a < b and PAPYAN_GROUPS[a] != PAPYAN_GROUPS[b]])
+def test_two_papyan_conventions_on_different_keys_are_both_named(a, b):
+    ca, cb = convention("papyan", a), convention("papyan", b)
+
+    def both(Z, y, W, b_):
+        from gcref.testing.conventions import FeatureCase
+        c = FeatureCase("x", np.asarray(Z), np.asarray(y), np.asarray(W), np.asarray(b_))
+        return {**gcref.papyan_nc(Z, y, W, b_), **ca.transform(c), **cb.transform(c)}
+
+    report = check_papyan_implementation(both)
+    assert sorted(c.key for c in report.diagnosis.conventions) == sorted([a, b]), report.table()
+
+
 def test_estimator_bias_is_diagnosed():
     def jacobian_reg(f, X, seed):        # JacobianReg: projections, then GC/2
         e = gcref.estimate_gc(f.net, f.params, X, method="projection", seed=seed)

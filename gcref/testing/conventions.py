@@ -490,15 +490,29 @@ def _distinct_pairs(quantity):
 
 
 def pairs_for(quantity: str) -> tuple[Convention, ...]:
-    """Pairs of exact conventions for ``quantity`` that change different parts of the formula
-    (variances, distance, aggregate), applied together; key ``"a+b"``. Empty where conventions
-    do not compose (GC, Papyan: a Papyan convention changes its own keys, so two are named apart)."""
+    """Pairs of exact conventions for ``quantity`` applied together, key ``"a+b"``: for CDNV and
+    NC two that change different parts of the formula (variances, distance, aggregate); for GC,
+    GC/2 with each other normalisation. Empty for Papyan (a Papyan convention changes its own
+    keys, so two are named apart) and the NCC quantities."""
     conventions_for(quantity)
-    if quantity not in ("cdnv", "nc"):
+    if quantity not in ("cdnv", "nc", "gc"):
         return ()
     if quantity not in _PAIRS:
-        _PAIRS[quantity] = _distinct_pairs(quantity)
+        _PAIRS[quantity] = _gc_pairs() if quantity == "gc" else _distinct_pairs(quantity)
     return _PAIRS[quantity]
+
+
+def _gc_pairs():
+    """GC/2 (JacobianReg's normalisation) together with each other GC convention."""
+    half = next(c for c in _GC if c.key == "half")
+
+    def halved(conv):
+        def transform(ing):
+            v = conv.transform(ing)
+            return None if v is None else 0.5 * v
+        return transform
+    return tuple(Convention(f"half+{c.key}", "gc", f"{half.title}; and {c.title}", "", halved(c))
+                 for c in _GC if c.key != "half")
 
 
 def conventions_for(quantity: str) -> tuple[Convention, ...]:
