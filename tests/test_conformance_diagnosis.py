@@ -487,3 +487,13 @@ def test_every_convention_key_is_documented():
     for quantity, convs in CONVENTIONS.items():
         for c in convs:
             assert f"`{c.key}`" in doc, (quantity, c.key)
+
+
+def test_papyan_in_float32_agrees_to_float32_precision():
+    def papyan32(Z, y, W, b):            # gcref's formulas on float32 inputs, float32 outputs
+        f32 = lambda a: np.asarray(a, np.float32).astype(np.float64)   # noqa: E731
+        return {k: np.float32(v) for k, v in gcref.papyan_nc(f32(Z), y, f32(W), f32(b)).items()}
+
+    report = check_papyan_implementation(papyan32)
+    assert report.verdict == "agrees to float32 precision", report.table()
+    assert check_papyan_implementation(papyan32, precision="float32").passed

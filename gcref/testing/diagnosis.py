@@ -117,12 +117,13 @@ def gather_evidence(quantity: str, case, value, reference, rtol: float, *, key=N
 
     ``key`` selects one entry of a dict-valued quantity (Papyan's ``"NC1"``, ...); ``project``
     maps a convention's value to what is compared (the off-diagonal CDNV entries);
-    ``precision_free``: the value is discrete (NC4's rate), so rounding cannot move it and both
-    tolerances are ``rtol``. ``value=None``: the implementation gave no value (it raised), so it
+    ``precision_free``: the value is discrete (NC4's rate), so float64 rounding cannot move it:
+    its float64 tolerance is ``rtol`` (the float32 one still allows the rate's own rounding and,
+    on a case beyond float32 precision, flipped labels). ``value=None``: the implementation gave no value (it raised), so it
     matches nothing, but the case's tolerances and rounding patterns are still recorded.
     """
     tol64 = rtol if precision_free else precision_tolerance(rtol, conditioning, EPS64)
-    tol32 = rtol if precision_free else precision_tolerance(rtol, conditioning, EPS32)
+    tol32 = precision_tolerance(rtol, conditioning, EPS32)    # (a float32 rate is itself rounded)
     exact, rounding = {}, []
     for conv in conventions_for(quantity) + pairs_for(quantity):
         v = _conv_value(conv, case, key, project)
