@@ -497,3 +497,11 @@ def test_papyan_in_float32_agrees_to_float32_precision():
     report = check_papyan_implementation(papyan32)
     assert report.verdict == "agrees to float32 precision", report.table()
     assert check_papyan_implementation(papyan32, precision="float32").passed
+
+
+def test_a_constant_factor_is_not_mistaken_for_float32():
+    report = check_nc_implementation(lambda Z, y: gcref.neural_collapse(Z, y) * (1 + 1e-7))
+    d = report.diagnosis
+    assert d.precision == "float64" and report.verdict == "not explained", report.table()
+    assert d.factor == pytest.approx(1 + 1e-7, rel=1e-12)
+    assert "same factor 1.0000001" in report.summary()

@@ -182,6 +182,9 @@ class Diagnosis:
         Failing cases no named convention explains.
     worst : tuple of (case, error)
         The worst unexplained rows, largest error first (at most 3).
+    factor : float or None
+        When every failing value is gcref's times one factor (a constant slip, e.g. ``1 + 1e-7``,
+        which must not pass for float32 rounding): that factor.
     """
 
     def __init__(self, quantity: str, rows, *, dtype: str | None = None):
@@ -196,7 +199,7 @@ class Diagnosis:
             keys32, unexplained32 = self._explain(rows, 32)
             shows = any(r.evidence is not None and not r.ill_conditioned
                         and self._residual(r, keys32) > r.evidence.tol64 for r in rows)
-            if not unexplained32 and shows:
+            if not unexplained32 and shows and self._constant_factor(rows) is None:
                 self.precision, self.precision_source = "float32", "errors"
                 keys, unexplained = keys32, unexplained32
         self.keys = tuple(keys)
@@ -204,10 +207,23 @@ class Diagnosis:
         if unexplained and all(by_name[c].ill_conditioned for c in unexplained):
             self.cancellation = self._cancellation_causes(rows, unexplained)
         self.unexplained = tuple(unexplained)
+        self.factor = self._constant_factor(rows) if unexplained else None
         worst = sorted(((c, by_name[c].error) for c in unexplained), key=lambda t: -t[1])
         self.worst = tuple(worst[:3])
 
     # --------------------------------------------------------------------------- internals
+
+    @staticmethod
+    def _constant_factor(rows):
+        """``value / reference``, when it is one and the same factor (to 1e-12) on every failing
+        row with a value: a formula off by a constant, which float32 rounding never is (its
+        errors vary from case to case)."""
+        ratios = [r.value / r.reference for r in rows if not r.passed and r.evidence is not None
+                  and isinstance(r.value, float) and isinstance(r.reference, float)
+                  and r.reference != 0.0 and np.isfinite(r.value)]
+        if len(ratios) < 2 or not all(abs(q / ratios[0] - 1.0) <= 1e-12 for q in ratios):
+            return None
+        return ratios[0]
 
     @staticmethod
     def _residual(row, keys):
@@ -309,6 +325,8 @@ class Diagnosis:
             worst = ", ".join(f"{c} (error {e:.2g})" for c, e in self.worst)
             out.append("not explained by a known convention: " + ", ".join(self.unexplained)
                        + (f"; worst: {worst}" if worst else ""))
+            if self.factor is not None:
+                out.append(f"every failing value is gcref's times the same factor {self.factor:.15g}")
         return out
 
     def __str__(self) -> str:
