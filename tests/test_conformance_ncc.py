@@ -127,3 +127,20 @@ def test_accept_lets_a_known_convention_pass_and_the_entry_point_covers_ncc():
     assert len(mark.args[1]) == len(few_shot_cases())
     for check in mark.args[1]:
         check()
+
+
+def test_ties_broken_by_rounding_noise_are_ties():
+    """What the issue saw in a few-shot library: exact ties broken by rounding noise in the
+    distances. Every disagreement is an exact tie, so the check passes and says so."""
+    rng = np.random.default_rng(5)
+
+    def noisy(Z_support, y_support, Z_query):
+        cl = np.unique(y_support)
+        proto = np.stack([Z_support[y_support == c].mean(0) for c in cl])
+        d2 = ((Z_query[:, None] - proto[None]) ** 2).sum(-1)
+        return cl[np.argmin(d2 * (1 + 1e-13 * rng.standard_normal(d2.shape)), axis=1)]
+
+    report = check_few_shot_implementation(noisy)
+    assert report.passed, report.table()
+    grid = next(r for r in report.rows if "ties" in r.case)
+    assert grid.status == "tie" and int(grid.detail.split()[0]) > 10
