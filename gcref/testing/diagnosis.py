@@ -221,7 +221,8 @@ class Diagnosis:
         ratios = [r.value / r.reference for r in rows if not r.passed and r.evidence is not None
                   and isinstance(r.value, float) and isinstance(r.reference, float)
                   and r.reference != 0.0 and np.isfinite(r.value)]
-        if len(ratios) < 2 or not all(abs(q / ratios[0] - 1.0) <= 1e-12 for q in ratios):
+        if len(ratios) < 2 or ratios[0] == 0.0 or not all(abs(q / ratios[0] - 1.0) <= 1e-12
+                                                          for q in ratios):
             return None
         return ratios[0]
 
