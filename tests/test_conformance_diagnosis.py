@@ -526,3 +526,12 @@ def test_random_near_misses_are_never_credited(c, which):
     assert not report.passed
     assert not report.diagnosis.keys, report.table()
     assert report.verdict in ("not explained", "fails only where cancellation matters")
+
+
+def test_float32_outputs_with_a_real_bug_are_not_said_to_agree():
+    def pooled32(Z, y):
+        return np.float32(nc_pooled(Z, y))
+
+    report = check_nc_implementation(pooled32)
+    assert report.diagnosis.precision == "float32" and report.verdict == "not explained"
+    assert "agrees" not in report.summary() and "works in float32" in report.summary()

@@ -314,8 +314,11 @@ class Diagnosis:
         if self.precision == "float32":
             how = "its outputs are float32" if self.precision_source == "dtype" else \
                 "its errors are float32 rounding"
-            out.append(f"agrees to float32 precision ({how}), not to float64"
-                       + (" once the conventions below are accounted for" if self.keys else ""))
+            if self.unexplained:
+                out.append(f"works in float32 ({how}); compared at float32 tolerances")
+            else:
+                out.append(f"agrees to float32 precision ({how}), not to float64"
+                           + (" once the conventions below are accounted for" if self.keys else ""))
         out += [f"matches convention {c.describe()}" for c in self.conventions]
         if self.cancellation:
             causes = list(self.cancellation)
