@@ -292,6 +292,23 @@ def test_torch_func_gc_implementation_passes():
     assert isinstance(torch.zeros(1), torch.Tensor)
 
 
+def test_torch_float32_gc_agrees_to_float32_precision():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("gcref.interop.torch")
+    from torch.func import jacrev, vmap
+
+    def torch_gc32(f, X):                  # the model cast to float32, as training code runs it
+        f = f.float()
+        J = vmap(jacrev(lambda x: f(x[None])[0]))(X.float())
+        return (J ** 2).flatten(1).sum(1).mean()
+
+    report = check_gc_implementation(torch_gc32, framework="torch")
+    assert report.diagnosis.precision_source == "dtype"
+    assert report.verdict == "agrees to float32 precision", report.table()
+    assert 1e-9 < max(r.error for r in report.rows) < 1e-5
+    assert isinstance(torch.zeros(1), torch.Tensor)
+
+
 def test_torch_feature_implementations():
     torch = pytest.importorskip("torch")
 
