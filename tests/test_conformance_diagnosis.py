@@ -165,6 +165,10 @@ def test_nc_gram_is_named_gram_distances_not_one_pass():
 def test_one_pass_is_named_on_the_case_that_separates_it():
     report = check_nc_implementation(nc_one_pass)
     assert named(report) == ["one_pass"], report.table()
+    ok = check_nc_implementation(nc_one_pass, accept=("one_pass",))
+    assert ok.passed and [r.case for r in ok.rows if r.status == "accepted"] == [
+        "offset 1e8", "tight classes at 1e3 (one-pass variance cancels)"]
+    assert not check_nc_implementation(nc_gram, accept=("one_pass",)).passed   # not Gram's cases
 
 
 def test_both_cancellations_are_named_together():

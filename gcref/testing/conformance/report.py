@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,7 +67,8 @@ def scored_row(name, value, reference, evidence, *, precision="float64", accept=
                ill_conditioned=False, dtype="") -> CaseResult:
     """A row from its :class:`~gcref.testing.diagnosis.Evidence`: passed when the error is within
     the row's tolerance at ``precision`` (float64: ``rtol`` scaled by the case's conditioning;
-    float32: float32 rounding), or the value matches a convention in ``accept``."""
+    float32: float32 rounding), or the value matches a convention in ``accept`` (a rounding
+    convention in ``accept`` covers the cases where its cancellation shows)."""
     ev = evidence
     tol = ev.tol64 if precision == "float64" else ev.tol32
     applicable = tuple(ev.exact)
@@ -84,6 +85,11 @@ def scored_row(name, value, reference, evidence, *, precision="float64", accept=
         status == "float32" and precision == "float32")
     if not passed and any(k in accept for k in matches):
         passed, status = True, "accepted"
+    elif not passed and any(k in accept for k in ev.rounding):
+        # a declared rounding convention (one_pass, gram_distances): accepted on the cases where
+        # that cancellation shows, and only there
+        passed, status = True, "accepted"
+        matches = tuple(k for k in ev.rounding if k in accept)
     return CaseResult(name, value, reference, ev.error, tol, passed, detail, matches, applicable,
                       ill_conditioned, status, dtype, ev)
 
