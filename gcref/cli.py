@@ -74,8 +74,13 @@ def check(
     failures_only: bool = typer.Option(False, "--failures-only", help="Print only failing rows."),
     backend: str = typer.Option("numpy", help="'numpy' (the reference) or 'cuda' (adds gcref_cuda agreement checks)."),
     against: str = typer.Option(None, "--against", help="MODULE:FUNCTION: run the conformance suite against your implementation instead."),
-    quantity: str = typer.Option("gc", "--quantity", help="With --against: gc, cdnv, nc, papyan or estimator."),
+    quantity: str = typer.Option("gc", "--quantity", help="With --against: gc, cdnv, nc, papyan, estimator, ncc, few_shot, few_shot_summary or ncc_bound."),
     framework: str = typer.Option("numpy", "--framework", help="With --against: numpy, torch or jax (what your function receives)."),
+    rtol: float = typer.Option(None, "--rtol", help="With --against: relative tolerance (default 1e-9)."),
+    keys: str = typer.Option(None, "--keys", help="With --against --quantity papyan: comma-separated keys to compare, or 'returned'."),
+    precision: str = typer.Option(None, "--precision", help="With --against: float64 (default) or float32 (rows within float32 rounding pass)."),
+    accept: str = typer.Option(None, "--accept", help="With --against: comma-separated convention keys accepted as correct."),
+    labels: str = typer.Option(None, "--labels", help="With --against (feature quantities): as_is (default) or contiguous."),
 ):
     """Verify everything numerically and print a table; exit code 1 if any check fails.
 
@@ -85,7 +90,9 @@ def check(
     """
     if against is not None:   # the conformance suite (gcref.testing.command)
         from .testing.command import check_against
-        raise typer.Exit(code=check_against(against, quantity, framework, json_path, console))
+        options = {"rtol": rtol, "keys": keys, "precision": precision, "accept": accept, "labels": labels}
+        raise typer.Exit(code=check_against(against, quantity, framework, json_path, console,
+                                            failures_only=failures_only, options=options))
     from .checks import GROUPS, run_checks, summarize
     if backend not in ("numpy", "cuda"):
         raise typer.BadParameter(f"backend must be 'numpy' or 'cuda', got {backend!r}")

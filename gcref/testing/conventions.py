@@ -15,6 +15,11 @@ Quantities
 ``"cdnv"``: the ``(k, k)`` matrix ``V_ij = (Var_i + Var_j) / (2 ||mu_i - mu_j||^2)``.
 ``"nc"``: NC, the mean of ``V_ij`` over ordered pairs ``i != j``.
 ``"papyan"``: Papyan et al.'s NC1-NC4 (a dict, see :func:`gcref.metrics.papyan_nc`).
+``"ncc"``: nearest-class-mean labels (:func:`gcref.metrics.ncc.ncc_predict`); the few-shot check
+uses them episode by episode.
+``"few_shot_summary"``: mean and 95% half-width of episode accuracies
+(:func:`gcref.metrics.ncc.summarize_episodes`).
+``"ncc_bound"``: the variance-form NCC error bound (:func:`gcref.metrics.bounds.ncc_error_bound`).
 """
 
 from __future__ import annotations
@@ -45,7 +50,31 @@ class FeatureCase:
     ill_conditioned: bool = False
     note: str = ""
 
-__all__ = ["FeatureCase", "Convention", "CONVENTIONS", "conventions_for", "convention", "implementation"]
+    @property
+    def conditioning(self) -> float:
+        """``kappa``, see :func:`feature_conditioning` (1 for a case that must raise)."""
+        return 1.0 if self.raises else feature_conditioning(self.Z, self.y)
+
+
+def feature_conditioning(Z, y) -> float:
+    """Condition number ``kappa = max |z| / min(min_c sqrt(Var_c), min_{i != j} ||mu_i - mu_j||)``
+    of features ``Z`` with labels ``y`` (at least 1).
+
+    Rounding the features at relative precision ``eps`` moves class means by about
+    ``eps max|z|``, which is relative error ``eps kappa`` on the smallest spread or mean distance
+    that CDNV, NC and Papyan's measures divide by; :mod:`gcref.testing.diagnosis` scales its
+    tolerances by it.
+    """
+    st = class_stats(Z, y)
+    diff = st.means[:, None, :] - st.means[None, :, :]
+    d = np.sqrt(np.sum(diff * diff, axis=-1))[~np.eye(len(st.classes), dtype=bool)]
+    spreads = np.sqrt(st.variances)
+    small = min([x for x in (spreads.min(), d.min() if d.size else 0.0) if x > 0] or [1.0])
+    return max(1.0, float(np.max(np.abs(Z))) / small)
+
+__all__ = ["FeatureCase", "Convention", "CONVENTIONS", "conventions_for", "pairs_for", "convention",
+           "implementation", "feature_conditioning", "NONFINITE_KEY", "nc4_points", "NCCCase",
+           "BoundCase"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +98,8 @@ class Convention:
     unstable : bool
         The convention differs from gcref only by rounding (a cancellation), so its value cannot be
         matched digit for digit: it is diagnosed when an implementation fails exactly the cases
-        marked ill-conditioned (a large feature offset) and this transform fails them too.
+        this transform fails (the suite has cases where one cancellation shows and another does
+        not; :mod:`gcref.testing.diagnosis`).
     """
 
     key: str
@@ -137,9 +167,9 @@ def _sq_dists(means):
 def _ratio(case, variances=None, distance=None):
     """gcref's pairwise ratio with a changed variance vector and/or distance transform.
 
-    ``distance(R, d2, p)`` maps the reference ratio ``R = (v_i + v_j)/(2 d2)`` to the
-    convention's (``d2`` the squared distances of the means, ``p`` the feature dimension);
-    ``variances(stats, Z, y)`` changes the variances fed to
+    ``distance(R, d2, p, st)`` maps the reference ratio ``R = (v_i + v_j)/(2 d2)`` to the
+    convention's (``d2`` the squared distances of the means, ``p`` the feature dimension, ``st``
+    the class statistics); ``variances(stats, Z, y)`` changes the variances fed to
     :func:`gcref.metrics.collapse.pairwise_ratio`.
     """
     st = class_stats(case.Z, case.y)
@@ -148,7 +178,7 @@ def _ratio(case, variances=None, distance=None):
     if distance is not None:
         d2 = _sq_dists(st.means)
         off = ~np.eye(len(v), dtype=bool)
-        R = np.where(off, distance(R, np.where(off, d2, 1.0), np.shape(case.Z)[1]), 0.0)
+        R = np.where(off, distance(R, np.where(off, d2, 1.0), np.shape(case.Z)[1], st), 0.0)
     return R
 
 
@@ -161,32 +191,39 @@ def _one_pass_variances(st, Z, y):
     return out
 
 
+def _gram_distance(R, d2, p, st):
+    # ||mu_i||^2 + ||mu_j||^2 - 2 <mu_i, mu_j>: cancels when the means are close relative to their norm
+    sq = np.sum(st.means * st.means, axis=1)
+    gram = sq[:, None] + sq[None, :] - 2.0 * st.means @ st.means.T
+    off = ~np.eye(len(sq), dtype=bool)
+    if np.any(gram[off] <= 0.0):
+        raise ArithmeticError("Gram-form distances are not positive")
+    return R * d2 / np.where(off, gram, 1.0)
+
+
+# (key, title, source, slot, function, unstable): a slot is what the convention changes
+# ("variances" or "distance" of the pairwise ratio); two conventions in different slots compose.
 _CDNV_TRANSFORMS = [
     ("ddof1", "variance divisor n_c - 1 instead of n_c (torch.var / unbiased=True)", "",
-     dict(variances=lambda st, Z, y: st.variances * st.counts / (st.counts - 1.0)), False),
+     "variances", lambda st, Z, y: st.variances * st.counts / (st.counts - 1.0), False),
     ("per_dim_variance", "per-dimension variance (mean over the p dims) with the total squared distance",
-     "", dict(variances=lambda st, Z, y: st.variances / Z.shape[1]), False),
+     "", "variances", lambda st, Z, y: st.variances / Z.shape[1], False),
     ("per_dim_distance", "squared distance averaged over the p dims with the total variance", "",
-     dict(distance=lambda R, d2, p: R * p), False),
+     "distance", lambda R, d2, p, st: R * p, False),
     ("std_not_variance", "class standard deviation sqrt(Var_c) instead of the variance", "",
-     dict(variances=lambda st, Z, y: np.sqrt(st.variances)), False),
+     "variances", lambda st, Z, y: np.sqrt(st.variances), False),
     ("distance_not_squared", "distance ||mu_i - mu_j|| not squared in the denominator", "",
-     dict(distance=lambda R, d2, p: R * np.sqrt(d2)), False),
+     "distance", lambda R, d2, p, st: R * np.sqrt(d2), False),
     ("no_half", "(Var_i + Var_j) / ||mu_i - mu_j||^2 without the factor 1/2", "",
-     dict(distance=lambda R, d2, p: 2.0 * R), False),
+     "distance", lambda R, d2, p, st: 2.0 * R, False),
     ("distance_4th_power", "distance to the 4th power: (Var_i + Var_j) / (2 ||mu_i - mu_j||^4)",
      "rhubarbwu/neural-collapse variability_cdnv(dist_exp=2)",
-     dict(distance=lambda R, d2, p: R / d2), False),
+     "distance", lambda R, d2, p, st: R / d2, False),
     ("one_pass", "one-pass variance E||z||^2 - ||mu||^2 (cancels at large feature offsets)",
-     "Galanti et al.'s NeuralCollapseDepth code", dict(variances=_one_pass_variances), True),
+     "Galanti et al.'s NeuralCollapseDepth code", "variances", _one_pass_variances, True),
+    ("gram_distances", "Gram-form distances ||mu_i||^2 + ||mu_j||^2 - 2 <mu_i, mu_j> (cancel for "
+     "means close relative to their norm)", "", "distance", _gram_distance, True),
 ]
-
-
-def _cdnv_convention(key, title, source, kw, unstable):
-    return Convention(key, "cdnv", title, source, lambda case: _ratio(case, **kw), unstable)
-
-
-_CDNV = [_cdnv_convention(*t) for t in _CDNV_TRANSFORMS]
 
 
 def _k(case):
@@ -197,20 +234,77 @@ def _reference_cdnv(case):
     return _ratio(case)
 
 
-_NC = [Convention(c.key, "nc", c.title, c.source,
-                  (lambda case, c=c: off_diagonal_mean(c.transform(case))), c.unstable) for c in _CDNV]
-_NC += [
-    Convention("sum_pairs", "nc", "sum over ordered pairs i != j instead of the mean", "",
-               lambda case: off_diagonal_mean(_reference_cdnv(case)) * _k(case) * (_k(case) - 1)),
-    Convention("sum_unordered_pairs", "nc", "sum over unordered pairs i < j instead of the mean", "",
-               lambda case: off_diagonal_mean(_reference_cdnv(case)) * _k(case) * (_k(case) - 1) / 2),
-    Convention("mean_with_diagonal", "nc", "mean over all k^2 entries, the zero diagonal included "
-               "(np.mean of the CDNV matrix)", "",
-               lambda case: float(np.mean(_reference_cdnv(case)))),
-    Convention("unordered_sum_ordered_count", "nc", "sum over unordered pairs i < j divided by the "
-               "number of ordered pairs k(k-1)", "",
-               lambda case: off_diagonal_mean(_reference_cdnv(case)) / 2.0),
+# NC aggregates of the CDNV matrix R (slot "aggregate"); gcref's is off_diagonal_mean.
+_NC_AGGREGATES = [
+    ("sum_pairs", "sum over ordered pairs i != j instead of the mean", "",
+     lambda R, k: off_diagonal_mean(R) * k * (k - 1)),
+    ("sum_unordered_pairs", "sum over unordered pairs i < j instead of the mean", "",
+     lambda R, k: off_diagonal_mean(R) * k * (k - 1) / 2),
+    ("mean_with_diagonal", "mean over all k^2 entries, the zero diagonal included "
+     "(np.mean of the CDNV matrix)", "", lambda R, k: float(np.mean(R))),
+    ("unordered_sum_ordered_count", "sum over unordered pairs i < j divided by the "
+     "number of ordered pairs k(k-1)", "", lambda R, k: off_diagonal_mean(R) / 2.0),
 ]
+
+
+def _composed(quantity, parts):
+    """The transform of the conventions ``parts`` (``{slot: function}``) applied together."""
+    kw = {s: f for s, f in parts.items() if s in ("variances", "distance")}
+    agg = parts.get("aggregate")
+
+    def transform(case):
+        R = _ratio(case, **kw)
+        if quantity == "cdnv":
+            return R
+        return off_diagonal_mean(R) if agg is None else agg(R, _k(case))
+    return transform
+
+
+def _feature_conventions(quantity):
+    """The single conventions for ``"cdnv"`` or ``"nc"``, each with its ``(slot, function)``."""
+    out = [(Convention(key, quantity, title, source, _composed(quantity, {slot: fn}), unstable), slot, fn)
+           for key, title, source, slot, fn, unstable in _CDNV_TRANSFORMS]
+    if quantity == "nc":
+        out += [(Convention(key, "nc", title, source, _composed("nc", {"aggregate": fn})), "aggregate", fn)
+                for key, title, source, fn in _NC_AGGREGATES]
+    return out
+
+
+def _feature_pairs(quantity):
+    """Two exact conventions changing different slots, applied together (``"ddof1+no_half"``)."""
+    singles = [t for t in _feature_conventions(quantity) if not t[0].unstable]
+    pairs = []
+    for i, (a, sa, fa) in enumerate(singles):
+        for b, sb, fb in singles[i + 1:]:
+            if sa == sb:
+                continue
+            pairs.append(Convention(f"{a.key}+{b.key}", quantity, f"{a.title}; and {b.title}",
+                                    "", _composed(quantity, {sa: fa, sb: fb})))
+    return pairs
+
+
+def _nonfinite(quantity, reference):
+    """inf where gcref raises (coinciding class means), gcref's value elsewhere."""
+    def transform(case):
+        try:
+            return reference(case)
+        except ValueError:
+            if quantity == "papyan":
+                return {k: math.inf for k in ("NC1", "NC2_equinorm", "NC2_equiangle",
+                                              "NC2_maxangle", "NC3", "NC4")}
+            if quantity == "cdnv":
+                k = _k(case)
+                return np.where(np.eye(k, dtype=bool), 0.0, math.inf)
+            return math.inf
+    return Convention(NONFINITE_KEY, quantity, "inf or nan returned where gcref raises "
+                      "(coinciding class means); accept it with accept=('" + NONFINITE_KEY + "',)",
+                      "", transform)
+
+
+NONFINITE_KEY = "nonfinite_instead_of_raise"
+_CDNV = [t[0] for t in _feature_conventions("cdnv")] + [_nonfinite("cdnv", lambda c: _ratio(c))]
+_NC = [t[0] for t in _feature_conventions("nc")] + [
+    _nonfinite("nc", lambda c: off_diagonal_mean(_ratio(c)))]
 
 
 # ------------------------------------------------------------------------------------- Papyan
@@ -239,15 +333,23 @@ def _ddof1_nc2(case):
     return out
 
 
-def _nc4(case, bias: bool, agreement: bool):
+def nc4_points(case, bias: bool = True) -> np.ndarray:
+    """Per point, ``argmax_c (W z + b)_c != argmin_c ||z - mu_c||`` (NCC of
+    :func:`gcref.metrics.ncc.ncc_predict`, lowest index on ties), as floats 0/1; the mean is
+    gcref's NC4 (:func:`gcref.metrics.collapse.papyan_nc`). ``bias=False`` ignores the head's bias."""
+    from ..metrics.ncc import ncc_predict
     st = class_stats(case.Z, case.y)
     Z = np.asarray(case.Z, dtype=np.float64)
     logits = Z @ np.asarray(case.W, dtype=np.float64).T
     if bias and case.b is not None:
         logits = logits + case.b
-    dist2 = np.stack([np.sum((Z - m) ** 2, axis=1) for m in st.means], axis=1)
-    mismatch = float(np.mean(np.argmax(logits, axis=1) != st.classes[np.argmin(dist2, axis=1)]))
-    return {"NC4": 1.0 - mismatch if agreement else mismatch}
+    return (np.argmax(logits, axis=1) != ncc_predict(st.means, st.classes, Z)).astype(np.float64)
+
+
+def _nc4(case, bias: bool, agreement: bool):
+    flags = nc4_points(case, bias)
+    flags = 1.0 - flags if agreement else flags
+    return {"NC4": float(np.mean(flags)), "NC4_points": flags}
 
 
 _PAPYAN = [
@@ -267,12 +369,150 @@ _PAPYAN = [
                lambda case: _nc4(case, bias=False, agreement=False)),
     Convention("nc4_agreement", "papyan", "NC4 as the agreement rate 1 - mismatch", "",
                lambda case: _nc4(case, bias=True, agreement=True)),
+    _nonfinite("papyan", lambda case: {} if _papyan(case) else {}),
+]
+
+
+# --------------------------------------------------------------------- NCC, few-shot, bound
+
+@dataclass(frozen=True, eq=False)
+class NCCCase:
+    """Support (training) features and labels, and the features to classify."""
+
+    name: str
+    Z_train: np.ndarray
+    y_train: np.ndarray
+    Z_test: np.ndarray
+    ill_conditioned: bool = False
+    note: str = ""
+
+
+def _ncc_labels(case, normalise=False, gram=False):
+    """Nearest-centre labels of ``case.Z_test`` (gcref's :func:`gcref.metrics.ncc.ncc_fit` centres);
+    ``normalise``: features and centres L2-normalised first (cosine prototypes); ``gram``: squared
+    distances in the Gram form ``||z||^2 + ||mu||^2 - 2 <z, mu>`` (argmin, first on ties)."""
+    from ..metrics.ncc import ncc_fit, ncc_predict
+    Ztr, Zte = np.asarray(case.Z_train, dtype=np.float64), np.asarray(case.Z_test, dtype=np.float64)
+    unit = (lambda A: A / np.where((n := np.linalg.norm(A, axis=1, keepdims=True)) == 0.0, 1.0, n))
+    if normalise:                                 # (a zero vector stays zero)
+        Ztr, Zte = unit(Ztr), unit(Zte)
+    centres, classes = ncc_fit(Ztr, case.y_train)
+    if normalise:
+        centres = unit(centres)
+    if gram:
+        d2 = (np.sum(Zte * Zte, axis=1)[:, None] + np.sum(centres * centres, axis=1)[None, :]
+              - 2.0 * Zte @ centres.T)
+        return classes[np.argmin(d2, axis=1)]
+    return ncc_predict(centres, classes, Zte)
+
+
+_NCC = [
+    Convention("cosine", "ncc", "cosine prototypes: features and class means L2-normalised before "
+               "the nearest-centre rule", "common few-shot code (e.g. cosine classifiers)",
+               lambda case: _ncc_labels(case, normalise=True)),
+    Convention("gram_distances", "ncc", "Gram-form distances ||z||^2 + ||mu||^2 - 2 <z, mu> "
+               "(torch.cdist's matrix-multiply path; cancels at large feature offsets)", "",
+               lambda case: _ncc_labels(case, gram=True), unstable=True),
+]
+
+
+def _summary(case, ddof=1, per_sqrt=True):
+    acc = np.asarray(case, dtype=np.float64)
+    s = np.std(acc, ddof=ddof)
+    return {"mean": float(np.mean(acc)), "ci95": float(1.96 * s / (np.sqrt(acc.size) if per_sqrt else 1.0))}
+
+
+_FEW_SHOT_SUMMARY = [
+    Convention("ci_ddof0", "few_shot_summary", "confidence half-width with np.std (ddof = 0), "
+               "smaller by sqrt((E - 1)/E)", "much few-shot code", lambda acc: _summary(acc, ddof=0)),
+    Convention("ci_std_not_sem", "few_shot_summary", "1.96 times the standard deviation of the "
+               "episode accuracies, not of their mean (no 1/sqrt(E))", "",
+               lambda acc: _summary(acc, per_sqrt=False)),
+    Convention("pooled_accuracy", "few_shot_summary", "accuracy pooled over all queries (correct / "
+               "total); identical to the mean of episode accuracies on gcref's episodes (equal "
+               "queries per episode), so it can never be told apart", "easyfsl",
+               lambda acc: _summary(acc)),
+]
+
+
+@dataclass(frozen=True, eq=False)
+class BoundCase:
+    """Class means ``(k, p)``, total variances ``(k,)`` and the shots ``m`` of an NCC bound case."""
+
+    name: str
+    means: np.ndarray
+    variances: np.ndarray
+    shots: int
+    note: str = ""
+
+
+def _bound(case, **kw):
+    from ..metrics.bounds import ncc_error_bound
+    return ncc_error_bound(case.means, case.variances, case.shots, **kw)
+
+
+_NCC_BOUND = [
+    Convention("loose_constant", "ncc_bound", "pairwise constant C = 4 (the norm-based argument) "
+               "instead of 2", "gcref.metrics.bounds.LOOSE_CONSTANT",
+               lambda case: _bound(case, constant=4.0).value),
+    Convention("no_shot_term", "ncc_bound", "without the centres' error: 2 C (k - 1) NC, the factor "
+               "(1 + 1/m) left out", "", lambda case: _bound(case).value / (1.0 + 1.0 / case.shots)),
+    Convention("capped", "ncc_bound", "the capped form mean_i min(1, sum_j min(1, b_ij))", "",
+               lambda case: _bound(case, form="capped").value),
 ]
 
 
 CONVENTIONS: dict[str, tuple[Convention, ...]] = {
     "gc": tuple(_GC), "cdnv": tuple(_CDNV), "nc": tuple(_NC), "papyan": tuple(_PAPYAN),
+    "ncc": tuple(_NCC), "few_shot_summary": tuple(_FEW_SHOT_SUMMARY), "ncc_bound": tuple(_NCC_BOUND),
 }
+_PAIRS: dict[str, tuple[Convention, ...]] = {}
+
+
+def _distinct_pairs(quantity):
+    """The pairs whose values differ from gcref's and from every single convention's on a probe
+    case (unequal classes, k = 4): pairs that collapse algebraically (per-dim variance with
+    per-dim distance is gcref's ratio; no_half with sum_unordered_pairs is sum_pairs) are left
+    out, so a pair is named only when it is the simplest explanation."""
+    rng = np.random.default_rng(0)
+    sizes = np.array([3, 5, 4, 6])
+    probe = FeatureCase("probe", np.concatenate([rng.normal(3 * rng.normal(size=3), s, (m, 3))
+                                                 for m, s in zip(sizes, (0.5, 1.0, 1.5, 2.0))]),
+                        np.repeat(np.arange(4), sizes))
+    seen = [np.asarray(_composed(quantity, {})(probe))] + [
+        np.asarray(c.transform(probe)) for c in CONVENTIONS[quantity] if not c.unstable]
+    out = []
+    for pair in _feature_pairs(quantity):
+        v = np.asarray(pair.transform(probe))
+        if not any(np.allclose(v, w, rtol=1e-12, atol=0.0) for w in seen):
+            out.append(pair)
+    return tuple(out)
+
+
+def pairs_for(quantity: str) -> tuple[Convention, ...]:
+    """Pairs of exact conventions for ``quantity`` applied together, key ``"a+b"``: for CDNV and
+    NC two that change different parts of the formula (variances, distance, aggregate); for GC,
+    GC/2 with each other normalisation. Empty for Papyan (a Papyan convention changes its own
+    keys, so two are named apart) and the NCC quantities."""
+    conventions_for(quantity)
+    if quantity not in ("cdnv", "nc", "gc"):
+        return ()
+    if quantity not in _PAIRS:
+        _PAIRS[quantity] = _gc_pairs() if quantity == "gc" else _distinct_pairs(quantity)
+    return _PAIRS[quantity]
+
+
+def _gc_pairs():
+    """GC/2 (JacobianReg's normalisation) together with each other GC convention."""
+    half = next(c for c in _GC if c.key == "half")
+
+    def halved(conv):
+        def transform(ing):
+            v = conv.transform(ing)
+            return None if v is None else 0.5 * v
+        return transform
+    return tuple(Convention(f"half+{c.key}", "gc", f"{half.title}; and {c.title}", "", halved(c))
+                 for c in _GC if c.key != "half")
 
 
 def conventions_for(quantity: str) -> tuple[Convention, ...]:
@@ -283,8 +523,8 @@ def conventions_for(quantity: str) -> tuple[Convention, ...]:
 
 
 def convention(quantity: str, key: str) -> Convention:
-    """The convention named ``key`` for ``quantity``."""
-    for c in conventions_for(quantity):
+    """The convention named ``key`` for ``quantity`` (a pair as ``"a+b"``)."""
+    for c in conventions_for(quantity) + pairs_for(quantity):
         if c.key == key:
             return c
     keys = ", ".join(c.key for c in conventions_for(quantity))
@@ -294,7 +534,9 @@ def convention(quantity: str, key: str) -> Convention:
 def implementation(quantity: str, key: str):
     """A deliberately different implementation of ``quantity`` in convention ``key``, with the
     signature the conformance suite expects: ``fn(Z, y)`` for cdnv and nc, ``fn(Z, y, W, b)`` for
-    papyan (the keys the convention does not change are gcref's). For tests and demonstrations.
+    papyan (the keys the convention does not change are gcref's), ``fn(Z_train, y_train, Z_test)``
+    for ncc (and the few-shot check), ``fn(accuracies) -> (mean, ci95)`` for few_shot_summary,
+    ``fn(means, variances, shots)`` for ncc_bound. For tests and demonstrations.
 
     GC conventions are transforms of Jacobians, which a user's implementation computes in its own
     framework; see ``tests/test_conformance.py`` for implementations written that way.
@@ -306,7 +548,23 @@ def implementation(quantity: str, key: str):
     if quantity == "papyan":
         def fn(Z, y, W=None, b=None):
             case = FeatureCase("input", np.asarray(Z), np.asarray(y), W, b)
-            return {**_papyan(case), **conv.transform(case)}
+            changed = conv.transform(case)          # raises where gcref does, unless it is the
+            if key == NONFINITE_KEY:               # convention that returns inf instead
+                try:
+                    return {**_papyan(case), **changed}
+                except ValueError:
+                    return changed
+            return {**_papyan(case), **changed}
+    elif quantity == "ncc":
+        def fn(Z_train, y_train, Z_test):
+            return conv.transform(NCCCase("input", Z_train, y_train, Z_test))
+    elif quantity == "few_shot_summary":
+        def fn(accuracies):
+            out = conv.transform(accuracies)
+            return out["mean"], out["ci95"]
+    elif quantity == "ncc_bound":
+        def fn(means, variances, shots):
+            return conv.transform(BoundCase("input", np.asarray(means), np.asarray(variances), shots))
     else:
         def fn(Z, y):
             return conv.transform(FeatureCase("input", np.asarray(Z), np.asarray(y)))

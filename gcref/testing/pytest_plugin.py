@@ -25,13 +25,14 @@ def parametrize_conformance(quantity: str, fn, framework: str = "numpy", **optio
 
     Parameters
     ----------
-    quantity : {"gc", "cdnv", "nc", "papyan", "estimator"}
+    quantity : {"gc", "cdnv", "nc", "papyan", "estimator", "ncc", "few_shot", "few_shot_summary", "ncc_bound"}
     fn : callable
         Your implementation, with the signature of the matching ``check_*`` function.
     framework : {"numpy", "torch", "jax"}
     **options
-        Passed on: ``rtol``; ``keys`` for papyan; ``method``, ``draws``, ``z``, ``se_rtol``,
-        ``seed`` for the estimator.
+        Passed on: ``rtol``, ``precision``, ``accept``; ``labels`` for the feature quantities,
+        ``order`` for cdnv, ``keys`` for papyan; ``method``, ``draws``, ``z``, ``se_rtol``,
+        ``seed`` for the estimator; ``accept`` alone for the NCC quantities.
 
     The decorated test takes one argument, ``check``, and calls it: ``check()``.
     """
