@@ -28,10 +28,10 @@ import zipfile
 
 import numpy as np
 
-from ..nn.params_io import FolderLock, clean_stale_temporaries
+from ..nn.params_io import FolderLock, clean_stale_temporaries, load_params
 
 __all__ = ["NON_RESULT_SETTINGS", "settings_fingerprint", "binding_arrays", "check_binding",
-           "checkpoint_info", "check_resumed_history", "open_run_folder", "managed_run",
+           "read_checkpoint", "checkpoint_info", "check_resumed_history", "open_run_folder", "managed_run",
            "ProgressBar"]
 
 #: Settings that change nothing in the result (BLAS threads, where the data files live); they are
@@ -110,6 +110,31 @@ def check_binding(path, arrays: dict, config: dict) -> None:
                 pass
         raise ValueError(f"{path} was made with other settings ({detail}); refusing to resume "
                          "it: use another output folder or start afresh (overwrite=True, --overwrite)")
+
+
+def read_checkpoint(path) -> dict:
+    """The arrays of the checkpoint file ``path``, read by the package's safe loader
+    (:func:`gcref.nn.params_io.load_params`: never unpickles).
+
+    An empty, truncated or corrupt file, or one without a step, raises one ``ValueError`` that
+    names the file and how to start afresh.
+    """
+    path = os.fspath(path)
+    try:
+        arrays = load_params(path)
+    except ValueError as err:
+        raise ValueError(f"cannot resume from {path}, a damaged checkpoint: {_reason(err, path)}; "
+                         "delete it or start afresh (overwrite=True, --overwrite)") from None
+    if "__step__" not in arrays:
+        raise ValueError(f"cannot resume from {path}: it is not a gcref checkpoint (no step "
+                         "recorded); delete it or start afresh (overwrite=True, --overwrite)")
+    return arrays
+
+
+def _reason(err, path) -> str:
+    """The part of a loader's message after the file's name (the caller names it)."""
+    text = str(err)
+    return "it " + text[len(path):].lstrip(" :") if text.startswith(path) else text
 
 
 def checkpoint_info(path) -> dict | None:
