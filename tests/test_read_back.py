@@ -66,3 +66,69 @@ def test_damaged_checkpoint_on_resume_is_one_clear_error(tmp_path, how):
     assert "allow_pickle" not in result.output and "Traceback" not in result.output
     # and starting afresh works
     assert lab.run_training(TINY, folder, overwrite=True)["status"] == "completed"
+
+
+# ---------------------------------------------------------------------------- finished runs
+
+def test_done_json_records_the_outputs_checksums(tmp_path):
+    import hashlib
+    folder = tmp_path / "r"
+    lab.run_training(TINY, folder)
+    done = json.loads((folder / "done.json").read_text())
+    for name in ("params.npz", "checkpoint.npz"):
+        data = (folder / name).read_bytes()
+        assert done["outputs"][name] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert done["param_shapes"] == {"features.1.weight": [16, 64], "features.1.bias": [16],
+                                    "features.3.weight": [8, 16], "features.3.bias": [8],
+                                    "classifier.weight": [10, 8], "classifier.bias": [10]}
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "flipped byte", "other numbers", "old done.json"])
+def test_finished_run_with_a_corrupt_output_is_reported_and_redone(tmp_path, how):
+    folder = tmp_path / "r"
+    first = lab.run_training(TINY, folder)
+    good = (folder / "params.npz").read_bytes()
+    p = folder / "params.npz"
+    if how == "empty":
+        p.write_bytes(b"")
+    elif how == "truncated":
+        p.write_bytes(good[:100])
+    elif how == "flipped byte":
+        p.write_bytes(good[:-30] + bytes([good[-30] ^ 1]) + good[-29:])
+    elif how == "other numbers":                     # loadable, right shapes, other values
+        from gcref.nn import load_params, save_params
+        save_params(p, {k: v + 1.0 for k, v in load_params(p).items()})
+    else:                                            # written before checksums were recorded
+        done = json.loads((folder / "done.json").read_text())
+        del done["outputs"], done["param_shapes"]
+        (folder / "done.json").write_text(json.dumps(done))
+    cfg = lab.as_config(TINY)
+    done, reason = lab.verify_finished(folder, cfg)
+    assert done is None and reason
+    again = lab.run_training(TINY, folder)
+    assert not again["skipped"] and again["redone"] == reason
+    assert again["final"] == first["final"] and again["resumed_from"] == 20
+    assert (folder / "params.npz").read_bytes() == good          # written again, bitwise
+    assert lab.verify_finished(folder, cfg)[0] is not None
+    # the CLI says so, then "already finished" the next time
+    result = runner.invoke(app, ["train", *TINY_CLI, "--out", str(folder)])
+    assert result.exit_code == 0 and "already finished" in " ".join(result.output.split())
+
+
+def test_cli_reports_a_redone_run(tmp_path):
+    folder = tmp_path / "r"
+    assert runner.invoke(app, ["train", *TINY_CLI, "--out", str(folder)]).exit_code == 0
+    (folder / "params.npz").write_bytes(b"")
+    result = runner.invoke(app, ["train", *TINY_CLI, "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "already finished" not in result.output
+    assert "redone: params.npz has 0 bytes, done.json recorded" in " ".join(result.output.split())
+
+
+def test_finished_run_with_a_damaged_checkpoint_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "r"
+    lab.run_training(TINY, folder)
+    (folder / "checkpoint.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint.npz, a damaged checkpoint: "
+                                         r"it is empty.*--overwrite"):
+        lab.run_training(TINY, folder)

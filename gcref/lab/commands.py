@@ -339,6 +339,8 @@ def _print_run(summary):
     note = " (already finished: not run again; --overwrite to redo)" if summary.get("skipped") else ""
     if summary.get("resumed_from"):
         note += f" (resumed from step {summary['resumed_from']})"
+    if summary.get("redone"):
+        note += f" (redone: {summary['redone']})"
     console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps, "
                   f"status [bold]{summary['status']}[/bold]"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)

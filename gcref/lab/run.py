@@ -11,7 +11,10 @@ A process writes a run folder only while it holds the folder's exclusive lock
 with a message naming the holder. A run counts as finished only when its files agree
 (:func:`verify_finished`): ``done.json``, the last record of ``history.jsonl`` and the
 checkpoint all carry the step count and the settings fingerprint of ``config.json``, whose
-settings are the ones asked for.
+settings are the ones asked for, and the outputs (``params.npz``, ``checkpoint.npz``) have the
+size and SHA-256 recorded in ``done.json``. A finished run whose outputs do not match is resumed
+from its checkpoint and its outputs written again (the summary's ``redone`` says why); a
+damaged checkpoint is refused, naming the file and how to start afresh.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import os
 import time
 
-from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, save_params
+from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, load_params, save_params
 from ..train.checkpoint import checkpoint_info, settings_fingerprint
 from ..train.fit import CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, fit, load_history
 from .config import (TrainConfig, build_network, few_shot_protocol, load_run_data,
@@ -33,6 +36,8 @@ __all__ = ["run_training", "run_summary", "final_record", "read_done", "verify_f
 DONE_FILE = "done.json"
 PARAMS_FILE = "params.npz"
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, CHECKPOINT_FILE, PARAMS_FILE, DONE_FILE)
+#: The outputs whose size and SHA-256 ``done.json`` records (:func:`verify_finished`).
+OUTPUT_FILES = (PARAMS_FILE, CHECKPOINT_FILE)
 
 #: The metrics a run's summary reports (from its last history record), in display order.
 FINAL_METRICS = ("loss", "gc", "nc", "geometric_collapse", "train_accuracy", "test_accuracy",
@@ -91,7 +96,11 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     settings fingerprint equals that of ``config.json`` (and of the checkpoint); ``config.json``
     holds the settings ``cfg`` (when given); the last history record is the final step
     (``steps`` of the config, or the divergence marker one step after ``done.json``'s steps); the
-    checkpoint is at the last recorded step; ``params.npz`` exists.
+    checkpoint is at the last recorded step; ``params.npz`` and ``checkpoint.npz`` have the size
+    and SHA-256 that ``done.json`` records (``outputs``) and ``params.npz`` loads with the
+    recorded shapes (``param_shapes``). A ``done.json`` written before gcref recorded checksums
+    has no ``outputs``: such a run counts as unfinished, so the next run resumes it from its
+    final checkpoint (no step is trained again) and writes the checksums.
     """
     out_dir = os.fspath(out_dir)
     done = read_done(out_dir)
@@ -126,9 +135,55 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     if info is None or info["sha256"] != sha or info["step"] != recorded:
         return None, (f"checkpoint.npz (step {None if info is None else info['step']}) does not "
                       f"match the history (last record at step {recorded}) and settings")
-    if not os.path.exists(os.path.join(out_dir, PARAMS_FILE)):
-        return None, "params.npz is missing"
+    reason = _check_outputs(out_dir, done)
+    if reason:
+        return None, reason
     return done, ""
+
+
+def _file_record(path) -> dict:
+    """``{"bytes", "sha256"}`` of a file."""
+    import hashlib
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _outputs_record(out_dir, params) -> dict:
+    """What ``done.json`` records of a finished run's outputs: size and SHA-256 of each of
+    :data:`OUTPUT_FILES`, and the shape of every parameter."""
+    return {"outputs": {name: _file_record(os.path.join(out_dir, name)) for name in OUTPUT_FILES},
+            "param_shapes": {k: list(v.shape) for k, v in params.items()}}
+
+
+def _check_outputs(out_dir, done) -> str:
+    """Why the outputs of a finished run cannot be trusted (``""`` if they can): each of
+    :data:`OUTPUT_FILES` has the size and SHA-256 recorded in ``done.json``, and ``params.npz``
+    loads (safely) with the recorded shapes."""
+    outputs = done.get("outputs")
+    if not isinstance(outputs, dict):
+        return "done.json records no checksums of the outputs (written by an older gcref)"
+    for name in OUTPUT_FILES:
+        path = os.path.join(out_dir, name)
+        want = outputs.get(name) or {}
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        have = _file_record(path)
+        if have["bytes"] != want.get("bytes"):
+            return f"{name} has {have['bytes']} bytes, done.json recorded {want.get('bytes')}"
+        if have["sha256"] != want.get("sha256"):
+            return f"{name} does not match the SHA-256 recorded in done.json"
+    try:
+        params = load_params(os.path.join(out_dir, PARAMS_FILE))
+    except ValueError as err:
+        return str(err)
+    if {k: list(v.shape) for k, v in params.items()} != done.get("param_shapes"):
+        return "params.npz does not hold the parameter shapes recorded in done.json"
+    return ""
 
 
 def final_record(history) -> dict:
@@ -243,6 +298,7 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
     if out_dir is None:
         return _train(cfg, data, None, progress, resume)
     out_dir = os.fspath(out_dir)
+    redone = ""
     with FolderLock(out_dir, timeout=lock_timeout):
         clean_stale_temporaries(out_dir)
         if overwrite:
@@ -252,13 +308,20 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
                     os.unlink(path)
         else:
             _check_same_run(out_dir, cfg)
-            if resume and verify_finished(out_dir, cfg)[0] is not None:
-                summary = run_summary(out_dir, cfg)
-                summary.update(skipped=True, resumed_from=None)
-                return summary
+            if resume:
+                done, reason = verify_finished(out_dir, cfg)
+                if done is not None:
+                    summary = run_summary(out_dir, cfg)
+                    summary.update(skipped=True, resumed_from=None)
+                    return summary
+                if os.path.exists(os.path.join(out_dir, DONE_FILE)):
+                    redone = reason
         if os.path.exists(os.path.join(out_dir, DONE_FILE)):
             os.unlink(os.path.join(out_dir, DONE_FILE))        # about to run again: not finished
-        return _train(cfg, data, out_dir, progress, resume)
+        summary = _train(cfg, data, out_dir, progress, resume)
+        if redone:
+            summary["redone"] = redone
+        return summary
 
 
 def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
@@ -291,6 +354,7 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
     with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
         done["config_sha256"] = settings_fingerprint(json.load(fh))
     save_params(os.path.join(out_dir, PARAMS_FILE), result.params)
+    done.update(_outputs_record(out_dir, result.params))
     atomic_write(os.path.join(out_dir, DONE_FILE),
                  lambda fh: fh.write(json.dumps(done, indent=2).encode()))
     summary = run_summary(out_dir, cfg)
