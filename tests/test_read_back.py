@@ -132,3 +132,47 @@ def test_finished_run_with_a_damaged_checkpoint_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint.npz, a damaged checkpoint: "
                                          r"it is empty.*--overwrite"):
         lab.run_training(TINY, folder)
+
+
+# ---------------------------------------------------------------------------- mixed folders
+
+def _one_line_error(result):
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_folder_kinds_do_not_mix(tmp_path):
+    from gcref.train.checkpoint import folder_kind
+    run = tmp_path / "run"
+    _interrupted_run(run)                                     # an unfinished training run
+    assert folder_kind(run) == ("run", "config.json")
+    before = sorted(os.listdir(run))
+    sweep_cli = ["sweep", *TINY_CLI, "--param", "lr=0.05,0.2", "--seeds", "0", "--parallel-backend",
+                 "sequential"]
+    for extra in ([], ["--overwrite"]):
+        line = _one_line_error(runner.invoke(app, [*sweep_cli, "--out", str(run), *extra]))
+        assert f"{run} holds a training run (config.json), not a sweep" in line
+    with pytest.raises(ValueError, match="holds a training run .*not a transfer sweep"):
+        lab.run_transfer(TINY, {"lr": [0.05]}, seeds=[0], out_dir=run, backend="sequential",
+                         overwrite=True)
+    assert sorted(os.listdir(run)) == before                  # nothing interleaved
+
+    sweep = tmp_path / "sweep"
+    lab.run_sweep(TINY, {"lr": [0.05]}, seeds=[0], out_dir=sweep, backend="sequential")
+    assert folder_kind(sweep) == ("sweep", "sweep.json")
+    before = sorted(os.listdir(sweep))
+    for extra in ([], ["--overwrite"]):
+        line = _one_line_error(runner.invoke(app, ["train", *TINY_CLI, "--out", str(sweep), *extra]))
+        assert f"{sweep} holds a sweep (sweep.json), not a training run" in line
+    with pytest.raises(ValueError, match="holds a sweep .*not a transfer sweep"):
+        lab.run_transfer(TINY, {"lr": [0.05]}, seeds=[0], out_dir=sweep, backend="sequential")
+    from gcref.train import fit
+    from gcref import zoo
+    from gcref.data import gaussian_mixture
+    net = zoo.mlp([5, 8, 3], num_classes=3)
+    with pytest.raises(ValueError, match="holds a sweep"):
+        fit(net, net.init(0), gaussian_mixture(10, 3, 5, seed=0).dataset, lr=0.1, batch_size=4,
+            steps=2, out_dir=sweep, progress=False)
+    assert sorted(os.listdir(sweep)) == before

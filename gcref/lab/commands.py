@@ -262,10 +262,12 @@ def train(
     """
     from .run import run_training
     from .config import load_run_data, validate_config
+    from ..train.checkpoint import check_folder_kind
     try:
         cfg = validate_config(_config_from_options(config_options))
         data = load_run_data(cfg)
         cfg = validate_config(cfg, n_train=data.train.n)
+        check_folder_kind(out, "run")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err), as_json)
     _prepare_out(out, as_json, lock=True)
@@ -371,12 +373,15 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
             raise _Usage(f"--n-jobs must be a positive integer or -1 (all cores), got {n_jobs}")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err), as_json)
-    if not overwrite:
-        from .sweep import check_sweep_folder
-        try:
+    from .sweep import check_sweep_folder
+    from ..train.checkpoint import check_folder_kind
+    try:
+        if overwrite:
+            check_folder_kind(out, kind)
+        else:
             check_sweep_folder(out, base, grid, seed_list, points, kind)
-        except ValueError as err:
-            _fail(str(err), as_json)
+    except ValueError as err:
+        _fail(str(err), as_json)
     _prepare_out(out, as_json, lock=True)
 
     total_steps = sum(p.config.steps for p in points)

@@ -25,7 +25,7 @@ import os
 import time
 
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, load_params, save_params
-from ..train.checkpoint import checkpoint_info, settings_fingerprint
+from ..train.checkpoint import check_folder_kind, checkpoint_info, settings_fingerprint
 from ..train.fit import CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, fit, load_history
 from .config import (TrainConfig, build_network, few_shot_protocol, load_run_data,
                      validate_config)
@@ -301,6 +301,7 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
     redone = ""
     with FolderLock(out_dir, timeout=lock_timeout):
         clean_stale_temporaries(out_dir)
+        check_folder_kind(out_dir, "run")
         if overwrite:
             for name in RUN_FILES:
                 path = os.path.join(out_dir, name)

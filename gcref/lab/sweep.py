@@ -35,6 +35,7 @@ import time
 import uuid
 
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
+from ..train.checkpoint import SWEEP_FILE, check_folder_kind
 from ..train.fit import HISTORY_FILE, load_history
 from .config import FIELDS, TrainConfig, as_config, load_run_data, validate_config
 from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_done, run_summary,
@@ -45,7 +46,6 @@ __all__ = ["run_sweep", "plan_sweep", "expand_grid", "summarize_sweep", "run_nam
            "sweep_progress", "SWEEP_FILE", "SUMMARY_JSON", "SUMMARY_CSV", "LOCAL_BACKENDS",
            "PARALLEL_BACKENDS", "SweepPoint", "SweepGone", "RUN_LOCK_WAIT", "check_sweep_folder"]
 
-SWEEP_FILE = "sweep.json"
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 LOCAL_BACKENDS = ("loky", "multiprocessing", "threading", "sequential")
@@ -386,6 +386,7 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
     token = uuid.uuid4().hex
     with FolderLock(out_dir, token=token):
         clean_stale_temporaries(out_dir)
+        check_folder_kind(out_dir, kind)
         if not overwrite:
             _check_same_plan(out_dir, plan)
         else:
@@ -458,6 +459,7 @@ def check_sweep_folder(out_dir, base_config, grid, seeds, points, kind="sweep") 
     the plan holds a run with other settings (what :func:`run_sweep` refuses without
     ``overwrite``); for checks before any work (the CLI)."""
     out_dir = os.fspath(out_dir)
+    check_folder_kind(out_dir, kind)
     _check_same_plan(out_dir, _plan(base_config, grid, seeds, points, kind))
     for p in points:
         run_dir = os.path.join(out_dir, p.name)

@@ -31,7 +31,7 @@ import numpy as np
 from ..nn.params_io import FolderLock, clean_stale_temporaries, load_params
 
 __all__ = ["NON_RESULT_SETTINGS", "settings_fingerprint", "binding_arrays", "check_binding",
-           "read_checkpoint", "checkpoint_info", "check_resumed_history", "open_run_folder", "managed_run",
+           "read_checkpoint", "checkpoint_info", "folder_kind", "check_folder_kind", "SWEEP_FILE", "check_resumed_history", "open_run_folder", "managed_run",
            "ProgressBar"]
 
 #: Settings that change nothing in the result (BLAS threads, where the data files live); they are
@@ -163,6 +163,44 @@ def check_resumed_history(history: list, start: int, steps: int, out_dir) -> Non
                          "start afresh (overwrite=True, --overwrite)")
 
 
+# ---------------------------------------------------------------------------- what a folder holds
+
+#: The file that makes a folder a sweep's (written by :func:`gcref.lab.run_sweep`, with its kind).
+SWEEP_FILE = "sweep.json"
+#: Files that make a folder a training run's (written by :func:`gcref.train.fit`).
+_RUN_MARKERS = ("config.json", "history.jsonl", "checkpoint.npz")
+_KIND_WORDS = {"run": "a training run", "sweep": "a sweep", "transfer": "a transfer sweep"}
+
+
+def folder_kind(folder) -> tuple:
+    """What ``folder`` holds: ``("sweep" or "transfer", "sweep.json")`` for a sweep folder,
+    ``("run", <the first run file found>)`` for a training run's, ``(None, None)`` otherwise."""
+    folder = os.fspath(folder)
+    path = os.path.join(folder, SWEEP_FILE)
+    if os.path.exists(path):
+        try:
+            with open(path) as fh:
+                kind = json.load(fh).get("kind", "sweep")
+        except (OSError, ValueError, AttributeError):
+            kind = "sweep"
+        return (kind if kind in _KIND_WORDS else "sweep"), SWEEP_FILE
+    for name in _RUN_MARKERS:
+        if os.path.exists(os.path.join(folder, name)):
+            return "run", name
+    return None, None
+
+
+def check_folder_kind(folder, kind: str) -> None:
+    """Refuse (``ValueError``, one line) to write ``kind`` (``"run"``, ``"sweep"`` or
+    ``"transfer"``) into a folder that holds another kind of work, whose files would
+    interleave with it (also with ``overwrite``, which replaces only work of the same kind)."""
+    have, evidence = folder_kind(folder)
+    if have is not None and have != kind:
+        raise ValueError(f"{os.fspath(folder)} holds {_KIND_WORDS[have]} ({evidence}), not "
+                         f"{_KIND_WORDS[kind]}; give the {_KIND_WORDS[kind][2:]} its own "
+                         "output folder (--out)")
+
+
 # ---------------------------------------------------------------------------- lock and progress
 
 _scope = threading.local()
@@ -177,6 +215,7 @@ def open_run_folder(out_dir) -> None:
         raise RuntimeError("open_run_folder is called from inside gcref.train.fit only")
     stack[-1].enter_context(FolderLock(out_dir))
     clean_stale_temporaries(out_dir)
+    check_folder_kind(out_dir, "run")
 
 
 class ProgressBar:
