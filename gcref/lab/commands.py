@@ -13,6 +13,7 @@ app (``gcref.cli`` builds gcref's app and calls it), so the import graph stays
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -20,6 +21,7 @@ import math
 import os
 import sys
 import threading
+import warnings
 from typing import List, Optional
 
 import typer
@@ -31,7 +33,7 @@ from rich.table import Table
 from ..nn.params_io import FolderLocked
 from . import config as lab_config
 
-__all__ = ["register", "train", "sweep", "transfer", "plot"]
+__all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
 
 _err = Console(stderr=True)
 
@@ -194,10 +196,46 @@ def _parse_seeds(text):
     return seeds
 
 
+def error_line(message) -> None:
+    """Print ``Error: <message>`` as one line on stderr (every command's way of failing). An
+    exception gives its message; a :class:`~gcref.lab.config.SettingError` names the settings
+    as command-line options (``--gc-rows``)."""
+    _err.print(f"[bold red]Error:[/bold red] {escape(_message(message))}", highlight=False,
+               soft_wrap=True)
+
+
+def _message(message) -> str:
+    if isinstance(message, lab_config.SettingError):
+        return message.for_cli()
+    return str(message)
+
+
+@contextlib.contextmanager
+def _setting_notes():
+    """Collect the :class:`~gcref.lab.config.SettingWarning` of the settings checks in the
+    block into the list it yields (each once, naming the options; other warnings pass
+    through), for :func:`_say_notes` once every check has passed."""
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", lab_config.SettingWarning)
+        yield notes
+    for w in caught:
+        if isinstance(w.message, lab_config.SettingWarning):
+            if w.message.for_cli() not in notes:
+                notes.append(w.message.for_cli())
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _say_notes(notes):
+    for text in notes:
+        _err.print(f"Note: {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def _fail(message, as_json):
     if as_json:
-        sys.stdout.write(json.dumps({"error": message}) + "\n")
-    _err.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.stdout.write(json.dumps({"error": _message(message)}) + "\n")
+    error_line(message)
     raise typer.Exit(code=2)
 
 
@@ -216,7 +254,7 @@ def _prepare_out(out, as_json, what="--out", lock=False):
             with FolderLock(out):
                 pass
     except FolderLocked as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     except OSError as err:
         _fail(f"{what} {out} cannot be written: {err.strerror or err}", as_json)
 
@@ -264,13 +302,15 @@ def train(
     from .config import load_run_data, validate_config
     from ..train.checkpoint import check_folder_kind
     try:
-        cfg = validate_config(_config_from_options(config_options))
-        data = load_run_data(cfg)
-        cfg = validate_config(cfg, n_train=data.train.n)
+        with _setting_notes() as notes:
+            cfg = validate_config(_config_from_options(config_options))
+            data = load_run_data(cfg)
+            cfg = validate_config(cfg, data=data)
         check_folder_kind(out, "run")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     _prepare_out(out, as_json, lock=True)
+    _say_notes(notes)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
         task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.steps)
@@ -286,10 +326,15 @@ def train(
                 bar.update(task, description=f"train: loss {_fmt(record.get('loss'), 3)}  "
                                              f"GC {_fmt(record.get('gc'), 4)}  NC {_fmt(record.get('nc'), 3)}")
         try:
-            summary = run_training(cfg, out, progress=progress, overwrite=overwrite)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", lab_config.SettingWarning)   # said above
+                summary = run_training(cfg, out, progress=progress, overwrite=overwrite)
+        except KeyboardInterrupt:
+            bar.stop()
+            _interrupted(_resume_point(out))
         except (ValueError, FileNotFoundError, FolderLocked) as err:
             bar.stop()
-            _fail(str(err), as_json)
+            _fail(err, as_json)
         except OSError as err:
             bar.stop()
             _fail(f"cannot write {out}: {err}", as_json)
@@ -367,12 +412,13 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
         base = lab_config.validate_config(base)
         if kind == "transfer":
             base = transfer_config(base)
-        points = plan_sweep(base, grid, seed_list)         # validates every point before any work
+        with _setting_notes() as notes:
+            points = plan_sweep(base, grid, seed_list)     # validates every point before any work
         _check_backend(backend)
         if n_jobs == 0 or n_jobs < -1:
             raise _Usage(f"--n-jobs must be a positive integer or -1 (all cores), got {n_jobs}")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     from .sweep import check_sweep_folder
     from ..train.checkpoint import check_folder_kind
     try:
@@ -381,8 +427,9 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
         else:
             check_sweep_folder(out, base, grid, seed_list, points, kind)
     except ValueError as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     _prepare_out(out, as_json, lock=True)
+    _say_notes(notes)
 
     total_steps = sum(p.config.steps for p in points)
     stop = threading.Event()
@@ -407,13 +454,21 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
                 _err.print(f"[red]run {escape(os.path.basename(result['dir']))} failed:[/red] {escape(result['message'])}",
                            highlight=False)
         try:
-            summary = run_sweep(base, grid, seed_list, out, n_jobs=n_jobs, backend=backend,
-                                progress=progress, overwrite=overwrite, dask_scheduler=dask_scheduler,
-                                kind=kind)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", lab_config.SettingWarning)   # said above
+                summary = run_sweep(base, grid, seed_list, out, n_jobs=n_jobs, backend=backend,
+                                    progress=progress, overwrite=overwrite,
+                                    dask_scheduler=dask_scheduler, kind=kind)
+        except KeyboardInterrupt:
+            stop.set()
+            bar.stop()
+            _, _, finished, planned = sweep_progress(out, points)
+            _interrupted(f"{finished} of {planned} runs finished; the same command resumes the "
+                         f"{kind} in {out}, each unfinished run from its checkpoint")
         except (ValueError, FileNotFoundError, FolderLocked) as err:
             stop.set()
             bar.stop()
-            _fail(str(err), as_json)
+            _fail(err, as_json)
         except OSError as err:
             stop.set()
             bar.stop()
@@ -426,7 +481,27 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
         _emit_json(summary)
     else:
         _print_sweep(summary)
-    raise typer.Exit(code=1 if summary["counts"]["error"] else 0)
+    diverged = [r for r in summary["runs"] if r["status"] == "diverged"]
+    for r in diverged:              # (failed runs were named as they failed)
+        _err.print(f"[red]run {escape(r['name'])} diverged:[/red] {escape(r.get('message') or '')}",
+                   highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1 if diverged or summary["counts"]["error"] else 0)
+
+
+def _resume_point(out) -> str:
+    """Where an interrupted run in ``out`` continues from."""
+    from ..train.checkpoint import checkpoint_info
+    from ..train.fit import CHECKPOINT_FILE
+    info = checkpoint_info(os.path.join(out, CHECKPOINT_FILE))
+    if info is None or info["step"] == 0:
+        return f"no checkpoint was written yet; the same command starts the run in {out} afresh"
+    return f"the same command resumes the run in {out} from its checkpoint at step {info['step']}"
+
+
+def _interrupted(where: str):
+    """Ctrl-C: say where the work can be resumed from, and exit 130 (the shell's code for it)."""
+    _err.print(f"Interrupted: {escape(where)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=130)
 
 
 _RHO_ORDER = ("gc_vs_nc", "gc_vs_geometric_collapse", "gc_vs_target_nc", "gc_vs_few_shot_accuracy",
@@ -541,14 +616,14 @@ def plot(
     try:
         _load(run_dir)                       # a run or a sweep, before any folder is made
     except (ValueError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     _prepare_out(os.path.join(run_dir, "figures") if out is None else out, as_json,
                  "--out" if out is not None else "the figure folder")
     try:
         with _err.status("drawing figures"):
             paths = plot_run_or_sweep(run_dir, out)
     except (ValueError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     except OSError as err:
         _fail(f"cannot write the figures: {err}", as_json)
     if as_json:

@@ -294,7 +294,7 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
     """
     cfg = validate_config(config)
     data = load_run_data(cfg)
-    cfg = validate_config(cfg, n_train=data.train.n)
+    cfg = validate_config(cfg, data=data)
     if out_dir is None:
         return _train(cfg, data, None, progress, resume)
     out_dir = os.fspath(out_dir)

@@ -33,11 +33,12 @@ import math
 import os
 import time
 import uuid
+import warnings
 
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
 from ..train.checkpoint import SWEEP_FILE, check_folder_kind
 from ..train.fit import HISTORY_FILE, load_history
-from .config import FIELDS, TrainConfig, as_config, load_run_data, validate_config
+from .config import FIELDS, SettingError, SettingWarning, TrainConfig, as_config, load_run_data, validate_config
 from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_done, run_summary,
                   run_training, verify_finished)
 from .stats import spearman  # noqa: F401 - the lab's Spearman (one definition, gcref.lab.stats)
@@ -173,22 +174,21 @@ def expand_grid(base_config=None, grid: dict | None = None, seeds=None) -> list:
 def plan_sweep(base_config=None, grid: dict | None = None, seeds=None) -> list:
     """:func:`expand_grid` and the validation of every point, before any run starts.
 
-    Every configuration is checked (names, ranges), the data each one names is loaded once and
-    every batch size is compared with its training set. The first bad point raises a
-    ``ValueError`` that names it.
+    Every configuration is checked (names, ranges), then the data each one names is loaded once
+    and every setting that depends on it is checked (:func:`gcref.lab.config.check_against_data`:
+    batch size, evaluation size, GC-penalty rows, few-shot protocol). The first bad point raises
+    a ``ValueError`` (a :class:`gcref.lab.config.SettingError` for a bad setting) that names it.
     """
     points = expand_grid(base_config, grid, seeds)
-    for p in points:
-        try:
-            p["config"] = validate_config(p["config"])
-        except ValueError as err:
-            raise ValueError(f"sweep point {p.name}: {err}") from None
-    for p in points:
-        try:
-            data = load_run_data(p["config"])
-            p["config"] = validate_config(p["config"], n_train=data.train.n)
-        except ValueError as err:
-            raise ValueError(f"sweep point {p.name}: {err}") from None
+    for check_data in (False, True):              # every point's settings, then against its data
+        for p in points:
+            try:
+                data = load_run_data(p["config"]) if check_data else None
+                p["config"] = validate_config(p["config"], data=data)
+            except SettingError as err:
+                raise err.prefixed(f"sweep point {p.name}: ") from None
+            except ValueError as err:
+                raise ValueError(f"sweep point {p.name}: {err}") from None
     return points
 
 
@@ -260,12 +260,14 @@ def _run_one(config: dict, run_dir: str, lease: _Lease | None = None) -> dict:
 
     With a lease, nothing is written once the sweep is gone (see the module docstring)."""
     try:
-        if lease is None:
-            return run_training(config, run_dir, resume=True, progress=False)
-        lease.check()
-        with write_guard(lease.check):
-            return run_training(config, run_dir, resume=True, progress=lease.progress,
-                                lock_timeout=RUN_LOCK_WAIT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SettingWarning)      # said when the sweep was planned
+            if lease is None:
+                return run_training(config, run_dir, resume=True, progress=False)
+            lease.check()
+            with write_guard(lease.check):
+                return run_training(config, run_dir, resume=True, progress=lease.progress,
+                                    lock_timeout=RUN_LOCK_WAIT)
     except SweepGone as err:
         _exit_if_orphaned_pool_worker()
         return {"dir": run_dir, "status": "error", "message": f"SweepGone: {err}",
