@@ -155,7 +155,7 @@ def test_folder_kinds_do_not_mix(tmp_path):
         line = _one_line_error(runner.invoke(app, [*sweep_cli, "--out", str(run), *extra]))
         assert f"{run} holds a training run (config.json), not a sweep" in line
     with pytest.raises(ValueError, match="holds a training run .*not a transfer sweep"):
-        lab.run_transfer(TINY, {"lr": [0.05]}, seeds=[0], out_dir=run, backend="sequential",
+        lab.run_transfer(dict(TINY, dataset="digits"), {"lr": [0.05]}, seeds=[0], out_dir=run, backend="sequential",
                          overwrite=True)
     assert sorted(os.listdir(run)) == before                  # nothing interleaved
 
@@ -167,7 +167,7 @@ def test_folder_kinds_do_not_mix(tmp_path):
         line = _one_line_error(runner.invoke(app, ["train", *TINY_CLI, "--out", str(sweep), *extra]))
         assert f"{sweep} holds a sweep (sweep.json), not a training run" in line
     with pytest.raises(ValueError, match="holds a sweep .*not a transfer sweep"):
-        lab.run_transfer(TINY, {"lr": [0.05]}, seeds=[0], out_dir=sweep, backend="sequential")
+        lab.run_transfer(dict(TINY, dataset="digits"), {"lr": [0.05]}, seeds=[0], out_dir=sweep, backend="sequential")
     from gcref.train import fit
     from gcref import zoo
     from gcref.data import gaussian_mixture

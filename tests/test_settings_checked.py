@@ -63,7 +63,7 @@ def test_the_python_api_names_settings_as_python_does(tmp_path):
     with pytest.raises(SettingError, match="eval_size must be at least 2"):
         lab.run_training(dict(TINY_CFG, eval_size=1), tmp_path / "r")
     with pytest.raises(SettingError, match="ways must be at least 2"):
-        lab.run_transfer(dict(TINY_CFG, ways=1), {"lr": [0.05]}, out_dir=tmp_path / "t")
+        lab.run_transfer(dict(TINY_CFG, dataset="digits", ways=1), {"lr": [0.05]}, out_dir=tmp_path / "t")
     assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
 
 
@@ -146,3 +146,49 @@ def test_an_evaluation_size_below_two_per_class_is_said_not_silent(tmp_path):
     assert result.exit_code == 0, result.output
     assert sum(ln.startswith("Note: --eval-size=3") for ln in result.stderr.splitlines()) == 1
     assert "Warning" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- README, followed
+
+def test_gcref_transfer_and_run_transfer_share_their_defaults(monkeypatch, tmp_path):
+    import gcref.lab.sweep as sweep_module
+    import gcref.lab.transfer as transfer_module
+    seen = []
+
+    def capture(base, grid, seeds, out_dir, **kw):
+        seen.append((lab.as_config(base).to_dict(), grid, list(seeds) if seeds is not None else None,
+                     kw.get("kind")))
+        return {"kind": "transfer", "dir": str(out_dir), "runs": [], "correlations": {},
+                "counts": {"completed": 0, "diverged": 0, "error": 0}}
+    monkeypatch.setattr(transfer_module, "run_sweep", capture)
+    monkeypatch.setattr(sweep_module, "run_sweep", capture)
+    lab.run_transfer({"max_per_class": 20}, out_dir=tmp_path / "py")
+    result = runner.invoke(app, ["transfer", "--max-per-class", "20", "--out", str(tmp_path / "cli"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 2 and seen[0] == seen[1]
+    cfg, grid, seeds, kind = seen[0]
+    assert (cfg["dataset"], grid, seeds, kind) == ("glyphs", {"lr": [0.01, 0.05, 0.2]}, [0, 1], "transfer")
+
+
+def test_a_folder_holding_other_runs_lists_every_difference_in_the_users_terms(tmp_path):
+    out = tmp_path / "s"
+    lab.run_sweep(TINY_CFG, {"lr": [0.05]}, seeds=[0], out_dir=out, backend="sequential")
+    want = ("holds a sweep over other runs (batch_size: 16 there, 8 now; l2: 0.005 there, 0.0 now; "
+            "max_per_class: unset (the default) there, 30 now; swept lr: [0.05] there, [0.05, 0.2] now; "
+            "seeds: [0] there, [0, 1] now)")
+    with pytest.raises(SettingError) as info:
+        lab.run_sweep(dict(TINY_CFG, batch_size=8, l2=0.0, max_per_class=30), {"lr": [0.05, 0.2]},
+                      seeds=[0, 1], out_dir=out, backend="sequential")
+    assert f"{out} {want}" in str(info.value)
+    line = _one_error_line(runner.invoke(app, [
+        "sweep", *TINY, "--batch-size", "8", "--l2", "0", "--max-per-class", "30", "--param",
+        "lr=0.05,0.2", "--seeds", "0,1", "--out", str(out)]))
+    assert (f"{out} holds a sweep over other runs (--batch-size: 16 there, 8 now; --l2: 0.005 there, "
+            "0.0 now; --max-per-class: unset (the default) there, 30 now; swept --lr: [0.05] there, "
+            "[0.05, 0.2] now; --seeds: [0] there, [0, 1] now)") in line
+    # a run folder likewise lists every differing setting
+    lab.run_training(TINY_CFG, tmp_path / "r")
+    with pytest.raises(SettingError, match=r"holds a run with other settings \(batch_size: 16 there, 8 "
+                                           r"now; eval_every: 10 there, unset \(the default\) now; "
+                                           r"lr: 0.05 there, 0.2 now\)"):
+        lab.run_training(dict(TINY_CFG, lr=0.2, batch_size=8, eval_every=None), tmp_path / "r")

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from ..nn.params_io import FolderLocked
 from . import config as lab_config
+from .transfer import DEFAULT_TRANSFER_DATASET, DEFAULT_TRANSFER_SEEDS
 
 __all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
 
@@ -579,10 +580,11 @@ def sweep(
                    out, overwrite, as_json)
 
 
-@_with_config_options(defaults={"dataset": "glyphs"})
+@_with_config_options(defaults={"dataset": DEFAULT_TRANSFER_DATASET})
 def transfer(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
-    seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
+    seeds: str = typer.Option(",".join(map(str, DEFAULT_TRANSFER_SEEDS)), "--seeds",
+                              help="Seeds of every setting, comma-separated."),
     n_jobs: int = typer.Option(-1, "--n-jobs", "-j", help="Parallel runs (-1: all cores)."),
     parallel_backend: str = typer.Option("loky", "--parallel-backend", help=_BACKEND_HELP),
     dask_scheduler: Optional[str] = typer.Option(None, "--dask-scheduler", help="Dask scheduler address for --parallel-backend dask."),

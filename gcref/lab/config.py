@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["TrainConfig", "RunData", "as_config", "validate_config", "check_against_data",
-           "SettingError", "SettingWarning", "load_run_data",
+           "SettingError", "SettingWarning", "describe_differences", "load_run_data",
            "build_network", "DEFAULT_MLP_HIDDEN", "RESULT_FIELDS", "SWEEPABLE"]
 
 #: Hidden widths of the lab's default MLP (``d -> 128 -> 128 -> 32 -> k``): small enough that a
@@ -204,6 +204,23 @@ def as_config(config=None, **overrides) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid settings are: {', '.join(FIELDS)}")
     return TrainConfig(**data)
+
+
+def shown(value, unset: str = "unset (the default)") -> str:
+    """A setting's value as a message shows it: ``repr``, and ``unset`` for ``None``."""
+    return unset if value is None else repr(value)
+
+
+def describe_differences(there: dict, now: dict, where: str = "there") -> tuple:
+    """Every setting whose value differs between ``there`` (a folder's) and ``now`` (the one
+    asked for), as ``("lr: 0.05 there, 0.2 now; dataset: 'glyphs' there, 'digits' now", names)``
+    (keys in ``now``'s order, then ``there``'s)."""
+    parts, names = [], []
+    for key in dict.fromkeys([*now, *there]):
+        if there.get(key) != now.get(key):
+            parts.append(f"{key}: {shown(there.get(key))} {where}, {shown(now.get(key))} now")
+            names.append(key)
+    return "; ".join(parts), tuple(names)
 
 
 def _is_int(v):

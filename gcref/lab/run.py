@@ -27,8 +27,8 @@ import time
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, load_params, save_params
 from ..train.checkpoint import check_folder_kind, checkpoint_info, settings_fingerprint
 from ..train.fit import CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, fit, load_history
-from .config import (TrainConfig, build_network, few_shot_protocol, load_run_data,
-                     validate_config)
+from .config import (SettingError, TrainConfig, build_network, describe_differences,
+                     few_shot_protocol, load_run_data, validate_config)
 
 __all__ = ["run_training", "run_summary", "final_record", "read_done", "verify_finished",
            "DONE_FILE", "PARAMS_FILE", "FINAL_METRICS", "RUN_FILES"]
@@ -71,21 +71,23 @@ def read_done(out_dir) -> dict | None:
         return None          # a damaged marker counts as unfinished: the run is resumed
 
 
-def _settings_difference(stored, cfg: TrainConfig) -> str:
+def _settings_difference(stored, cfg: TrainConfig) -> tuple:
+    """Every result setting that differs between a folder's ``lab_config`` and ``cfg``, both
+    values shown (:func:`gcref.lab.config.describe_differences`), and their names."""
     want = _normalise(cfg.result_key())
     have = _normalise({k: v for k, v in stored.items() if k in want})
-    diff = sorted(k for k in want if have.get(k) != want[k])
-    return ", ".join(f"{k}: {have.get(k)!r} there, {want[k]!r} now" for k in diff[:4])
+    return describe_differences(have, want)
 
 
 def _check_same_run(out_dir, cfg: TrainConfig):
     stored = _stored_config(out_dir)
     if stored is None:
         return
-    detail = _settings_difference(stored, cfg)
+    detail, names = _settings_difference(stored, cfg)
     if detail:
-        raise ValueError(f"{out_dir} holds a run with other settings ({detail}); choose another "
-                         "output folder or pass overwrite=True (--overwrite) to start it afresh")
+        raise SettingError(f"holds a run with other settings ({detail}); choose another output "
+                           "folder or pass overwrite=True (--overwrite) to start it afresh",
+                           *names, prefix=f"{out_dir} ")
 
 
 def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
@@ -118,7 +120,7 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     if done.get("config_sha256") != sha:
         return None, "done.json was not written for the settings in config.json"
     if cfg is not None:
-        detail = _settings_difference(config.get("lab_config") or {}, cfg)
+        detail = _settings_difference(config.get("lab_config") or {}, cfg)[0]
         if detail:
             return None, f"config.json holds other settings ({detail})"
     steps = done.get("steps")

@@ -38,7 +38,8 @@ import warnings
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
 from ..train.checkpoint import SWEEP_FILE, check_folder_kind
 from ..train.fit import HISTORY_FILE, load_history
-from .config import FIELDS, SettingError, SettingWarning, TrainConfig, as_config, load_run_data, validate_config
+from .config import (FIELDS, SettingError, SettingWarning, TrainConfig, as_config, describe_differences,
+                     load_run_data, shown, validate_config)
 from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_done, run_summary,
                   run_training, verify_finished)
 from .stats import spearman  # noqa: F401 - the lab's Spearman (one definition, gcref.lab.stats)
@@ -476,7 +477,8 @@ def _plan_key(plan) -> list:
 
 
 def _check_same_plan(out_dir, plan):
-    """Refuse a sweep whose runs differ from those of the sweep already in ``out_dir``."""
+    """Refuse a sweep whose runs differ from those of the sweep already in ``out_dir``, listing
+    every difference with both values (:func:`_plan_differences`)."""
     path = os.path.join(out_dir, SWEEP_FILE)
     if not os.path.exists(path):
         return
@@ -488,17 +490,49 @@ def _check_same_plan(out_dir, plan):
         same = False
         old = {}
     if not same:
-        detail = []
-        if old.get("kind") != plan["kind"]:
-            detail.append(f"kind: {old.get('kind')!r} there, {plan['kind']!r} now")
-        if old.get("grid") != plan["grid"]:
-            detail.append(f"grid: {old.get('grid')} there, {plan['grid']} now")
-        if old.get("seeds") != plan["seeds"]:
-            detail.append(f"seeds: {old.get('seeds')} there, {plan['seeds']} now")
-        if not detail:
-            detail.append("the shared settings differ")
-        raise ValueError(f"{out_dir} holds a sweep over other runs ({'; '.join(detail)}); choose "
-                         "another output folder or pass overwrite=True (--overwrite) to replace it")
+        detail, names = _plan_differences(old, plan)
+        raise SettingError(f"holds a sweep over other runs ({detail or 'the runs differ'}); "
+                           "choose another output folder or pass overwrite=True (--overwrite) to "
+                           "replace it", *names, prefix=f"{out_dir} ")
+
+
+def _effective_seeds(plan):
+    """The seeds a plan runs: its ``seeds``, else those of its base settings (or swept)."""
+    if plan.get("seeds") is not None:
+        return list(plan["seeds"])
+    if "seed" in (plan.get("grid") or {}):
+        return None
+    return [(plan.get("base_config") or {}).get("seed", TrainConfig.seed)]
+
+
+def _plan_differences(old, new) -> tuple:
+    """Every difference between two sweep plans in the user's terms: the kind, each shared
+    setting (both values), each swept setting's values, and the seeds."""
+    parts, names = [], []
+    if old.get("kind") != new["kind"]:
+        parts.append(f"kind: {shown(old.get('kind'))} there, {shown(new['kind'])} now")
+    old_grid, new_grid = old.get("grid") or {}, new.get("grid") or {}
+    swept = list(dict.fromkeys([*new_grid, *old_grid]))
+    try:
+        have = _normalise(as_config(old.get("base_config") or {}).result_key())
+    except (ValueError, TypeError):
+        have = {}
+    want = _normalise(as_config(new["base_config"]).result_key())
+    detail, keys = describe_differences({k: v for k, v in have.items() if k not in swept},
+                                        {k: v for k, v in want.items() if k not in swept})
+    if detail:
+        parts.append(detail)
+        names += keys
+    for k in swept:
+        if old_grid.get(k) != new_grid.get(k):
+            parts.append(f"swept {k}: {shown(old_grid.get(k), 'not swept')} there, "
+                         f"{shown(new_grid.get(k), 'not swept')} now")
+            names.append(k)
+    seeds_there, seeds_now = _effective_seeds(old), _effective_seeds(new)
+    if seeds_there != seeds_now:
+        parts.append(f"seeds: {shown(seeds_there, 'swept')} there, {shown(seeds_now, 'swept')} now")
+        names.append("seeds")
+    return "; ".join(parts), tuple(names)
 
 
 # ---------------------------------------------------------------------------- summaries
