@@ -192,3 +192,26 @@ def test_a_folder_holding_other_runs_lists_every_difference_in_the_users_terms(t
                                            r"now; eval_every: 10 there, unset \(the default\) now; "
                                            r"lr: 0.05 there, 0.2 now\)"):
         lab.run_training(dict(TINY_CFG, lr=0.2, batch_size=8, eval_every=None), tmp_path / "r")
+
+
+def test_a_checkpoint_made_with_other_settings_lists_every_difference(tmp_path):
+    folder = tmp_path / "r"
+
+    def stop(step, steps, record):
+        if step == 15:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        lab.run_training(TINY_CFG, folder, progress=stop)
+    os.unlink(folder / "config.json")                  # only the checkpoint's binding is left
+    other = dict(TINY_CFG, lr=0.2, batch_size=8, l2=0.0, momentum=0.5, seed=3, eval_size=100,
+                 max_per_class=40, gc_method="outputs")
+    with pytest.raises(ValueError) as info:
+        lab.run_training(other, folder)
+    text = str(info.value)
+    for part in ("lr: 0.05 in the checkpoint, 0.2 now", "batch_size: 16 in the checkpoint, 8 now",
+                 "l2: 0.005 in the checkpoint, 0.0 now", "momentum: 0.0 in the checkpoint, 0.5 now",
+                 "seed: 0 in the checkpoint, 3 now", "eval_size: 64 in the checkpoint, 100 now",
+                 "max_per_class: unset (the default) in the checkpoint, 40 now",
+                 "gc_method: 'exact' in the checkpoint, 'outputs' now"):
+        assert part in text, text
+    assert "..." not in text

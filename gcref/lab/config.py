@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..train.checkpoint import shown
+
 __all__ = ["TrainConfig", "RunData", "as_config", "validate_config", "check_against_data",
            "SettingError", "SettingWarning", "describe_differences", "load_run_data",
            "build_network", "DEFAULT_MLP_HIDDEN", "RESULT_FIELDS", "SWEEPABLE"]
@@ -204,11 +206,6 @@ def as_config(config=None, **overrides) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid settings are: {', '.join(FIELDS)}")
     return TrainConfig(**data)
-
-
-def shown(value, unset: str = "unset (the default)") -> str:
-    """A setting's value as a message shows it: ``repr``, and ``unset`` for ``None``."""
-    return unset if value is None else repr(value)
 
 
 def describe_differences(there: dict, now: dict, where: str = "there") -> tuple:

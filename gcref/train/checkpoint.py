@@ -30,7 +30,7 @@ import numpy as np
 
 from ..nn.params_io import FolderLock, clean_stale_temporaries, load_params
 
-__all__ = ["NON_RESULT_SETTINGS", "settings_fingerprint", "binding_arrays", "check_binding",
+__all__ = ["NON_RESULT_SETTINGS", "shown", "settings_fingerprint", "binding_arrays", "check_binding",
            "read_checkpoint", "checkpoint_info", "folder_kind", "check_folder_kind", "SWEEP_FILE", "check_resumed_history", "open_run_folder", "managed_run",
            "ProgressBar"]
 
@@ -80,7 +80,14 @@ def _flatten(d, prefix=""):
     return out
 
 
+def shown(value, unset: str = "unset (the default)") -> str:
+    """A setting's value as a message shows it: ``repr``, and ``unset`` for ``None``."""
+    return unset if value is None else repr(value)
+
+
 def _differences(stored: dict, now: dict) -> str:
+    """Every setting that differs, with both values (a setting nested in the lab's settings is
+    named once, by its own name)."""
     a, b = _flatten(stored), _flatten(now)
     seen, parts = set(), []
     for key in sorted(set(a) | set(b), key=lambda k: (k.count("."), k)):
@@ -88,8 +95,8 @@ def _differences(stored: dict, now: dict) -> str:
         old, new = a.get(key, "(absent)"), b.get(key, "(absent)")
         if old != new and (leaf, repr(old), repr(new)) not in seen:
             seen.add((leaf, repr(old), repr(new)))
-            parts.append(f"{leaf}: {old!r} in the checkpoint, {new!r} now")
-    return "; ".join(parts[:6]) + ("; ..." if len(parts) > 6 else "")
+            parts.append(f"{leaf}: {shown(old)} in the checkpoint, {shown(new)} now")
+    return "; ".join(parts)
 
 
 def check_binding(path, arrays: dict, config: dict) -> None:
