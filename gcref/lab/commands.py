@@ -3,8 +3,12 @@
 Every command is a thin layer over :mod:`gcref.lab`: it turns options into a
 :class:`~gcref.lab.TrainConfig`, validates everything before any work (the output folder too),
 shows rich progress bars (on stderr), prints a summary table and, with ``--json``, writes the
-summary as JSON on stdout. Bad input, an output folder that cannot be written, or a folder
-another process is writing: one ``Error:`` line on stderr, exit code 2.
+summary as JSON on stdout. Bad input (settings named as their options, ``--gc-rows``), an
+output folder that cannot be written, a folder holding another kind of work, or a folder another
+process is writing: one ``Error:`` line on stderr, exit code 2 (``gcref.cli`` makes usage errors
+such as ``--steps 1.5`` the same line). A setting used otherwise than it reads gets a ``Note:``
+line; a sweep with a diverged or failed run exits 1 naming it; Ctrl-C says where the work
+resumes (exit 130).
 
 This module does not know the application: :func:`register` attaches the commands to a typer
 app (``gcref.cli`` builds gcref's app and calls it), so the import graph stays

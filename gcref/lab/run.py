@@ -283,12 +283,16 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         ``network``, ``num_params``, ``config`` (the settings), ``final`` (the last history
         record's ``loss``, ``gc``, ``nc``, ``geometric_collapse``, accuracies and, for transfer
         runs, ``target_nc``, ``target_gc``, ``few_shot_accuracy``, ``few_shot_ci95``), ``dir``,
-        ``skipped`` and ``resumed_from`` (the checkpoint's step, or ``None``).
+        ``skipped`` and ``resumed_from`` (the checkpoint's step, or ``None``); ``redone`` (why)
+        when the folder held a finished run whose files did not check out
+        (:func:`verify_finished`), which was resumed from its checkpoint and written again.
 
     Raises
     ------
     ValueError
-        Invalid settings (before any work), or a folder holding a different run.
+        Invalid settings (:class:`gcref.lab.config.SettingError`, before any work), a folder
+        holding a different run (every differing setting listed) or another kind of work (a
+        sweep), or a damaged checkpoint (naming the file).
     FolderLocked
         Another process (or thread) is writing ``out_dir``.
     NotADirectoryError
