@@ -13,13 +13,41 @@ import sys
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+try:                       # typer >= 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException
+except ImportError:        # pragma: no cover - typer on the installed click
+    from click import ClickException
+
+from .lab.commands import error_line
 from .lab.commands import register as _register_lab_commands
+
+
+class _OneLineErrors(TyperGroup):
+    """gcref's command group: a usage error (``--steps 1.5``, an unknown option, a bad
+    ``check --group``) prints one ``Error:`` line and exits 2, like every other bad input,
+    instead of click's multi-line box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as err:
+            error_line(err.format_message())
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            error_line("aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
 
 app = typer.Typer(
     help="gcref: geometric complexity (GC) and neural collapse (NC) in transfer learning, "
          "computable and checkable (Munn, Dherin & Gonzalvo, NeurIPS 2024).",
     add_completion=False,
+    cls=_OneLineErrors,
 )
 # Wide enough for the check names when output is not a terminal (CI logs, pipes).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -95,11 +123,12 @@ def check(
                                             failures_only=failures_only, options=options))
     from .checks import GROUPS, run_checks, summarize
     if backend not in ("numpy", "cuda"):
-        raise typer.BadParameter(f"backend must be 'numpy' or 'cuda', got {backend!r}")
+        raise typer.BadParameter(f"must be 'numpy' or 'cuda', got {backend!r}", param_hint="'--backend'")
     groups = list(group) if group else [g for g in GROUPS if backend == "cuda" or not g.startswith("cuda")]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
-        raise typer.BadParameter(f"unknown group(s) {unknown}; valid: {', '.join(GROUPS)}")
+        raise typer.BadParameter(f"unknown group(s) {unknown}; valid: {', '.join(GROUPS)}",
+                                 param_hint="'--group'")
     to_stdout = json_path == "-"
     out_console = Console(stderr=True) if to_stdout else console
     from rich.progress import Progress

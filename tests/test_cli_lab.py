@@ -96,7 +96,7 @@ def test_transfer_and_plot(tmp_path):
     (["train", "--arch", "vit"], "valid names are: mlp, cnn, vgg11"),
     (["train", "--dataset", "mnist", "--data-root", "{tmp}"], "looked for"),
     (["train", "--source-classes", "0,1,2", "--target-classes", "2,3"], "disjoint"),
-    (["sweep", "--param", "lr=0.1,0"], "sweep point lr=0.0_seed=0: lr must be"),
+    (["sweep", "--param", "lr=0.1,0"], "sweep point lr=0.0_seed=0: --lr must be"),
     (["sweep", "--param", "batch_size=8,100000"], "larger than the training data"),
     (["sweep", "--param", "learning_rate=0.1"], "unknown setting 'learning_rate'"),
     (["sweep", "--param", "lr=fast"], "is not a number"),

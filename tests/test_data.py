@@ -631,3 +631,26 @@ def test_load_dataset_dispatch(tmp_path):
     assert D.load_dataset("cifar100", root=tmp_path / "h", label="coarse").num_classes == 20
     fs = D.load_dataset("cifar_fs", root=tmp_path / "h", part="val")
     assert fs.num_classes == 16 and fs.n == 16
+
+
+@pytest.mark.parametrize("promised", [10, 1 << 20])
+def test_read_idx_gzip_bomb_stops_at_the_size_the_header_promises(tmp_path, promised):
+    """A small gzip file whose stream is far longer (256 MiB) than its header promises is refused
+    after reading what the header promises (+1 byte): bounded memory (issue 19)."""
+    import tracemalloc
+    p = tmp_path / "bomb-idx1-ubyte.gz"
+    zeros = bytes(1 << 20)
+    with gzip.GzipFile(p, mode="wb", compresslevel=9) as gz:
+        gz.write(bytes([0, 0, 8, 1]) + struct.pack(">I", promised))
+        for _ in range(256):
+            gz.write(zeros)
+    assert p.stat().st_size < 1 << 20                   # a small file ...
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"bomb-idx1-ubyte.gz: IDX size mismatch \(has trailing "
+                                             rf"bytes\).*{promised} data bytes, file has more"):
+            D.read_idx(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * promised + (8 << 20)                # ... read no further than promised

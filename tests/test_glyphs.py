@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 
 import numpy as np
@@ -123,8 +125,13 @@ def test_bad_arguments():
 def test_disk_cache_is_atomic_and_reused(tmp_path):
     a = G.load_glyphs(part="target", n_per_class=2, class_split=(8, 2, 4), cache_dir=tmp_path)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 1 and files[0].startswith("glyphs-") and files[0].endswith(".npy")
-    b = G.load_glyphs(part="target", n_per_class=2, class_split=(8, 2, 4), cache_dir=tmp_path)
+    assert len(files) == 2 and files[0].startswith("glyphs-") and files[0].endswith(".npy")
+    assert files[1] == files[0] + ".sha256"               # the checksum recorded beside it
+    import hashlib
+    assert (tmp_path / files[1]).read_text() == hashlib.sha256((tmp_path / files[0]).read_bytes()).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", G.GlyphCacheWarning)
+        b = G.load_glyphs(part="target", n_per_class=2, class_split=(8, 2, 4), cache_dir=tmp_path)
     assert a.X.tobytes() == b.X.tobytes()
     assert np.load(tmp_path / files[0], allow_pickle=False).tobytes() == a.X.tobytes()
 
@@ -172,3 +179,30 @@ def test_transfer_command_defaults_to_glyphs(tmp_path):
     assert config["dataset"] == "glyphs-source-train"
     res = CliRunner().invoke(app, ["train", "--dataset", "glyphs", "--num-source", "5", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "glyphs has its own class split" in res.output
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "pickle", "tampered", "no checksum"])
+def test_damaged_glyph_cache_is_rendered_again_and_said(tmp_path, how):
+    kw = dict(part="target", n_per_class=2, class_split=(8, 2, 4), cache_dir=tmp_path)
+    ref = G.load_glyphs(**kw)
+    (cache,) = tmp_path.glob("glyphs-*.npy")
+    good = cache.read_bytes()
+    if how == "empty":
+        cache.write_bytes(b"")
+    elif how == "truncated":
+        cache.write_bytes(good[:len(good) // 2])
+    elif how == "pickle":
+        np.save(cache, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif how == "tampered":                     # right shape and dtype, other numbers
+        X = np.load(cache)
+        X[0, 0, 0, 0] += 0.5
+        np.save(cache, X)
+    else:
+        os.unlink(str(cache) + ".sha256")
+    with pytest.warns(G.GlyphCacheWarning, match=rf"glyph cache {re.escape(str(cache))} is not used .*rendering it again"):
+        again = G.load_glyphs(**kw)
+    assert again.X.tobytes() == ref.X.tobytes()
+    assert cache.read_bytes() == good                     # rewritten, with its checksum
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", G.GlyphCacheWarning)
+        assert G.load_glyphs(**kw).X.tobytes() == ref.X.tobytes()

@@ -11,8 +11,8 @@ from gcref.nn import load_params
 from gcref.train import load_history
 
 TINY = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16}
-TINY_TRANSFER = dict(TINY, source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9],
-                     episodes=4, queries=5)
+TINY_TRANSFER = dict(TINY, dataset="digits", source_classes=[0, 1, 2, 3, 4],
+                     target_classes=[5, 6, 7, 8, 9], episodes=4, queries=5)
 
 
 def _png_ok(path):
@@ -188,7 +188,7 @@ def test_sweep_loky_processes(tmp_path):
 
 def test_transfer_reports_target_metrics_and_correlations(tmp_path):
     base = {k: v for k, v in TINY_TRANSFER.items() if k not in ("source_classes", "target_classes")}
-    s = lab.run_transfer(base, {"lr": [0.02, 0.1, 0.3]}, out_dir=tmp_path / "t", n_jobs=1,
+    s = lab.run_transfer(base, {"lr": [0.02, 0.1, 0.3]}, seeds=[0], out_dir=tmp_path / "t", n_jobs=1,
                          backend="sequential")
     assert s["kind"] == "transfer" and s["counts"]["completed"] == 3
     cfg = json.loads((tmp_path / "t" / "sweep.json").read_text())["base_config"]
@@ -214,7 +214,8 @@ def test_plots_of_run_sweep_and_transfer(tmp_path):
     paths = lab.plot_run_or_sweep(tmp_path / "run")
     assert [os.path.basename(p) for p in paths] == ["curves.png"] and all(_png_ok(p) for p in paths)
 
-    lab.run_transfer(dict(TINY_TRANSFER), {"lr": [0.05, 0.2]}, out_dir=tmp_path / "t", backend="sequential")
+    lab.run_transfer(dict(TINY_TRANSFER), {"lr": [0.05, 0.2]}, seeds=[0], out_dir=tmp_path / "t",
+                     backend="sequential")
     paths = lab.plot_run_or_sweep(tmp_path / "t", tmp_path / "figs")
     assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "final.png", "transfer.png"]
     assert all(_png_ok(p) and str(tmp_path / "figs") in p for p in paths)

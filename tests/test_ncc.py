@@ -173,3 +173,45 @@ def test_few_shot_accuracy_network_wrapper():
     assert net.rows <= 6 * 4 * 8                         # only the examples episodes use
     with pytest.raises(ValueError, match="episodes"):
         few_shot_accuracy(net, params, X, y, episodes=1)
+
+
+# ---------------------------------------------------------------- huge features (issue 19)
+def _noisy_three_classes():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 60)
+    Z = rng.normal(size=(180, 4)) + 2.5 * np.eye(4)[y]
+    return Z, y
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e200, 2.0 ** 1000, 1e300])
+def test_ncc_on_huge_features_equals_the_unscaled_result_without_overflow(scale):
+    import warnings
+    Z, y = _noisy_three_classes()
+    truth = ncc_accuracy(Z, y, Z, y)
+    assert 0.8 < truth < 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # no RuntimeWarning: nothing overflowed
+        assert ncc_accuracy(Z * scale, y, Z * scale, y) == truth
+        assert np.array_equal(ncc_predict(*ncc_fit(Z * scale, y), Z * scale),
+                              ncc_predict(*ncc_fit(Z, y), Z))
+        res = few_shot_accuracy_features(Z * scale, y, ways=3, shots=5, queries=10, episodes=20, seed=1)
+    ref = few_shot_accuracy_features(Z, y, ways=3, shots=5, queries=10, episodes=20, seed=1)
+    assert np.array_equal(res.accuracies, ref.accuracies)
+
+
+def test_few_shot_accuracy_of_a_network_on_huge_inputs():
+    Z, y = _noisy_three_classes()
+    params = {"w": np.eye(4)}
+    kw = dict(ways=3, shots=5, queries=10, episodes=20, seed=1)
+    ref = few_shot_accuracy(LinearNet(), params, Z, y, **kw)
+    res = few_shot_accuracy(LinearNet(), params, Z * 1e200, y, **kw)
+    assert np.array_equal(res.accuracies, ref.accuracies) and res.mean > 0.8
+
+
+def test_class_means_that_overflow_raise_naming_z():
+    Z, y = _noisy_three_classes()
+    Z = np.abs(Z) / np.abs(Z).max() * 1.7e308          # finite, but sums of it overflow
+    with pytest.raises(ValueError, match="Z: the class means overflow"):
+        ncc_fit(Z, y)
+    with pytest.raises(ValueError, match="Z: the support means overflow"):
+        few_shot_accuracy_features(Z, y, ways=3, shots=5, queries=10, episodes=3)

@@ -1,5 +1,7 @@
 """README.md runs as written: every ```python block and every ``gcref ...`` command of its shell
-blocks (```bash / ```sh / ```console) is executed, each block in a fresh temporary folder.
+blocks (```bash / ```sh / ```console) is executed, in order, all in one folder, as a reader
+following it top to bottom does (so two examples that write the same folder collide here as they
+would for the reader; a fast test checks that every example writes its own folder).
 
 Blocks are found when the tests are collected, so sections added to the README later are
 picked up without touching this file. Python blocks run in a fresh namespace (they must import
@@ -100,9 +102,45 @@ def test_optional_imports_are_found():
     assert optional_imports("x = 'torch'\n# import ray\n") == []
 
 
+def _written_folders(kind, code):
+    """The output folders a block writes: ``--out``/``-o`` of ``gcref train|sweep|transfer``
+    (or the command's default) and the ``out_dir=`` / ``run_training(..., "folder")`` of Python."""
+    import inspect
+
+    from gcref.lab import commands
+    out = []
+    if kind == "shell":
+        for cmd in gcref_commands(code):
+            if len(cmd) > 1 and cmd[1] in ("train", "sweep", "transfer"):
+                given = [cmd[i + 1] for i, w in enumerate(cmd[:-1]) if w in ("--out", "-o")]
+                default = inspect.signature(getattr(commands, cmd[1])).parameters["out"].default.default
+                out.append(given[-1] if given else default)
+    else:
+        out += re.findall(r"""out_dir\s*=\s*["']([^"']+)["']""", code)
+        out += re.findall(r"""run_training\([^()]*?,\s*["']([^"']+)["']""", code)
+    return out
+
+
+def test_every_readme_example_writes_its_own_folder():
+    seen = {}
+    for p in _cases():
+        kind, code = p.values
+        for folder in _written_folders(kind, code):
+            assert folder not in seen, (f"two README examples write {folder}: "
+                                        f"{seen[folder]} and {p.id}")
+            seen[folder] = p.id
+    assert {"runs/train", "runs/sweep", "runs/transfer", "runs/py-transfer", "runs/demo"} <= set(seen)
+
+
+@pytest.fixture(scope="module")
+def reader_folder(tmp_path_factory):
+    """One folder for every block, as a reader following the README uses."""
+    return tmp_path_factory.mktemp("readme-reader")
+
+
 @pytest.mark.parametrize("kind, code", _cases())
-def test_readme_block_runs(kind, code, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_readme_block_runs(kind, code, reader_folder, monkeypatch):
+    monkeypatch.chdir(reader_folder)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     if kind == "python":
         namespace = {"__name__": "__readme__"}

@@ -269,8 +269,8 @@ def test_other_grid_into_a_sweep_folder_is_refused(tmp_path):
     out = tmp_path / "s"
     lab.run_sweep(TINY, {"lr": [0.05, 0.2]}, seeds=[0], out_dir=out, backend="sequential")
     before = (out / "summary.json").read_bytes()
-    with pytest.raises(ValueError, match=r"holds a sweep over other runs \(grid: \{'lr': \[0.05, 0.2\]\} "
-                                         r"there, \{'lr': \[0.05, 0.1\]\} now"):
+    with pytest.raises(ValueError, match=r"holds a sweep over other runs \(swept lr: \[0.05, 0.2\] "
+                                         r"there, \[0.05, 0.1\] now\)"):
         lab.run_sweep(TINY, {"lr": [0.05, 0.1]}, seeds=[0], out_dir=out, backend="sequential")
     with pytest.raises(ValueError, match="other runs"):
         lab.run_sweep(dict(TINY, l2=0.0), {"lr": [0.05, 0.2]}, seeds=[0], out_dir=out, backend="sequential")

@@ -95,18 +95,34 @@ def _as_path(root, name: str = "root") -> Path:
     return Path(root).expanduser()
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Whole file content, transparently gunzipped (detected by the gzip magic, not the name)."""
-    with open(path, "rb") as fh:
-        head = fh.read(2)
+#: Bytes read from a stream at a time (so a header's promise is never allocated in advance).
+_READ_CHUNK = 1 << 24
+
+
+def _open_stream(path: Path):
+    """The file as a binary stream, transparently gunzipped (detected by the gzip magic, not
+    the name)."""
+    fh = open(path, "rb")
+    if fh.read(2) != _GZIP_MAGIC:
         fh.seek(0)
-        if head != _GZIP_MAGIC:
-            return fh.read()
-        try:
-            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-                return gz.read()
-        except (EOFError, OSError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt or truncated gzip stream ({exc})") from None
+        return fh
+    fh.seek(0)
+    return gzip.GzipFile(fileobj=fh, mode="rb")
+
+
+def _read_upto(stream, n: int, path: Path) -> bytes:
+    """At most ``n`` bytes of ``stream`` (fewer at its end), read in bounded chunks; a corrupt
+    gzip stream raises ``ValueError`` naming ``path``."""
+    out = bytearray()
+    try:
+        while len(out) < n:
+            chunk = stream.read(min(_READ_CHUNK, n - len(out)))
+            if not chunk:
+                break
+            out += chunk
+    except (EOFError, OSError, zlib.error) as exc:
+        raise ValueError(f"{path}: corrupt or truncated gzip stream ({exc})") from None
+    return bytes(out)
 
 
 def _check_limits(limit, max_per_class):
@@ -183,30 +199,43 @@ def read_idx(path) -> np.ndarray:
     path = _as_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {path}")
-    buf = _read_bytes(path)
-    if len(buf) < 4:
-        raise ValueError(f"{path}: not an IDX file: only {len(buf)} byte(s), the header needs 4")
-    if buf[0] != 0 or buf[1] != 0:
-        raise ValueError(f"{path}: bad IDX magic number: first two bytes must be 0x00 0x00, got "
-                         f"0x{buf[0]:02x} 0x{buf[1]:02x}")
-    code, ndim = buf[2], buf[3]
-    if code not in _IDX_TYPES:
-        valid = ", ".join(f"0x{c:02X}" for c in _IDX_TYPES)
-        raise ValueError(f"{path}: bad IDX type code 0x{code:02X} (expected one of {valid})")
-    header = 4 + 4 * ndim
-    if len(buf) < header:
-        raise ValueError(f"{path}: truncated IDX header: {ndim} dimension(s) need {header} bytes, "
-                         f"file has {len(buf)}")
-    shape = tuple(int(s) for s in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    dtype, tname = _IDX_TYPES[code]
-    expected = math.prod(shape) * dtype.itemsize      # Python ints: no overflow on absurd sizes
-    found = len(buf) - header
+    # Read no further than the header promises (plus one byte to detect trailing data): a gzip
+    # bomb, or a file far longer than its header says, is refused after reading that much.
+    stream = _open_stream(path)
+    with stream:
+        buf = _read_upto(stream, 4, path)
+        if len(buf) < 4:
+            raise ValueError(f"{path}: not an IDX file: only {len(buf)} byte(s), the header needs 4")
+        if buf[0] != 0 or buf[1] != 0:
+            raise ValueError(f"{path}: bad IDX magic number: first two bytes must be 0x00 0x00, got "
+                             f"0x{buf[0]:02x} 0x{buf[1]:02x}")
+        code, ndim = buf[2], buf[3]
+        if code not in _IDX_TYPES:
+            valid = ", ".join(f"0x{c:02X}" for c in _IDX_TYPES)
+            raise ValueError(f"{path}: bad IDX type code 0x{code:02X} (expected one of {valid})")
+        header = 4 + 4 * ndim
+        buf += _read_upto(stream, header - 4, path)
+        if len(buf) < header:
+            raise ValueError(f"{path}: truncated IDX header: {ndim} dimension(s) need {header} bytes, "
+                             f"file has {len(buf)}")
+        shape = tuple(int(s) for s in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
+        dtype, tname = _IDX_TYPES[code]
+        expected = math.prod(shape) * dtype.itemsize      # Python ints: no overflow on absurd sizes
+        gzipped = isinstance(stream, gzip.GzipFile)
+        if not gzipped:
+            found = os.fstat(stream.fileno()).st_size - header   # a plain file: its size says it
+            data = b"" if found != expected else _read_upto(stream, expected, path)
+        else:
+            data = _read_upto(stream, expected + 1, path)
+            found = len(data)
     if found != expected:
         what = "truncated" if found < expected else "has trailing bytes"
+        count = (f"more (decompressed; reading stopped there)" if gzipped and found > expected
+                 else f"{found}")
         raise ValueError(f"{path}: IDX size mismatch ({what}): header says shape {shape} of "
-                         f"{tname} = {expected} data bytes, file has {found}")
-    data = np.frombuffer(buf, dtype=dtype, offset=header).reshape(shape)
-    return data.astype(dtype.newbyteorder("="))
+                         f"{tname} = {expected} data bytes, file has {count}")
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="))
 
 
 def _find_file(folders, stems) -> Path | None:

@@ -76,7 +76,7 @@ from .._validation import check_int
 from .dataset import Dataset
 
 __all__ = ["FONTS", "FONT_SHA256", "CANDIDATES", "GLYPH_CLASSES", "MIN_DISTANCE", "STRETCHES",
-           "GlyphFontWarning", "font_paths", "font_hashes", "glyph_metadata", "glyph_templates",
+           "GlyphFontWarning", "GlyphCacheWarning", "font_paths", "font_hashes", "glyph_metadata", "glyph_templates",
            "glyph_distance", "dedupe", "glyph_class_split", "render_glyphs", "load_glyphs",
            "DEFAULT_SPLIT_FRACTIONS"]
 
@@ -434,6 +434,56 @@ def render_glyphs(chars, n_per_class: int, size: int = 28, seed: int = 0, split:
 
 
 # ---------------------------------------------------------------------------------------- loader
+class GlyphCacheWarning(UserWarning):
+    """A glyph cache file was unreadable or did not match its checksum, and is rendered again."""
+
+
+def _write_cache(path, X) -> None:
+    """``path`` (the ``.npy`` of ``X``) and ``path.sha256`` (the SHA-256 of its bytes), each
+    written atomically; a cache whose checksum file is missing or differs is not used."""
+    import io
+
+    from ..nn import atomic_write
+    buf = io.BytesIO()
+    np.save(buf, X, allow_pickle=False)
+    data = buf.getvalue()
+    atomic_write(path, lambda fh: fh.write(data))
+    atomic_write(path + ".sha256", lambda fh: fh.write(hashlib.sha256(data).hexdigest().encode()))
+
+
+def _read_cache(path, shape):
+    """The cached images at ``path``, or ``None`` (with a :class:`GlyphCacheWarning` naming the
+    file and why) when it is unreadable, does not match the checksum recorded beside it, or is
+    not float64 of ``shape``; never unpickles."""
+    import io
+    reason = None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        with open(path + ".sha256", "rb") as fh:
+            recorded = fh.read().decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        reason = "no checksum recorded beside it"
+    except OSError as err:
+        reason = f"unreadable: {err.strerror or err}"
+    if reason is None and hashlib.sha256(data).hexdigest() != recorded:
+        reason = "its SHA-256 differs from the one recorded (truncated, damaged or changed)"
+    X = None
+    if reason is None:
+        try:
+            X = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            reason = ("it holds pickled objects" if "pickle" in str(err)
+                      else f"not a readable .npy array ({err})")
+    if reason is None and (X.dtype != np.float64 or X.shape != shape):
+        reason = f"it holds {X.dtype} {X.shape}, not float64 {shape}"
+    if reason is not None:
+        warnings.warn(f"glyph cache {path} is not used ({reason}); rendering it again",
+                      GlyphCacheWarning, stacklevel=3)
+        return None
+    return X
+
+
 def _cache_key(**kw) -> str:
     blob = json.dumps({**kw, "fonts": font_hashes(), "classes": GLYPH_CLASSES}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -463,7 +513,9 @@ def load_glyphs(split: str = "train", part: str = "all", n_per_class: int = 100,
     cache_dir : path, optional
         If given, the images are read from / written to ``cache_dir/glyphs-<key>.npy`` (written
         atomically; the key hashes every argument, the font files and the class list; read with
-        ``allow_pickle=False``).
+        ``allow_pickle=False``), with the SHA-256 of its bytes in ``glyphs-<key>.npy.sha256``.
+        A cache file that is unreadable, does not match its checksum, or has the wrong shape is
+        rendered again and rewritten, with a :class:`GlyphCacheWarning` naming it.
 
     Returns
     -------
@@ -488,14 +540,11 @@ def load_glyphs(split: str = "train", part: str = "all", n_per_class: int = 100,
     if cache_dir is not None:
         key = _cache_key(chars=chars, n_per_class=n_per_class, size=size, seed=seed, split=split)
         path = os.path.join(os.fspath(cache_dir), f"glyphs-{key}.npy")
-        if os.path.isfile(path):
-            X = np.load(path, allow_pickle=False)
-            if X.shape != (len(chars) * n_per_class, 1, size, size) or X.dtype != np.float64:
-                X = None
+        if os.path.exists(path):
+            X = _read_cache(path, (len(chars) * n_per_class, 1, size, size))
     if X is None:
         X = render_glyphs(chars, n_per_class, size=size, seed=seed, split=split)
         if path is not None:
-            from ..nn import atomic_write
-            atomic_write(path, lambda fh: np.save(fh, X, allow_pickle=False))
+            _write_cache(path, X)
     y = np.repeat(np.arange(len(chars), dtype=np.int64), n_per_class)
     return Dataset(X, y, tuple(class_name(c) for c in chars), f"glyphs-{part}-{split}")

@@ -3,8 +3,12 @@
 Every command is a thin layer over :mod:`gcref.lab`: it turns options into a
 :class:`~gcref.lab.TrainConfig`, validates everything before any work (the output folder too),
 shows rich progress bars (on stderr), prints a summary table and, with ``--json``, writes the
-summary as JSON on stdout. Bad input, an output folder that cannot be written, or a folder
-another process is writing: one ``Error:`` line on stderr, exit code 2.
+summary as JSON on stdout. Bad input (settings named as their options, ``--gc-rows``), an
+output folder that cannot be written, a folder holding another kind of work, or a folder another
+process is writing: one ``Error:`` line on stderr, exit code 2 (``gcref.cli`` makes usage errors
+such as ``--steps 1.5`` the same line). A setting used otherwise than it reads gets a ``Note:``
+line; a sweep with a diverged or failed run exits 1 naming it; Ctrl-C says where the work
+resumes (exit 130).
 
 This module does not know the application: :func:`register` attaches the commands to a typer
 app (``gcref.cli`` builds gcref's app and calls it), so the import graph stays
@@ -13,6 +17,7 @@ app (``gcref.cli`` builds gcref's app and calls it), so the import graph stays
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -20,6 +25,7 @@ import math
 import os
 import sys
 import threading
+import warnings
 from typing import List, Optional
 
 import typer
@@ -30,8 +36,9 @@ from rich.table import Table
 
 from ..nn.params_io import FolderLocked
 from . import config as lab_config
+from .transfer import DEFAULT_TRANSFER_DATASET, DEFAULT_TRANSFER_SEEDS
 
-__all__ = ["register", "train", "sweep", "transfer", "plot"]
+__all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
 
 _err = Console(stderr=True)
 
@@ -194,10 +201,46 @@ def _parse_seeds(text):
     return seeds
 
 
+def error_line(message) -> None:
+    """Print ``Error: <message>`` as one line on stderr (every command's way of failing). An
+    exception gives its message; a :class:`~gcref.lab.config.SettingError` names the settings
+    as command-line options (``--gc-rows``)."""
+    _err.print(f"[bold red]Error:[/bold red] {escape(_message(message))}", highlight=False,
+               soft_wrap=True)
+
+
+def _message(message) -> str:
+    if isinstance(message, lab_config.SettingError):
+        return message.for_cli()
+    return str(message)
+
+
+@contextlib.contextmanager
+def _setting_notes():
+    """Collect the :class:`~gcref.lab.config.SettingWarning` of the settings checks in the
+    block into the list it yields (each once, naming the options; other warnings pass
+    through), for :func:`_say_notes` once every check has passed."""
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", lab_config.SettingWarning)
+        yield notes
+    for w in caught:
+        if isinstance(w.message, lab_config.SettingWarning):
+            if w.message.for_cli() not in notes:
+                notes.append(w.message.for_cli())
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _say_notes(notes):
+    for text in notes:
+        _err.print(f"Note: {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def _fail(message, as_json):
     if as_json:
-        sys.stdout.write(json.dumps({"error": message}) + "\n")
-    _err.print(f"[bold red]Error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.stdout.write(json.dumps({"error": _message(message)}) + "\n")
+    error_line(message)
     raise typer.Exit(code=2)
 
 
@@ -216,7 +259,7 @@ def _prepare_out(out, as_json, what="--out", lock=False):
             with FolderLock(out):
                 pass
     except FolderLocked as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     except OSError as err:
         _fail(f"{what} {out} cannot be written: {err.strerror or err}", as_json)
 
@@ -262,13 +305,17 @@ def train(
     """
     from .run import run_training
     from .config import load_run_data, validate_config
+    from ..train.checkpoint import check_folder_kind
     try:
-        cfg = validate_config(_config_from_options(config_options))
-        data = load_run_data(cfg)
-        cfg = validate_config(cfg, n_train=data.train.n)
+        with _setting_notes() as notes:
+            cfg = validate_config(_config_from_options(config_options))
+            data = load_run_data(cfg)
+            cfg = validate_config(cfg, data=data)
+        check_folder_kind(out, "run")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     _prepare_out(out, as_json, lock=True)
+    _say_notes(notes)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
         task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.steps)
@@ -284,10 +331,15 @@ def train(
                 bar.update(task, description=f"train: loss {_fmt(record.get('loss'), 3)}  "
                                              f"GC {_fmt(record.get('gc'), 4)}  NC {_fmt(record.get('nc'), 3)}")
         try:
-            summary = run_training(cfg, out, progress=progress, overwrite=overwrite)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", lab_config.SettingWarning)   # said above
+                summary = run_training(cfg, out, progress=progress, overwrite=overwrite)
+        except KeyboardInterrupt:
+            bar.stop()
+            _interrupted(_resume_point(out))
         except (ValueError, FileNotFoundError, FolderLocked) as err:
             bar.stop()
-            _fail(str(err), as_json)
+            _fail(err, as_json)
         except OSError as err:
             bar.stop()
             _fail(f"cannot write {out}: {err}", as_json)
@@ -339,6 +391,8 @@ def _print_run(summary):
     note = " (already finished: not run again; --overwrite to redo)" if summary.get("skipped") else ""
     if summary.get("resumed_from"):
         note += f" (resumed from step {summary['resumed_from']})"
+    if summary.get("redone"):
+        note += f" (redone: {summary['redone']})"
     console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps, "
                   f"status [bold]{summary['status']}[/bold]"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
@@ -363,19 +417,24 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
         base = lab_config.validate_config(base)
         if kind == "transfer":
             base = transfer_config(base)
-        points = plan_sweep(base, grid, seed_list)         # validates every point before any work
+        with _setting_notes() as notes:
+            points = plan_sweep(base, grid, seed_list)     # validates every point before any work
         _check_backend(backend)
         if n_jobs == 0 or n_jobs < -1:
             raise _Usage(f"--n-jobs must be a positive integer or -1 (all cores), got {n_jobs}")
     except (_Usage, ValueError, TypeError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
-    if not overwrite:
-        from .sweep import check_sweep_folder
-        try:
+        _fail(err, as_json)
+    from .sweep import check_sweep_folder
+    from ..train.checkpoint import check_folder_kind
+    try:
+        if overwrite:
+            check_folder_kind(out, kind)
+        else:
             check_sweep_folder(out, base, grid, seed_list, points, kind)
-        except ValueError as err:
-            _fail(str(err), as_json)
+    except ValueError as err:
+        _fail(err, as_json)
     _prepare_out(out, as_json, lock=True)
+    _say_notes(notes)
 
     total_steps = sum(p.config.steps for p in points)
     stop = threading.Event()
@@ -400,13 +459,21 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
                 _err.print(f"[red]run {escape(os.path.basename(result['dir']))} failed:[/red] {escape(result['message'])}",
                            highlight=False)
         try:
-            summary = run_sweep(base, grid, seed_list, out, n_jobs=n_jobs, backend=backend,
-                                progress=progress, overwrite=overwrite, dask_scheduler=dask_scheduler,
-                                kind=kind)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", lab_config.SettingWarning)   # said above
+                summary = run_sweep(base, grid, seed_list, out, n_jobs=n_jobs, backend=backend,
+                                    progress=progress, overwrite=overwrite,
+                                    dask_scheduler=dask_scheduler, kind=kind)
+        except KeyboardInterrupt:
+            stop.set()
+            bar.stop()
+            _, _, finished, planned = sweep_progress(out, points)
+            _interrupted(f"{finished} of {planned} runs finished; the same command resumes the "
+                         f"{kind} in {out}, each unfinished run from its checkpoint")
         except (ValueError, FileNotFoundError, FolderLocked) as err:
             stop.set()
             bar.stop()
-            _fail(str(err), as_json)
+            _fail(err, as_json)
         except OSError as err:
             stop.set()
             bar.stop()
@@ -419,7 +486,27 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
         _emit_json(summary)
     else:
         _print_sweep(summary)
-    raise typer.Exit(code=1 if summary["counts"]["error"] else 0)
+    diverged = [r for r in summary["runs"] if r["status"] == "diverged"]
+    for r in diverged:              # (failed runs were named as they failed)
+        _err.print(f"[red]run {escape(r['name'])} diverged:[/red] {escape(r.get('message') or '')}",
+                   highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1 if diverged or summary["counts"]["error"] else 0)
+
+
+def _resume_point(out) -> str:
+    """Where an interrupted run in ``out`` continues from."""
+    from ..train.checkpoint import checkpoint_info
+    from ..train.fit import CHECKPOINT_FILE
+    info = checkpoint_info(os.path.join(out, CHECKPOINT_FILE))
+    if info is None or info["step"] == 0:
+        return f"no checkpoint was written yet; the same command starts the run in {out} afresh"
+    return f"the same command resumes the run in {out} from its checkpoint at step {info['step']}"
+
+
+def _interrupted(where: str):
+    """Ctrl-C: say where the work can be resumed from, and exit 130 (the shell's code for it)."""
+    _err.print(f"Interrupted: {escape(where)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=130)
 
 
 _RHO_ORDER = ("gc_vs_nc", "gc_vs_geometric_collapse", "gc_vs_target_nc", "gc_vs_few_shot_accuracy",
@@ -497,10 +584,11 @@ def sweep(
                    out, overwrite, as_json)
 
 
-@_with_config_options(defaults={"dataset": "glyphs"})
+@_with_config_options(defaults={"dataset": DEFAULT_TRANSFER_DATASET})
 def transfer(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
-    seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
+    seeds: str = typer.Option(",".join(map(str, DEFAULT_TRANSFER_SEEDS)), "--seeds",
+                              help="Seeds of every setting, comma-separated."),
     n_jobs: int = typer.Option(-1, "--n-jobs", "-j", help="Parallel runs (-1: all cores)."),
     parallel_backend: str = typer.Option("loky", "--parallel-backend", help=_BACKEND_HELP),
     dask_scheduler: Optional[str] = typer.Option(None, "--dask-scheduler", help="Dask scheduler address for --parallel-backend dask."),
@@ -534,14 +622,14 @@ def plot(
     try:
         _load(run_dir)                       # a run or a sweep, before any folder is made
     except (ValueError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     _prepare_out(os.path.join(run_dir, "figures") if out is None else out, as_json,
                  "--out" if out is not None else "the figure folder")
     try:
         with _err.status("drawing figures"):
             paths = plot_run_or_sweep(run_dir, out)
     except (ValueError, FileNotFoundError) as err:
-        _fail(str(err), as_json)
+        _fail(err, as_json)
     except OSError as err:
         _fail(f"cannot write the figures: {err}", as_json)
     if as_json:

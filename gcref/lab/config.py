@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainConfig", "RunData", "as_config", "validate_config", "load_run_data",
+from ..train.checkpoint import shown
+
+__all__ = ["TrainConfig", "RunData", "as_config", "validate_config", "check_against_data",
+           "SettingError", "SettingWarning", "describe_differences", "load_run_data",
            "build_network", "DEFAULT_MLP_HIDDEN", "RESULT_FIELDS", "SWEEPABLE"]
 
 #: Hidden widths of the lab's default MLP (``d -> 128 -> 128 -> 32 -> k``): small enough that a
@@ -23,6 +26,41 @@ DEFAULT_MLP_HIDDEN = (128, 128, 32)
 
 #: Settings that change nothing in the result (they are not compared when a run is resumed).
 _NON_RESULT_FIELDS = ("threads", "data_root")
+
+
+class _NamesSettings:
+    """A message about settings that names them as Python does (``gc_rows``); :meth:`for_cli`
+    names them as the command line does (``--gc-rows``)."""
+
+    def __init__(self, message: str, *settings: str, prefix: str = ""):
+        super().__init__(prefix + message)
+        self.message, self.settings, self.prefix = message, settings, prefix
+
+    def for_cli(self) -> str:
+        """The message with each setting it names written as its command-line option (or the
+        options appended, where the message does not name them as such)."""
+        import re
+        text, missing = self.message, []
+        for name in self.settings:
+            flag = "--" + name.replace("_", "-")
+            text, n = re.subn(rf"(?<![\w-]){re.escape(name)}(?!\w)", flag, text)
+            if not n:
+                missing.append(flag)
+        return self.prefix + text + (f" ({', '.join(missing)})" if missing else "")
+
+    def prefixed(self, prefix: str):
+        """The same message with ``prefix`` before it (e.g. the sweep point)."""
+        return type(self)(self.message, *self.settings, prefix=prefix + self.prefix)
+
+
+class SettingError(_NamesSettings, ValueError):
+    """A bad setting (or combination of settings) of a run: a ``ValueError`` naming it
+    (:meth:`for_cli`: as a command-line option)."""
+
+
+class SettingWarning(_NamesSettings, UserWarning):
+    """A setting that is used otherwise than it reads (e.g. an evaluation size below 2 examples
+    per class, raised to that): the run goes ahead, and the user is told."""
 
 
 @dataclass
@@ -170,6 +208,18 @@ def as_config(config=None, **overrides) -> TrainConfig:
     return TrainConfig(**data)
 
 
+def describe_differences(there: dict, now: dict, where: str = "there") -> tuple:
+    """Every setting whose value differs between ``there`` (a folder's) and ``now`` (the one
+    asked for), as ``("lr: 0.05 there, 0.2 now; dataset: 'glyphs' there, 'digits' now", names)``
+    (keys in ``now``'s order, then ``there``'s)."""
+    parts, names = [], []
+    for key in dict.fromkeys([*now, *there]):
+        if there.get(key) != now.get(key):
+            parts.append(f"{key}: {shown(there.get(key))} {where}, {shown(now.get(key))} now")
+            names.append(key)
+    return "; ".join(parts), tuple(names)
+
+
 def _is_int(v):
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -178,14 +228,18 @@ def _is_real(v):
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
-def validate_config(config, n_train: int | None = None) -> TrainConfig:
-    """Check every setting of a run; raise ``ValueError`` naming the first bad one.
+def validate_config(config, n_train: int | None = None, data=None) -> TrainConfig:
+    """Check every setting of a run; raise :class:`SettingError` (a ``ValueError``) naming the
+    first bad one.
 
     Parameters
     ----------
     config : TrainConfig or dict
     n_train : int, optional
         Number of training examples, when known: ``batch_size`` must not exceed it.
+    data : RunData, optional
+        The run's data (:func:`load_run_data`), when loaded: the settings are also checked
+        against it (:func:`check_against_data`), so that nothing fails after the run started.
 
     Returns
     -------
@@ -198,11 +252,11 @@ def validate_config(config, n_train: int | None = None) -> TrainConfig:
 
     cfg = as_config(config)
     if cfg.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid names are: {', '.join(DATASETS)}")
+        raise SettingError(f"unknown dataset {cfg.dataset!r}; valid names are: {', '.join(DATASETS)}", "dataset")
     if cfg.arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {cfg.arch!r}; valid names are: {', '.join(ARCHITECTURES)}")
+        raise SettingError(f"unknown architecture {cfg.arch!r}; valid names are: {', '.join(ARCHITECTURES)}", "arch")
     if cfg.gc_method != "exact" and cfg.gc_method not in ESTIMATORS:
-        raise ValueError(f"unknown gc_method {cfg.gc_method!r}; valid: exact, {', '.join(ESTIMATORS)}")
+        raise SettingError(f"unknown gc_method {cfg.gc_method!r}; valid: exact, {', '.join(ESTIMATORS)}", "gc_method")
 
     def positive(name, integer=False, allow_zero=False, upper=None):
         v = getattr(cfg, name)
@@ -211,7 +265,7 @@ def validate_config(config, n_train: int | None = None) -> TrainConfig:
             need = ("a non-negative" if allow_zero else "a positive") + (" integer" if integer else " number")
             if upper is not None:
                 need += f" below {upper}"
-            raise ValueError(f"{name} must be {need}, got {v!r}")
+            raise SettingError(f"{name} must be {need}, got {v!r}", name)
         setattr(cfg, name, int(v) if integer else float(v))
 
     positive("lr")
@@ -228,7 +282,8 @@ def validate_config(config, n_train: int | None = None) -> TrainConfig:
     positive("queries", integer=True)
     positive("episodes", integer=True)
     if cfg.episodes < 2:
-        raise ValueError(f"episodes must be at least 2 (the 95% CI needs a standard deviation), got {cfg.episodes}")
+        raise SettingError(f"episodes must be at least 2 (the 95% CI needs a standard deviation), got {cfg.episodes}",
+                           "episodes")
     for name in ("eval_every", "gc_rows", "max_per_class", "num_source", "ways", "threads"):
         if getattr(cfg, name) is not None:
             positive(name, integer=True)
@@ -236,45 +291,112 @@ def validate_config(config, n_train: int | None = None) -> TrainConfig:
         # the mask estimator's budget is a keep probability; the others count samples
         positive("gc_size", integer=cfg.gc_method != "mask", upper=None)
         if cfg.gc_method == "mask" and cfg.gc_size > 1:
-            raise ValueError(f"gc_size is the keep probability of the mask estimator: it must be in (0, 1], "
-                             f"got {cfg.gc_size}")
+            raise SettingError(f"gc_size is the keep probability of the mask estimator: it must be in (0, 1], "
+                               f"got {cfg.gc_size}", "gc_size")
     if cfg.backend not in BACKENDS:
-        raise ValueError(f"unknown backend {cfg.backend!r}; valid: {', '.join(BACKENDS)}")
+        raise SettingError(f"unknown backend {cfg.backend!r}; valid: {', '.join(BACKENDS)}", "backend")
     if cfg.eval_every is not None and cfg.eval_every > cfg.steps:
-        raise ValueError(f"eval_every={cfg.eval_every} is larger than steps={cfg.steps}")
+        raise SettingError(f"eval_every={cfg.eval_every} is larger than steps={cfg.steps}", "eval_every", "steps")
     if cfg.hidden is not None:
         if isinstance(cfg.hidden, (str, bytes)) or not hasattr(cfg.hidden, "__iter__"):
-            raise ValueError(f"hidden must be a list of positive integers, got {cfg.hidden!r}")
+            raise SettingError(f"hidden must be a list of positive integers, got {cfg.hidden!r}", "hidden")
         cfg.hidden = list(cfg.hidden)
         if not cfg.hidden or not all(_is_int(h) and h > 0 for h in cfg.hidden):
-            raise ValueError(f"hidden must be a list of positive integers, got {cfg.hidden!r}")
+            raise SettingError(f"hidden must be a list of positive integers, got {cfg.hidden!r}", "hidden")
         if cfg.arch not in ("mlp", "cnn"):
-            raise ValueError(f"hidden applies to the mlp and cnn architectures only, not {cfg.arch!r}")
+            raise SettingError(f"hidden applies to the mlp and cnn architectures only, not {cfg.arch!r}", "hidden")
         if cfg.arch == "cnn" and len(cfg.hidden) != 1:
-            raise ValueError(f"hidden for the cnn is one embedding width, got {cfg.hidden!r}")
+            raise SettingError(f"hidden for the cnn is one embedding width, got {cfg.hidden!r}", "hidden")
     if not isinstance(cfg.dataset_options, dict):
-        raise ValueError(f"dataset_options must be a dict, got {cfg.dataset_options!r}")
+        raise SettingError(f"dataset_options must be a dict, got {cfg.dataset_options!r}")
     if (cfg.source_classes is None) != (cfg.target_classes is None):
-        raise ValueError("give both source_classes and target_classes, or neither")
+        raise SettingError("give both source_classes and target_classes, or neither", "source_classes",
+                           "target_classes")
     if cfg.source_classes is not None and cfg.num_source is not None:
-        raise ValueError("give either source_classes/target_classes or num_source, not both")
+        raise SettingError("give either source_classes/target_classes or num_source, not both",
+                           "source_classes", "target_classes", "num_source")
     if cfg.dataset == "cifar_fs" and (cfg.source_classes is not None or cfg.num_source is not None):
-        raise ValueError("cifar_fs has its own class split (64 source, 20 target classes); "
-                         "do not give source_classes or num_source")
+        raise SettingError("cifar_fs has its own class split (64 source, 20 target classes); "
+                           "do not give source_classes or num_source", "source_classes", "num_source")
     if cfg.dataset == "glyphs" and (cfg.source_classes is not None or cfg.num_source is not None):
-        raise ValueError("glyphs has its own class split (CIFAR-FS proportions, seed split_seed; "
-                         "dataset_options={'class_split': [n_source, n_val, n_target]} changes it); "
-                         "do not give source_classes or num_source")
+        raise SettingError("glyphs has its own class split (CIFAR-FS proportions, seed split_seed; "
+                           "dataset_options={'class_split': [n_source, n_val, n_target]} changes it); "
+                           "do not give source_classes or num_source", "split_seed", "source_classes",
+                           "num_source")
     for name in ("source_classes", "target_classes"):
         v = getattr(cfg, name)
         if v is not None:
             if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-                raise ValueError(f"{name} must be a list of class indices or names, got {v!r}")
+                raise SettingError(f"{name} must be a list of class indices or names, got {v!r}", name)
             setattr(cfg, name, list(v))
-    if n_train is not None and cfg.batch_size > n_train:
-        raise ValueError(f"batch_size={cfg.batch_size} is larger than the training data "
-                         f"({n_train} examples of {cfg.dataset})")
+    for name in ("source_classes", "target_classes"):
+        v = getattr(cfg, name)
+        if v is not None and len(v) < 2:
+            raise SettingError(f"{name} must name at least 2 classes (a run on one class has "
+                               f"nothing to separate), got {v!r}", name)
+    if cfg.num_source is not None and cfg.num_source < 2:
+        raise SettingError(f"num_source must be at least 2 (a run on one class has nothing to "
+                           f"separate), got {cfg.num_source}", "num_source")
+    if cfg.ways is not None and cfg.ways < 2:
+        raise SettingError(f"ways must be at least 2 (a few-shot episode tells classes apart), "
+                           f"got {cfg.ways}", "ways")
+    if data is not None:
+        check_against_data(cfg, data)
+    elif n_train is not None:
+        _check_batch_size(cfg, n_train)
     return cfg
+
+
+def _check_batch_size(cfg, n_train):
+    if cfg.batch_size > n_train:
+        raise SettingError(f"batch_size={cfg.batch_size} is larger than the training data "
+                           f"({n_train} examples of {cfg.dataset})", "batch_size")
+
+
+def check_against_data(cfg: TrainConfig, data) -> None:
+    """The checks of a run's settings that need its data (part of :func:`validate_config`
+    with ``data``): ``batch_size`` at most the training examples; at least 2 training classes;
+    ``eval_size`` below 2 examples of each class is said (:class:`SettingWarning`: GC and NC are
+    measured on 2 of each);
+    ``gc_rows`` at most the network's embedding width; for a transfer run at least 2 target
+    classes, ``ways`` at most the target classes and ``shots + queries`` examples in each.
+    Raises :class:`SettingError` naming the setting."""
+    train = data.train
+    _check_batch_size(cfg, train.n)
+    k = train.num_classes
+    if k < 2:
+        raise SettingError(f"the training data ({train.name}) has {k} class; a run needs at least 2 "
+                           "(check source_classes, num_source and dataset_options)",
+                           "source_classes", "num_source", "dataset_options")
+    if cfg.eval_size < 2 * k and cfg.eval_size < train.n:
+        if cfg.eval_size < 2:
+            raise SettingError(f"eval_size must be at least 2 (NC needs 2 examples of a class), "
+                               f"got {cfg.eval_size}", "eval_size")
+        import warnings
+        warnings.warn(SettingWarning(
+            f"eval_size={cfg.eval_size} is below 2 examples of each of the {k} training classes: "
+            f"GC and NC are measured on {int(np.minimum(train.class_counts(), 2).sum())} examples "
+            "(2 per class)", "eval_size"),
+            stacklevel=3)
+    if cfg.gc_rows is not None:
+        width = build_network(cfg, data).output_dim("embedding")
+        if cfg.gc_rows > width:
+            raise SettingError(f"gc_rows={cfg.gc_rows} is more than the {width} rows of the "
+                               f"network's embedding (the GC penalty samples gc_rows of them); "
+                               f"it must be at most {width}", "gc_rows")
+    target = data.target
+    if target is not None:
+        if target.num_classes < 2:
+            raise SettingError(f"a transfer run needs at least 2 target classes, got {target.num_classes}",
+                               "target_classes", "num_source")
+        ways = cfg.ways if cfg.ways is not None else min(5, target.num_classes)
+        if ways > target.num_classes:
+            raise SettingError(f"ways={ways} is more than the {target.num_classes} target classes", "ways")
+        need = cfg.shots + cfg.queries
+        counts = target.class_counts()
+        if counts.min() < need:
+            raise SettingError(f"shots + queries = {need} examples per target class are needed, but a "
+                               f"target class has only {int(counts.min())}", "shots", "queries")
 
 
 @dataclass(frozen=True)
@@ -352,8 +474,8 @@ def load_run_data(config) -> RunData:
         if cfg.source_classes is not None or cfg.num_source is not None:
             if cfg.num_source is not None:
                 if train.num_classes < 2 or cfg.num_source >= train.num_classes:
-                    raise ValueError(f"num_source={cfg.num_source} must be below the number of classes "
-                                     f"({train.num_classes}) of {name}")
+                    raise SettingError(f"num_source={cfg.num_source} must be below the number of classes "
+                                       f"({train.num_classes}) of {name}", "num_source")
                 src, tgt = random_class_split(train, cfg.num_source, seed=cfg.split_seed)
                 src_classes, tgt_classes = list(src.classes), list(tgt.classes)
             else:
@@ -363,18 +485,6 @@ def load_run_data(config) -> RunData:
             data = RunData(src_train, src_test, concat([tgt_train, tgt_test], name=f"{name}-target"))
         else:
             data = RunData(train, test, None)
-    if data.target is not None:
-        ways = cfg.ways if cfg.ways is not None else min(5, data.target.num_classes)
-        if data.target.num_classes < 2:
-            raise ValueError("a transfer run needs at least 2 target classes, got "
-                             f"{data.target.num_classes}")
-        if ways > data.target.num_classes:
-            raise ValueError(f"ways={ways} is more than the {data.target.num_classes} target classes")
-        need = cfg.shots + cfg.queries
-        counts = data.target.class_counts()
-        if counts.min() < need:
-            raise ValueError(f"shots + queries = {need} examples per target class are needed, but a "
-                             f"target class has only {int(counts.min())}")
     if len(_DATA_CACHE) > 4:
         _DATA_CACHE.clear()
     _DATA_CACHE[key] = data

@@ -11,7 +11,10 @@ A process writes a run folder only while it holds the folder's exclusive lock
 with a message naming the holder. A run counts as finished only when its files agree
 (:func:`verify_finished`): ``done.json``, the last record of ``history.jsonl`` and the
 checkpoint all carry the step count and the settings fingerprint of ``config.json``, whose
-settings are the ones asked for.
+settings are the ones asked for, and the outputs (``params.npz``, ``checkpoint.npz``) have the
+size and SHA-256 recorded in ``done.json``. A finished run whose outputs do not match is resumed
+from its checkpoint and its outputs written again (the summary's ``redone`` says why); a
+damaged checkpoint is refused, naming the file and how to start afresh.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import json
 import os
 import time
 
-from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, save_params
-from ..train.checkpoint import checkpoint_info, settings_fingerprint
+from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, load_params, save_params
+from ..train.checkpoint import check_folder_kind, checkpoint_info, settings_fingerprint
 from ..train.fit import CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, fit, load_history
-from .config import (TrainConfig, build_network, few_shot_protocol, load_run_data,
-                     validate_config)
+from .config import (SettingError, TrainConfig, build_network, describe_differences,
+                     few_shot_protocol, load_run_data, validate_config)
 
 __all__ = ["run_training", "run_summary", "final_record", "read_done", "verify_finished",
            "DONE_FILE", "PARAMS_FILE", "FINAL_METRICS", "RUN_FILES"]
@@ -33,6 +36,8 @@ __all__ = ["run_training", "run_summary", "final_record", "read_done", "verify_f
 DONE_FILE = "done.json"
 PARAMS_FILE = "params.npz"
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, CHECKPOINT_FILE, PARAMS_FILE, DONE_FILE)
+#: The outputs whose size and SHA-256 ``done.json`` records (:func:`verify_finished`).
+OUTPUT_FILES = (PARAMS_FILE, CHECKPOINT_FILE)
 
 #: The metrics a run's summary reports (from its last history record), in display order.
 FINAL_METRICS = ("loss", "gc", "nc", "geometric_collapse", "train_accuracy", "test_accuracy",
@@ -66,21 +71,23 @@ def read_done(out_dir) -> dict | None:
         return None          # a damaged marker counts as unfinished: the run is resumed
 
 
-def _settings_difference(stored, cfg: TrainConfig) -> str:
+def _settings_difference(stored, cfg: TrainConfig) -> tuple:
+    """Every result setting that differs between a folder's ``lab_config`` and ``cfg``, both
+    values shown (:func:`gcref.lab.config.describe_differences`), and their names."""
     want = _normalise(cfg.result_key())
     have = _normalise({k: v for k, v in stored.items() if k in want})
-    diff = sorted(k for k in want if have.get(k) != want[k])
-    return ", ".join(f"{k}: {have.get(k)!r} there, {want[k]!r} now" for k in diff[:4])
+    return describe_differences(have, want)
 
 
 def _check_same_run(out_dir, cfg: TrainConfig):
     stored = _stored_config(out_dir)
     if stored is None:
         return
-    detail = _settings_difference(stored, cfg)
+    detail, names = _settings_difference(stored, cfg)
     if detail:
-        raise ValueError(f"{out_dir} holds a run with other settings ({detail}); choose another "
-                         "output folder or pass overwrite=True (--overwrite) to start it afresh")
+        raise SettingError(f"holds a run with other settings ({detail}); choose another output "
+                           "folder or pass overwrite=True (--overwrite) to start it afresh",
+                           *names, prefix=f"{out_dir} ")
 
 
 def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
@@ -91,7 +98,11 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     settings fingerprint equals that of ``config.json`` (and of the checkpoint); ``config.json``
     holds the settings ``cfg`` (when given); the last history record is the final step
     (``steps`` of the config, or the divergence marker one step after ``done.json``'s steps); the
-    checkpoint is at the last recorded step; ``params.npz`` exists.
+    checkpoint is at the last recorded step; ``params.npz`` and ``checkpoint.npz`` have the size
+    and SHA-256 that ``done.json`` records (``outputs``) and ``params.npz`` loads with the
+    recorded shapes (``param_shapes``). A ``done.json`` written before gcref recorded checksums
+    has no ``outputs``: such a run counts as unfinished, so the next run resumes it from its
+    final checkpoint (no step is trained again) and writes the checksums.
     """
     out_dir = os.fspath(out_dir)
     done = read_done(out_dir)
@@ -109,7 +120,7 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     if done.get("config_sha256") != sha:
         return None, "done.json was not written for the settings in config.json"
     if cfg is not None:
-        detail = _settings_difference(config.get("lab_config") or {}, cfg)
+        detail = _settings_difference(config.get("lab_config") or {}, cfg)[0]
         if detail:
             return None, f"config.json holds other settings ({detail})"
     steps = done.get("steps")
@@ -126,9 +137,55 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     if info is None or info["sha256"] != sha or info["step"] != recorded:
         return None, (f"checkpoint.npz (step {None if info is None else info['step']}) does not "
                       f"match the history (last record at step {recorded}) and settings")
-    if not os.path.exists(os.path.join(out_dir, PARAMS_FILE)):
-        return None, "params.npz is missing"
+    reason = _check_outputs(out_dir, done)
+    if reason:
+        return None, reason
     return done, ""
+
+
+def _file_record(path) -> dict:
+    """``{"bytes", "sha256"}`` of a file."""
+    import hashlib
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def _outputs_record(out_dir, params) -> dict:
+    """What ``done.json`` records of a finished run's outputs: size and SHA-256 of each of
+    :data:`OUTPUT_FILES`, and the shape of every parameter."""
+    return {"outputs": {name: _file_record(os.path.join(out_dir, name)) for name in OUTPUT_FILES},
+            "param_shapes": {k: list(v.shape) for k, v in params.items()}}
+
+
+def _check_outputs(out_dir, done) -> str:
+    """Why the outputs of a finished run cannot be trusted (``""`` if they can): each of
+    :data:`OUTPUT_FILES` has the size and SHA-256 recorded in ``done.json``, and ``params.npz``
+    loads (safely) with the recorded shapes."""
+    outputs = done.get("outputs")
+    if not isinstance(outputs, dict):
+        return "done.json records no checksums of the outputs (written by an older gcref)"
+    for name in OUTPUT_FILES:
+        path = os.path.join(out_dir, name)
+        want = outputs.get(name) or {}
+        if not os.path.isfile(path):
+            return f"{name} is missing"
+        have = _file_record(path)
+        if have["bytes"] != want.get("bytes"):
+            return f"{name} has {have['bytes']} bytes, done.json recorded {want.get('bytes')}"
+        if have["sha256"] != want.get("sha256"):
+            return f"{name} does not match the SHA-256 recorded in done.json"
+    try:
+        params = load_params(os.path.join(out_dir, PARAMS_FILE))
+    except ValueError as err:
+        return str(err)
+    if {k: list(v.shape) for k, v in params.items()} != done.get("param_shapes"):
+        return "params.npz does not hold the parameter shapes recorded in done.json"
+    return ""
 
 
 def final_record(history) -> dict:
@@ -226,12 +283,16 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         ``network``, ``num_params``, ``config`` (the settings), ``final`` (the last history
         record's ``loss``, ``gc``, ``nc``, ``geometric_collapse``, accuracies and, for transfer
         runs, ``target_nc``, ``target_gc``, ``few_shot_accuracy``, ``few_shot_ci95``), ``dir``,
-        ``skipped`` and ``resumed_from`` (the checkpoint's step, or ``None``).
+        ``skipped`` and ``resumed_from`` (the checkpoint's step, or ``None``); ``redone`` (why)
+        when the folder held a finished run whose files did not check out
+        (:func:`verify_finished`), which was resumed from its checkpoint and written again.
 
     Raises
     ------
     ValueError
-        Invalid settings (before any work), or a folder holding a different run.
+        Invalid settings (:class:`gcref.lab.config.SettingError`, before any work), a folder
+        holding a different run (every differing setting listed) or another kind of work (a
+        sweep), or a damaged checkpoint (naming the file).
     FolderLocked
         Another process (or thread) is writing ``out_dir``.
     NotADirectoryError
@@ -239,12 +300,14 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
     """
     cfg = validate_config(config)
     data = load_run_data(cfg)
-    cfg = validate_config(cfg, n_train=data.train.n)
+    cfg = validate_config(cfg, data=data)
     if out_dir is None:
         return _train(cfg, data, None, progress, resume)
     out_dir = os.fspath(out_dir)
+    redone = ""
     with FolderLock(out_dir, timeout=lock_timeout):
         clean_stale_temporaries(out_dir)
+        check_folder_kind(out_dir, "run")
         if overwrite:
             for name in RUN_FILES:
                 path = os.path.join(out_dir, name)
@@ -252,13 +315,20 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
                     os.unlink(path)
         else:
             _check_same_run(out_dir, cfg)
-            if resume and verify_finished(out_dir, cfg)[0] is not None:
-                summary = run_summary(out_dir, cfg)
-                summary.update(skipped=True, resumed_from=None)
-                return summary
+            if resume:
+                done, reason = verify_finished(out_dir, cfg)
+                if done is not None:
+                    summary = run_summary(out_dir, cfg)
+                    summary.update(skipped=True, resumed_from=None)
+                    return summary
+                if os.path.exists(os.path.join(out_dir, DONE_FILE)):
+                    redone = reason
         if os.path.exists(os.path.join(out_dir, DONE_FILE)):
             os.unlink(os.path.join(out_dir, DONE_FILE))        # about to run again: not finished
-        return _train(cfg, data, out_dir, progress, resume)
+        summary = _train(cfg, data, out_dir, progress, resume)
+        if redone:
+            summary["redone"] = redone
+        return summary
 
 
 def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
@@ -291,6 +361,7 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
     with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
         done["config_sha256"] = settings_fingerprint(json.load(fh))
     save_params(os.path.join(out_dir, PARAMS_FILE), result.params)
+    done.update(_outputs_record(out_dir, result.params))
     atomic_write(os.path.join(out_dir, DONE_FILE),
                  lambda fh: fh.write(json.dumps(done, indent=2).encode()))
     summary = run_summary(out_dir, cfg)

@@ -5,22 +5,33 @@ One definition of each:
 - Spearman's rho (:func:`spearman_rho`): the Pearson correlation of the ranks (average ranks for
   ties), ``rho = <r_x - mean, r_y - mean> / (|r_x - mean| |r_y - mean|)``; ``nan`` when a side is
   constant.
+- Its exact two-sided p-value for small samples (:func:`spearman_exact_p`, ``n <=``
+  :data:`EXACT_MAX_N`): the fraction of all ``n!`` pairings of the ``y`` ranks with the ``x``
+  ranks whose ``|rho|`` is at least the observed one (``n = 3``, ``rho = +-1``: ``2/6 = 1/3``).
 - Its asymptotic two-sided p-value (:func:`spearman_asymptotic_p`): ``t = rho sqrt((n - 2) /
   (1 - rho^2))`` against Student's t with ``n - 2`` degrees of freedom (what
-  ``scipy.stats.spearmanr`` reports), used by the lab's summaries (:func:`spearman`).
+  ``scipy.stats.spearmanr`` reports). The lab's summaries (:func:`spearman`) report the exact
+  p-value up to ``EXACT_MAX_N`` pairs and the asymptotic one beyond, never below ``2 / n!``
+  (the smallest exact p-value of ``n`` pairs), so ``rho = +-1`` never reads as ``p = 0``.
 - A permutation p-value and a bootstrap interval (:func:`spearman_test`, :func:`bootstrap_ci`),
   used where a verdict is decided (``validation/``).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["spearman_rho", "rowwise_spearman", "spearman_asymptotic_p", "spearman", "CorrelationTest",
-           "spearman_test", "bootstrap_ci"]
+__all__ = ["spearman_rho", "rowwise_spearman", "spearman_exact_p", "spearman_asymptotic_p", "spearman",
+           "CorrelationTest", "spearman_test", "bootstrap_ci", "EXACT_MAX_N"]
+
+#: Largest number of pairs whose Spearman p-value is computed exactly, by enumerating all
+#: ``n!`` pairings (9! = 362,880 rank vectors, a fraction of a second).
+EXACT_MAX_N = 9
 
 
 def _rank(a):
@@ -49,6 +60,36 @@ def rowwise_spearman(X, Y) -> np.ndarray:
         return np.where(den > 0, np.sum(rx * ry, axis=1) / np.where(den > 0, den, 1.0), np.nan)
 
 
+@functools.lru_cache(maxsize=EXACT_MAX_N)
+def _all_permutations(n: int) -> np.ndarray:
+    return np.array(list(itertools.permutations(range(n))), dtype=np.int8)
+
+
+def _unit_centred_ranks(a) -> np.ndarray:
+    r = _rank(a)
+    r = r - r.mean()
+    return r / np.linalg.norm(r)
+
+
+def spearman_exact_p(x, y) -> float:
+    """Exact two-sided p-value of Spearman's rho of ``n <= EXACT_MAX_N`` pairs under H0 (every
+    pairing of ``y`` with ``x`` equally likely): ``#{pi : |rho(x, y_pi)| >= |rho(x, y)|} / n!``
+    over all ``n!`` permutations ``pi`` (ties keep their average ranks). ``nan`` when a side is
+    constant or ``n < 3``."""
+    rx, ry = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = rx.shape[0]
+    if rx.shape != ry.shape or rx.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of the same length, got shapes {rx.shape} and {ry.shape}")
+    if n > EXACT_MAX_N:
+        raise ValueError(f"the exact p-value enumerates n! pairings: n must be at most {EXACT_MAX_N}, got {n}")
+    rho = spearman_rho(rx, ry) if n >= 3 else float("nan")
+    if not math.isfinite(rho):
+        return float("nan")
+    ux, uy = _unit_centred_ranks(rx), _unit_centred_ranks(ry)
+    null = uy[_all_permutations(n)] @ ux
+    return float(np.count_nonzero(np.abs(null) >= abs(rho) - 1e-12) / null.shape[0])
+
+
 def spearman_asymptotic_p(rho: float, n: int) -> float:
     """Two-sided p-value of ``rho`` over ``n`` pairs from ``t = rho sqrt((n-2)/(1-rho^2))``,
     Student's t with ``n - 2`` degrees of freedom (0 when ``|rho| = 1``)."""
@@ -68,9 +109,11 @@ def _finite_number(v):
 def spearman(x, y) -> dict:
     """Spearman's rank correlation of paired values, ignoring pairs with a missing value.
 
-    Returns ``{"rho", "pvalue", "n"}`` (:func:`spearman_rho`, :func:`spearman_asymptotic_p`);
-    ``rho`` is ``None`` (with a ``note``) when fewer than three pairs remain or one side is
-    constant.
+    Returns ``{"rho", "pvalue", "pvalue_method", "n"}``: :func:`spearman_rho` and, for at most
+    :data:`EXACT_MAX_N` pairs, the exact p-value (:func:`spearman_exact_p`, method ``"exact"``),
+    beyond it the asymptotic one (:func:`spearman_asymptotic_p`, method ``"asymptotic"``) but
+    never below ``2 / n!``, the smallest p-value ``n`` pairs can have. ``rho`` is ``None`` (with
+    a ``note``) when fewer than three pairs remain or one side is constant.
     """
     pairs = [(a, b) for a, b in zip(x, y) if _finite_number(a) and _finite_number(b)]
     out = {"rho": None, "pvalue": None, "n": len(pairs)}
@@ -82,7 +125,12 @@ def spearman(x, y) -> dict:
         out["note"] = "constant input"
         return out
     rho = spearman_rho(xs, ys)
-    p = spearman_asymptotic_p(rho, len(pairs))
+    n = len(pairs)
+    if n <= EXACT_MAX_N:
+        p, out["pvalue_method"] = spearman_exact_p(xs, ys), "exact"
+    else:
+        p = max(spearman_asymptotic_p(rho, n), 2.0 / math.factorial(n))
+        out["pvalue_method"] = "asymptotic"
     out["rho"] = rho if math.isfinite(rho) else None
     out["pvalue"] = p if math.isfinite(p) else None
     return out

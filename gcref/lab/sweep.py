@@ -33,10 +33,13 @@ import math
 import os
 import time
 import uuid
+import warnings
 
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
+from ..train.checkpoint import SWEEP_FILE, check_folder_kind
 from ..train.fit import HISTORY_FILE, load_history
-from .config import FIELDS, TrainConfig, as_config, load_run_data, validate_config
+from .config import (FIELDS, SettingError, SettingWarning, TrainConfig, as_config, describe_differences,
+                     load_run_data, shown, validate_config)
 from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_done, run_summary,
                   run_training, verify_finished)
 from .stats import spearman  # noqa: F401 - the lab's Spearman (one definition, gcref.lab.stats)
@@ -45,7 +48,6 @@ __all__ = ["run_sweep", "plan_sweep", "expand_grid", "summarize_sweep", "run_nam
            "sweep_progress", "SWEEP_FILE", "SUMMARY_JSON", "SUMMARY_CSV", "LOCAL_BACKENDS",
            "PARALLEL_BACKENDS", "SweepPoint", "SweepGone", "RUN_LOCK_WAIT", "check_sweep_folder"]
 
-SWEEP_FILE = "sweep.json"
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 LOCAL_BACKENDS = ("loky", "multiprocessing", "threading", "sequential")
@@ -173,22 +175,21 @@ def expand_grid(base_config=None, grid: dict | None = None, seeds=None) -> list:
 def plan_sweep(base_config=None, grid: dict | None = None, seeds=None) -> list:
     """:func:`expand_grid` and the validation of every point, before any run starts.
 
-    Every configuration is checked (names, ranges), the data each one names is loaded once and
-    every batch size is compared with its training set. The first bad point raises a
-    ``ValueError`` that names it.
+    Every configuration is checked (names, ranges), then the data each one names is loaded once
+    and every setting that depends on it is checked (:func:`gcref.lab.config.check_against_data`:
+    batch size, evaluation size, GC-penalty rows, few-shot protocol). The first bad point raises
+    a ``ValueError`` (a :class:`gcref.lab.config.SettingError` for a bad setting) that names it.
     """
     points = expand_grid(base_config, grid, seeds)
-    for p in points:
-        try:
-            p["config"] = validate_config(p["config"])
-        except ValueError as err:
-            raise ValueError(f"sweep point {p.name}: {err}") from None
-    for p in points:
-        try:
-            data = load_run_data(p["config"])
-            p["config"] = validate_config(p["config"], n_train=data.train.n)
-        except ValueError as err:
-            raise ValueError(f"sweep point {p.name}: {err}") from None
+    for check_data in (False, True):              # every point's settings, then against its data
+        for p in points:
+            try:
+                data = load_run_data(p["config"]) if check_data else None
+                p["config"] = validate_config(p["config"], data=data)
+            except SettingError as err:
+                raise err.prefixed(f"sweep point {p.name}: ") from None
+            except ValueError as err:
+                raise ValueError(f"sweep point {p.name}: {err}") from None
     return points
 
 
@@ -260,12 +261,14 @@ def _run_one(config: dict, run_dir: str, lease: _Lease | None = None) -> dict:
 
     With a lease, nothing is written once the sweep is gone (see the module docstring)."""
     try:
-        if lease is None:
-            return run_training(config, run_dir, resume=True, progress=False)
-        lease.check()
-        with write_guard(lease.check):
-            return run_training(config, run_dir, resume=True, progress=lease.progress,
-                                lock_timeout=RUN_LOCK_WAIT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SettingWarning)      # said when the sweep was planned
+            if lease is None:
+                return run_training(config, run_dir, resume=True, progress=False)
+            lease.check()
+            with write_guard(lease.check):
+                return run_training(config, run_dir, resume=True, progress=lease.progress,
+                                    lock_timeout=RUN_LOCK_WAIT)
     except SweepGone as err:
         _exit_if_orphaned_pool_worker()
         return {"dir": run_dir, "status": "error", "message": f"SweepGone: {err}",
@@ -386,6 +389,7 @@ def run_sweep(base_config=None, grid: dict | None = None, seeds=None, out_dir="r
     token = uuid.uuid4().hex
     with FolderLock(out_dir, token=token):
         clean_stale_temporaries(out_dir)
+        check_folder_kind(out_dir, kind)
         if not overwrite:
             _check_same_plan(out_dir, plan)
         else:
@@ -458,6 +462,7 @@ def check_sweep_folder(out_dir, base_config, grid, seeds, points, kind="sweep") 
     the plan holds a run with other settings (what :func:`run_sweep` refuses without
     ``overwrite``); for checks before any work (the CLI)."""
     out_dir = os.fspath(out_dir)
+    check_folder_kind(out_dir, kind)
     _check_same_plan(out_dir, _plan(base_config, grid, seeds, points, kind))
     for p in points:
         run_dir = os.path.join(out_dir, p.name)
@@ -472,7 +477,8 @@ def _plan_key(plan) -> list:
 
 
 def _check_same_plan(out_dir, plan):
-    """Refuse a sweep whose runs differ from those of the sweep already in ``out_dir``."""
+    """Refuse a sweep whose runs differ from those of the sweep already in ``out_dir``, listing
+    every difference with both values (:func:`_plan_differences`)."""
     path = os.path.join(out_dir, SWEEP_FILE)
     if not os.path.exists(path):
         return
@@ -484,17 +490,49 @@ def _check_same_plan(out_dir, plan):
         same = False
         old = {}
     if not same:
-        detail = []
-        if old.get("kind") != plan["kind"]:
-            detail.append(f"kind: {old.get('kind')!r} there, {plan['kind']!r} now")
-        if old.get("grid") != plan["grid"]:
-            detail.append(f"grid: {old.get('grid')} there, {plan['grid']} now")
-        if old.get("seeds") != plan["seeds"]:
-            detail.append(f"seeds: {old.get('seeds')} there, {plan['seeds']} now")
-        if not detail:
-            detail.append("the shared settings differ")
-        raise ValueError(f"{out_dir} holds a sweep over other runs ({'; '.join(detail)}); choose "
-                         "another output folder or pass overwrite=True (--overwrite) to replace it")
+        detail, names = _plan_differences(old, plan)
+        raise SettingError(f"holds a sweep over other runs ({detail or 'the runs differ'}); "
+                           "choose another output folder or pass overwrite=True (--overwrite) to "
+                           "replace it", *names, prefix=f"{out_dir} ")
+
+
+def _effective_seeds(plan):
+    """The seeds a plan runs: its ``seeds``, else those of its base settings (or swept)."""
+    if plan.get("seeds") is not None:
+        return list(plan["seeds"])
+    if "seed" in (plan.get("grid") or {}):
+        return None
+    return [(plan.get("base_config") or {}).get("seed", TrainConfig.seed)]
+
+
+def _plan_differences(old, new) -> tuple:
+    """Every difference between two sweep plans in the user's terms: the kind, each shared
+    setting (both values), each swept setting's values, and the seeds."""
+    parts, names = [], []
+    if old.get("kind") != new["kind"]:
+        parts.append(f"kind: {shown(old.get('kind'))} there, {shown(new['kind'])} now")
+    old_grid, new_grid = old.get("grid") or {}, new.get("grid") or {}
+    swept = list(dict.fromkeys([*new_grid, *old_grid]))
+    try:
+        have = _normalise(as_config(old.get("base_config") or {}).result_key())
+    except (ValueError, TypeError):
+        have = {}
+    want = _normalise(as_config(new["base_config"]).result_key())
+    detail, keys = describe_differences({k: v for k, v in have.items() if k not in swept},
+                                        {k: v for k, v in want.items() if k not in swept})
+    if detail:
+        parts.append(detail)
+        names += keys
+    for k in swept:
+        if old_grid.get(k) != new_grid.get(k):
+            parts.append(f"swept {k}: {shown(old_grid.get(k), 'not swept')} there, "
+                         f"{shown(new_grid.get(k), 'not swept')} now")
+            names.append(k)
+    seeds_there, seeds_now = _effective_seeds(old), _effective_seeds(new)
+    if seeds_there != seeds_now:
+        parts.append(f"seeds: {shown(seeds_there, 'swept')} there, {shown(seeds_now, 'swept')} now")
+        names.append("seeds")
+    return "; ".join(parts), tuple(names)
 
 
 # ---------------------------------------------------------------------------- summaries

@@ -12,10 +12,26 @@ from __future__ import annotations
 from .config import as_config, load_run_data
 from .sweep import run_sweep
 
-__all__ = ["run_transfer", "transfer_config", "DEFAULT_TRANSFER_GRID"]
+__all__ = ["run_transfer", "transfer_config", "transfer_defaults", "DEFAULT_TRANSFER_GRID",
+           "DEFAULT_TRANSFER_DATASET", "DEFAULT_TRANSFER_SEEDS"]
 
-#: The default settings swept by :func:`run_transfer`.
+#: The defaults of a transfer experiment, shared by :func:`run_transfer` and ``gcref transfer``:
+#: the settings swept, the dataset (glyphs: 112 source / 35 target classes, the paper's regime
+#: of many source classes) and the seeds of each setting.
 DEFAULT_TRANSFER_GRID = {"lr": [0.01, 0.05, 0.2]}
+DEFAULT_TRANSFER_DATASET = "glyphs"
+DEFAULT_TRANSFER_SEEDS = (0, 1)
+
+
+def transfer_defaults(base_config=None):
+    """The settings of a transfer experiment: ``base_config`` with the dataset
+    :data:`DEFAULT_TRANSFER_DATASET` where it names none (``None``, or a dict without
+    ``"dataset"``; a :class:`TrainConfig` always names one)."""
+    if base_config is None:
+        base_config = {}
+    if isinstance(base_config, dict) and "dataset" not in base_config:
+        base_config = {**base_config, "dataset": DEFAULT_TRANSFER_DATASET}
+    return as_config(base_config)
 
 
 def transfer_config(base_config=None):
@@ -38,14 +54,15 @@ def run_transfer(base_config=None, grid: dict | None = None, seeds=None, out_dir
     Parameters
     ----------
     base_config : TrainConfig or dict, optional
-        Shared settings; without a class split the first half of the classes is the source
-        (``source_classes`` / ``target_classes`` or ``num_source`` choose another; ``ways``,
-        ``shots``, ``queries``, ``episodes`` the few-shot protocol, default 5-way 5-shot,
-        15 queries, 200 episodes).
+        Shared settings; the dataset defaults to :data:`DEFAULT_TRANSFER_DATASET` (glyphs, with
+        its own class split), as for ``gcref transfer``. On a dataset without a class split
+        the first half of the classes is the source (``source_classes`` / ``target_classes``
+        or ``num_source`` choose another; ``ways``, ``shots``, ``queries``, ``episodes`` the
+        few-shot protocol, default 5-way 5-shot, 15 queries, 200 episodes).
     grid : dict[str, list], optional
         Settings swept (default :data:`DEFAULT_TRANSFER_GRID`); ``{}`` runs one setting.
     seeds : list of int, optional
-        Seeds per setting (default ``[base_config.seed]``).
+        Seeds per setting (default :data:`DEFAULT_TRANSFER_SEEDS`, as for ``gcref transfer``).
     out_dir : path
         The sweep folder.
     **sweep_options
@@ -59,6 +76,8 @@ def run_transfer(base_config=None, grid: dict | None = None, seeds=None, out_dir
         ``nc``, ``target_nc``, ``target_gc``, ``few_shot_accuracy``, ``few_shot_ci95``;
         ``correlations`` holds ``gc_vs_few_shot_accuracy`` and ``gc_vs_target_nc`` among others.
     """
-    cfg = transfer_config(base_config)
+    cfg = transfer_config(transfer_defaults(base_config))
     grid = dict(DEFAULT_TRANSFER_GRID) if grid is None else grid
+    if seeds is None and "seed" not in grid:
+        seeds = list(DEFAULT_TRANSFER_SEEDS)
     return run_sweep(cfg, grid, seeds, out_dir, kind="transfer", **sweep_options)

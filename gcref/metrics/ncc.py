@@ -9,6 +9,7 @@ confidence half-width.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -70,8 +71,22 @@ def ncc_fit(Z, y) -> NCCModel:
     Z = as_float_array(Z, "Z", ndim=2)
     y = as_labels(y, "y", n=Z.shape[0])
     classes = np.unique(y)
-    centres = np.stack([Z[y == c].mean(axis=0) for c in classes])
+    centres = _class_means(Z, [y == c for c in classes], "Z")
     return NCCModel(centres=centres, classes=classes)
+
+
+def _class_means(Z, members, name) -> np.ndarray:
+    """The mean of ``Z[m]`` for each selection ``m`` of ``members``, stacked; ``ValueError``
+    naming ``name`` if a sum overflows (features near the largest float)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _finite_means(np.stack([Z[m].mean(axis=0) for m in members]), Z, name, "class")
+
+
+def _finite_means(centres, Z, name, what) -> np.ndarray:
+    if not np.all(np.isfinite(centres)):
+        raise ValueError(f"{name}: the {what} means overflow (features up to "
+                         f"{float(np.max(np.abs(Z))):.3g}); rescale the features")
+    return centres
 
 
 def ncc_predict(centres, classes, Z) -> np.ndarray:
@@ -108,11 +123,31 @@ def ncc_predict(centres, classes, Z) -> np.ndarray:
     rows = max(1, _PREDICT_BLOCK_ELEMENTS // max(1, k * p))
     index = np.empty(n, dtype=np.int64)
     for start in range(0, n, rows):
-        block = Z[start:start + rows]
-        diff = block[:, None, :] - centres[None, :, :]          # (rows, k, p)
-        dist2 = np.sum(diff * diff, axis=2)
+        dist2 = _squared_distances(Z[start:start + rows], centres)
         index[start:start + rows] = np.argmin(dist2, axis=1)    # first minimum: lowest index
     return classes[index]
+
+
+def _squared_distances(block, centres) -> np.ndarray:
+    """``||z_i - mu_c||^2`` of each row of ``block`` (rows, p) to each centre (k, p), from the
+    differences.
+
+    Where a difference or its square overflows (features near ``sqrt(max float) ~ 1e154``), both
+    sides are first multiplied by the power of two ``2^-e`` that brings the largest magnitude
+    into ``[1/2, 1)``: an exact scaling (no rounding, barring underflow of entries ``2^1022``
+    times smaller than the largest), so the nearest centres are those of the unscaled features.
+    Finite inputs never give a distance built on an overflow; inputs that do not overflow take
+    the first path only, unchanged.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = block[:, None, :] - centres[None, :, :]          # (rows, k, p)
+        dist2 = np.sum(diff * diff, axis=2)
+    if np.all(np.isfinite(dist2)):
+        return dist2
+    largest = max(float(np.max(np.abs(block))), float(np.max(np.abs(centres))))
+    scale = math.ldexp(1.0, -math.frexp(largest)[1])
+    diff = (block * scale)[:, None, :] - (centres * scale)[None, :, :]
+    return np.sum(diff * diff, axis=2)
 
 
 def ncc_accuracy(Z_train, y_train, Z_test, y_test) -> float:
@@ -248,7 +283,8 @@ class FewShotResult:
 
 def _episode_accuracy(Z: np.ndarray, episode: Episode) -> float:
     support_idx, query_idx, classes = episode
-    centres = Z[support_idx].mean(axis=1)                        # (ways, p)
+    with np.errstate(over="ignore", invalid="ignore"):
+        centres = _finite_means(Z[support_idx].mean(axis=1), Z, "Z", "support")   # (ways, p)
     labels = np.repeat(classes, query_idx.shape[1])
     pred = ncc_predict(centres, classes, Z[query_idx.reshape(-1)])
     return float(np.mean(pred == labels))

@@ -351,8 +351,10 @@ def load_params(path, net=None) -> dict[str, np.ndarray]:
             with np.load(fh, allow_pickle=False) as data:
                 params = {k: data[k] for k in data.files}
         except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
-            raise ValueError(f"{path} is not a readable .npz parameter file (truncated or "
-                             f"corrupt: {err}); {_EXPECTED}") from None
+            detail = ("it holds object arrays (pickled Python objects), which gcref never loads"
+                      if "pickle" in str(err) else f"truncated or corrupt: {err}")
+            raise ValueError(f"{path} is not a readable .npz parameter file ({detail}); "
+                             f"{_EXPECTED}") from None
     if not params:
         raise ValueError(f"{path} holds no arrays; {_EXPECTED}")
     if net is not None:

@@ -28,10 +28,10 @@ import zipfile
 
 import numpy as np
 
-from ..nn.params_io import FolderLock, clean_stale_temporaries
+from ..nn.params_io import FolderLock, clean_stale_temporaries, load_params
 
-__all__ = ["NON_RESULT_SETTINGS", "settings_fingerprint", "binding_arrays", "check_binding",
-           "checkpoint_info", "check_resumed_history", "open_run_folder", "managed_run",
+__all__ = ["NON_RESULT_SETTINGS", "shown", "settings_fingerprint", "binding_arrays", "check_binding",
+           "read_checkpoint", "checkpoint_info", "folder_kind", "check_folder_kind", "SWEEP_FILE", "check_resumed_history", "open_run_folder", "managed_run",
            "ProgressBar"]
 
 #: Settings that change nothing in the result (BLAS threads, where the data files live); they are
@@ -80,7 +80,14 @@ def _flatten(d, prefix=""):
     return out
 
 
+def shown(value, unset: str = "unset (the default)") -> str:
+    """A setting's value as a message shows it: ``repr``, and ``unset`` for ``None``."""
+    return unset if value is None else repr(value)
+
+
 def _differences(stored: dict, now: dict) -> str:
+    """Every setting that differs, with both values (a setting nested in the lab's settings is
+    named once, by its own name)."""
     a, b = _flatten(stored), _flatten(now)
     seen, parts = set(), []
     for key in sorted(set(a) | set(b), key=lambda k: (k.count("."), k)):
@@ -88,8 +95,8 @@ def _differences(stored: dict, now: dict) -> str:
         old, new = a.get(key, "(absent)"), b.get(key, "(absent)")
         if old != new and (leaf, repr(old), repr(new)) not in seen:
             seen.add((leaf, repr(old), repr(new)))
-            parts.append(f"{leaf}: {old!r} in the checkpoint, {new!r} now")
-    return "; ".join(parts[:6]) + ("; ..." if len(parts) > 6 else "")
+            parts.append(f"{leaf}: {shown(old)} in the checkpoint, {shown(new)} now")
+    return "; ".join(parts)
 
 
 def check_binding(path, arrays: dict, config: dict) -> None:
@@ -110,6 +117,31 @@ def check_binding(path, arrays: dict, config: dict) -> None:
                 pass
         raise ValueError(f"{path} was made with other settings ({detail}); refusing to resume "
                          "it: use another output folder or start afresh (overwrite=True, --overwrite)")
+
+
+def read_checkpoint(path) -> dict:
+    """The arrays of the checkpoint file ``path``, read by the package's safe loader
+    (:func:`gcref.nn.params_io.load_params`: never unpickles).
+
+    An empty, truncated or corrupt file, or one without a step, raises one ``ValueError`` that
+    names the file and how to start afresh.
+    """
+    path = os.fspath(path)
+    try:
+        arrays = load_params(path)
+    except ValueError as err:
+        raise ValueError(f"cannot resume from {path}, a damaged checkpoint: {_reason(err, path)}; "
+                         "delete it or start afresh (overwrite=True, --overwrite)") from None
+    if "__step__" not in arrays:
+        raise ValueError(f"cannot resume from {path}: it is not a gcref checkpoint (no step "
+                         "recorded); delete it or start afresh (overwrite=True, --overwrite)")
+    return arrays
+
+
+def _reason(err, path) -> str:
+    """The part of a loader's message after the file's name (the caller names it)."""
+    text = str(err)
+    return "it " + text[len(path):].lstrip(" :") if text.startswith(path) else text
 
 
 def checkpoint_info(path) -> dict | None:
@@ -138,6 +170,44 @@ def check_resumed_history(history: list, start: int, steps: int, out_dir) -> Non
                          "start afresh (overwrite=True, --overwrite)")
 
 
+# ---------------------------------------------------------------------------- what a folder holds
+
+#: The file that makes a folder a sweep's (written by :func:`gcref.lab.run_sweep`, with its kind).
+SWEEP_FILE = "sweep.json"
+#: Files that make a folder a training run's (written by :func:`gcref.train.fit`).
+_RUN_MARKERS = ("config.json", "history.jsonl", "checkpoint.npz")
+_KIND_WORDS = {"run": "a training run", "sweep": "a sweep", "transfer": "a transfer sweep"}
+
+
+def folder_kind(folder) -> tuple:
+    """What ``folder`` holds: ``("sweep" or "transfer", "sweep.json")`` for a sweep folder,
+    ``("run", <the first run file found>)`` for a training run's, ``(None, None)`` otherwise."""
+    folder = os.fspath(folder)
+    path = os.path.join(folder, SWEEP_FILE)
+    if os.path.exists(path):
+        try:
+            with open(path) as fh:
+                kind = json.load(fh).get("kind", "sweep")
+        except (OSError, ValueError, AttributeError):
+            kind = "sweep"
+        return (kind if kind in _KIND_WORDS else "sweep"), SWEEP_FILE
+    for name in _RUN_MARKERS:
+        if os.path.exists(os.path.join(folder, name)):
+            return "run", name
+    return None, None
+
+
+def check_folder_kind(folder, kind: str) -> None:
+    """Refuse (``ValueError``, one line) to write ``kind`` (``"run"``, ``"sweep"`` or
+    ``"transfer"``) into a folder that holds another kind of work, whose files would
+    interleave with it (also with ``overwrite``, which replaces only work of the same kind)."""
+    have, evidence = folder_kind(folder)
+    if have is not None and have != kind:
+        raise ValueError(f"{os.fspath(folder)} holds {_KIND_WORDS[have]} ({evidence}), not "
+                         f"{_KIND_WORDS[kind]}; give the {_KIND_WORDS[kind][2:]} its own "
+                         "output folder (--out)")
+
+
 # ---------------------------------------------------------------------------- lock and progress
 
 _scope = threading.local()
@@ -152,6 +222,7 @@ def open_run_folder(out_dir) -> None:
         raise RuntimeError("open_run_folder is called from inside gcref.train.fit only")
     stack[-1].enter_context(FolderLock(out_dir))
     clean_stale_temporaries(out_dir)
+    check_folder_kind(out_dir, "run")
 
 
 class ProgressBar:

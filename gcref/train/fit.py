@@ -186,8 +186,7 @@ def _write_checkpoint(out_dir, params, state, step, config, dtype="float64"):
 
 def _read_checkpoint(out_dir, net, config):
     path = os.path.join(out_dir, CHECKPOINT_FILE)
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    arrays = _ckpt.read_checkpoint(path)          # the safe loader: one error naming the file
     _ckpt.check_binding(path, arrays, config)
     step = int(arrays.pop("__step__"))
     state = {k[len(_MOMENTUM_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(_MOMENTUM_PREFIX)}
