@@ -254,3 +254,28 @@ def test_until_is_validated():
     assert criterion_met({"train_accuracy": 0.9, "train_loss": 0.5}, {"train_accuracy": 0.95, "train_loss": 0.4})
     assert not criterion_met({"train_accuracy": 0.9, "train_loss": 0.5}, {"train_accuracy": 0.95, "train_loss": 0.6})
     assert not criterion_met({"train_loss": 0.5}, {"train_loss": None})
+
+
+# ------------------------------------------------------------------ dtype in the lab and the CLI
+
+def test_lab_and_cli_train_in_float32_with_the_cuda_backend(tmp_path):
+    from typer.testing import CliRunner
+
+    from gcref.cli import app
+    from gcref.lab import run_training
+    from gcref.lab.config import SettingError
+    base = dict(steps=6, eval_every=3, eval_size=20, hidden=[16], max_per_class=10)
+    run_training({**base, "backend": "cuda", "dtype": "float32"}, tmp_path / "f32", progress=False)
+    cfg = json.loads((tmp_path / "f32" / "config.json").read_text())
+    assert cfg["dtype"] == "float32" and cfg["lab_config"]["dtype"] == "float32"
+    with np.load(tmp_path / "f32" / CHECKPOINT_FILE) as ck:
+        assert ck["features.1.weight"].dtype == np.float32
+    with pytest.raises(SettingError, match="float32 needs backend cuda"):
+        run_training({**base, "dtype": "float32"}, tmp_path / "ref32", progress=False)
+    res = CliRunner().invoke(app, ["train", "--steps", "4", "--eval-every", "2", "--eval-size", "20",
+                                   "--hidden", "16", "--max-per-class", "10", "--backend", "cuda",
+                                   "--dtype", "float32", "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["dtype"] == "float32"
+    res = CliRunner().invoke(app, ["train", "--steps", "4", "--dtype", "float16", "--out", str(tmp_path / "bad")])
+    assert res.exit_code == 2 and "Error:" in res.output and "dtype" in res.output

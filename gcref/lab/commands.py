@@ -95,6 +95,7 @@ _CONFIG_OPTIONS = [
     ("max_per_class", Optional[int], None, "Keep at most this many training examples per class."),
     ("threads", int, 1, "BLAS threads per run (0: leave BLAS alone)."),
     ("backend", str, _D.backend, "reference (gcref, NumPy float64) or cuda (gcref_cuda: CuPy on a GPU, NumPy elsewhere)."),
+    ("dtype", Optional[str], None, "Training precision with --backend cuda: float32 or float64 (default: float32 on a GPU, float64 on NumPy)."),
 ]
 _CONFIG_NAMES = [o[0] for o in _CONFIG_OPTIONS]
 

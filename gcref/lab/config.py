@@ -117,6 +117,11 @@ class TrainConfig:
         ``"reference"`` trains with :func:`gcref.train.fit` (NumPy float64); ``"cuda"`` with
         :func:`gcref_cuda.fit` (the same loop, batches and files, on CuPy where a GPU is usable,
         NumPy elsewhere).
+    dtype : {None, "float32", "float64"}
+        The training precision: ``None`` is the backend's default (float64 for the reference and
+        for gcref_cuda on NumPy, float32 for gcref_cuda on CuPy); ``"float32"`` needs
+        ``backend="cuda"`` (the reference is float64 by definition). Recorded in ``config.json``
+        and bound into the checkpoint's fingerprint.
     """
 
     dataset: str = "digits"
@@ -148,6 +153,7 @@ class TrainConfig:
     episodes: int = 200
     threads: int | None = 1
     backend: str = "reference"
+    dtype: str | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every setting (lists, not tuples)."""
@@ -295,6 +301,12 @@ def validate_config(config, n_train: int | None = None, data=None) -> TrainConfi
                                f"got {cfg.gc_size}", "gc_size")
     if cfg.backend not in BACKENDS:
         raise SettingError(f"unknown backend {cfg.backend!r}; valid: {', '.join(BACKENDS)}", "backend")
+    if cfg.dtype not in (None, "float32", "float64"):
+        raise SettingError(f"dtype must be float32 or float64 (or unset: the backend's default), "
+                           f"got {cfg.dtype!r}", "dtype")
+    if cfg.dtype == "float32" and cfg.backend != "cuda":
+        raise SettingError("dtype float32 needs backend cuda (the reference trains in float64)",
+                           "dtype", "backend")
     if cfg.eval_every is not None and cfg.eval_every > cfg.steps:
         raise SettingError(f"eval_every={cfg.eval_every} is larger than steps={cfg.steps}", "eval_every", "steps")
     if cfg.hidden is not None:

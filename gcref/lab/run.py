@@ -241,12 +241,15 @@ def blas_threads(n):
         yield
 
 
-def engine_for(backend: str):
-    """The engine of a backend for :func:`gcref.train.fit`: ``None`` (the reference) or
-    ``gcref_cuda.FastEngine`` (built for the run's network by ``fit``)."""
+def engine_for(backend: str, dtype: str | None = None):
+    """The engine of a backend for :func:`gcref.train.fit`: ``None`` (the reference) or a
+    callable building ``gcref_cuda.FastEngine(net, dtype)`` for the run's network (``dtype``
+    ``None``: the backend's default)."""
     if backend == "cuda":
         from gcref_cuda import FastEngine
-        return FastEngine
+        return FastEngine if dtype is None else (lambda net: FastEngine(net, dtype))
+    if dtype not in (None, "float64"):
+        raise ValueError(f"dtype {dtype!r} needs the cuda backend (the reference trains in float64)")
     return None
 
 
@@ -349,7 +352,8 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
                      test_data=data.test, target_data=data.target, eval_every=cfg.eval_every,
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
                      gc_rows=cfg.gc_rows, few_shot=few_shot_protocol(cfg, data), out_dir=out_dir,
-                     resume=resume, progress=progress, config_extra=extra, engine=engine_for(cfg.backend))
+                     resume=resume, progress=progress, config_extra=extra,
+                     engine=engine_for(cfg.backend, cfg.dtype))
     wall = time.perf_counter() - t0
     done = {"status": result.status, "message": result.message, "steps": result.steps,
             "wall_time_s": wall}
