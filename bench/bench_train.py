@@ -24,6 +24,7 @@ Usage::
     python bench/bench_train.py                       # every case, prints the table
     python bench/bench_train.py --cases mlp cnn --json bench/train-cpu.json
     python bench/bench_train.py --quick               # a smoke run (tiny step counts)
+    python bench/bench_train.py --device cuda         # on a GPU (bench/gpu_check.sh runs this)
 """
 
 from __future__ import annotations
@@ -91,24 +92,29 @@ def time_gcref_cuda(net, X, y, spec, dtype, steps):
     return (marks[steps - 1] - marks[1]) / (steps - 2)
 
 
-def time_torch(net, X, y, spec, dtype, steps):
-    import torch
-    from torch.func import functional_call, jacrev, vmap
+def time_torch(net, X, y, spec, dtype, steps, device="cpu"):
+    """Seconds per step of the plain PyTorch loop (``None`` without torch)."""
+    try:
+        import torch
+        from torch.func import functional_call, jacrev, vmap
+    except ImportError:
+        return None
 
     from gcref.interop.torch import to_torch
     tdt = torch.float64 if dtype == "float64" else torch.float32
     params = net.init(0)
-    model = to_torch(net, params).to(tdt)
-    Xt, yt = torch.as_tensor(X, dtype=tdt), torch.as_tensor(y)
+    model = to_torch(net, params).to(tdt).to(device)
+    Xt, yt = torch.as_tensor(X, dtype=tdt, device=device), torch.as_tensor(y, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     lossf = torch.nn.CrossEntropyLoss()
     gc_reg = spec["gc_reg"]
     if gc_reg:
-        embed = to_torch(net, params, output="embedding").to(tdt)
+        embed = to_torch(net, params, output="embedding").to(tdt).to(device)
         # share the parameters: the embedding's are the model's own tensors
         shared = dict(model.named_parameters())
         enames = [k for k, _ in embed.named_parameters()]
-    idx = [torch.as_tensor(i) for i in batches(X.shape[0], spec["batch"], steps)]
+    idx = [torch.as_tensor(i, device=device) for i in batches(X.shape[0], spec["batch"], steps)]
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     t1 = None
     for t, i in enumerate(idx, 1):
         xb, yb = Xt[i], yt[i]
@@ -124,8 +130,10 @@ def time_torch(net, X, y, spec, dtype, steps):
         loss.backward()
         opt.step()
         if t == 1:
+            sync()
             t1 = time.perf_counter()
         if t == steps - 1:
+            sync()
             return (time.perf_counter() - t1) / (steps - 2)
 
 
@@ -137,10 +145,19 @@ def flop_floor(net, spec, rate):
     return flops / rate
 
 
-def run(cases, rounds, quick):
-    import torch
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    out = {"rounds": rounds, "cases": {}, "torch": torch.__version__}
+def run(cases, rounds, quick, device="cpu", threads=None):
+    import gcref_cuda
+    if threads:                      # both sides on the same number of threads
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=threads)    # applied from here on (kept for the whole run)
+    try:
+        import torch
+        torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
+        version = torch.__version__
+    except ImportError:
+        version = None
+    out = {"rounds": rounds, "cases": {}, "torch": version, "device": device, "threads": threads,
+           "gcref_cuda_backend": gcref_cuda.backend_name()}
     for case in cases:
         spec = dict(CASES[case])
         steps = 4 if quick else spec["steps"]
@@ -150,19 +167,29 @@ def run(cases, rounds, quick):
         for dtype in ("float32", "float64"):
             times = {"gcref_cuda": [], "torch": []}
             rates = []
+            time_torch(net, X, y, spec, dtype, 4, device)          # warm-up (allocator, kernels)
             for _ in range(rounds):
                 rates.append(gemm_rate(np.float32 if dtype == "float32" else np.float64, size=768))
                 times["gcref_cuda"].append(time_gcref_cuda(net, X, y, spec, dtype, steps))
-                times["torch"].append(time_torch(net, X, y, spec, dtype, steps))
-            med = {k: statistics.median(v) for k, v in times.items()}
+                times["torch"].append(time_torch(net, X, y, spec, dtype, steps, device))
+            med = {k: (statistics.median(v) if None not in v else None) for k, v in times.items()}
             rate = statistics.median(rates)
-            res[dtype] = {"median_s": med, "all_s": times, "ratio": med["gcref_cuda"] / med["torch"],
+            ratio = med["gcref_cuda"] / med["torch"] if med["torch"] else None
+            res[dtype] = {"median_s": med, "all_s": times, "ratio": ratio,
                           "gemm_gflops": rate / 1e9, "floor_s": flop_floor(net, spec, rate)}
             print(f"{case:7s} {dtype}: gcref_cuda {med['gcref_cuda'] * 1e3:8.2f} ms  torch "
-                  f"{med['torch'] * 1e3:8.2f} ms  ratio {res[dtype]['ratio']:.2f}  "
+                  f"{_ms(med['torch'])} ms  ratio {_f(ratio)}  "
                   f"floor {res[dtype]['floor_s'] * 1e3:.2f} ms", file=sys.stderr, flush=True)
         out["cases"][case] = {"spec": spec, "results": res}
     return out
+
+
+def _ms(v):
+    return "-" if v is None else f"{v * 1e3:.2f}"
+
+
+def _f(v):
+    return "-" if v is None else f"{v:.2f}"
 
 
 def format_table(out) -> str:
@@ -172,7 +199,7 @@ def format_table(out) -> str:
         for dtype, r in c["results"].items():
             m = r["median_s"]
             lines.append(f"| {c['spec']['title']}, batch {c['spec']['batch']} | {dtype} | "
-                         f"{m['gcref_cuda'] * 1e3:.2f} | {m['torch'] * 1e3:.2f} | {r['ratio']:.2f} | "
+                         f"{_ms(m['gcref_cuda'])} | {_ms(m['torch'])} | {_f(r['ratio'])} | "
                          f"{m['gcref_cuda'] / r['floor_s']:.1f} |")
     return "\n".join(lines)
 
@@ -183,8 +210,11 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--threads", type=int, help="CPU threads for both (torch.set_num_threads and "
+                    "BLAS); default: torch's 2, gcref_cuda's own choice")
+    ap.add_argument("--device", default="cpu", help="torch's device (gcref_cuda uses CuPy where a GPU is usable)")
     args = ap.parse_args(argv)
-    out = run(args.cases, args.rounds, args.quick)
+    out = run(args.cases, args.rounds, args.quick, args.device, args.threads)
     print(format_table(out))
     if args.json:
         with open(args.json, "w") as fh:

@@ -10,7 +10,9 @@ script goes on):
    ``torch.func`` on the same GPU (``vmap(jacrev)``; autograd for the step), median wall time
    after a warm-up, with the values' agreement;
 4. training-step throughput of VGG-13 on CIFAR-10-shaped inputs (3x32x32, 10 classes; float32):
-   ``gcref_cuda.train_step`` against the same model in PyTorch on the same GPU, images/s.
+   ``gcref_cuda.train_step`` against the same model in PyTorch on the same GPU, images/s;
+5. ``bench/bench_train.py --device cuda``: ``gcref_cuda.fit`` steps (parameters kept on the GPU)
+   against a plain PyTorch loop on the same GPU, float32 and float64, every case.
 
 It writes a Markdown report (default ``validation/gpu-results.md``).
 
@@ -39,8 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 #: Seconds each phase may take on a GPU machine (together under 8 minutes with start-up).
-LIMITS = {"pytest": 150, "check": 90, "bench": 150, "vgg13": 60}
-DRY_LIMITS = {"pytest": 120, "check": 120, "bench": 120, "vgg13": 120}
+LIMITS = {"pytest": 150, "check": 90, "bench": 150, "vgg13": 60, "train": 150}
+DRY_LIMITS = {"pytest": 120, "check": 120, "bench": 120, "vgg13": 120, "train": 120}
 
 
 def _env():
@@ -204,7 +206,7 @@ def report(results, path, dry):
     for k, v in results["environment"].items():
         lines.append(f"- {k}: {v}")
     lines += ["", "## Phases", "", "| phase | exit | seconds | last line |", "|---|---|---:|---|"]
-    for name in ("pytest", "check", "bench", "vgg13"):
+    for name in ("pytest", "check", "bench", "vgg13", "train"):
         ph = results["phases"].get(name, {})
         last = (ph.get("tail") or [""])[-1].replace("|", "/")[:100]
         lines.append(f"| {name} | {ph.get('code')} | {_fmt(ph.get('seconds'))} | {last} |")
@@ -225,6 +227,13 @@ def report(results, path, dry):
         for r in vgg["rows"]:
             lines.append(f"| {r['gc_reg']} | {r['batch']} | {_fmt(r['gcref_cuda_img_s'])} | "
                          f"{_fmt(r.get('torch_img_s'))} |")
+    train = results.get("train")
+    if train:
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
+        import bench_train
+        lines += ["", f"## Training steps: gcref_cuda.fit ({train['gcref_cuda_backend']}) vs a PyTorch loop "
+                  f"({train['device']}), bench/bench_train.py", "", bench_train.format_table(train)]
     lines += ["", f"Total: {results['total_s']:.0f} s.", ""]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
@@ -252,12 +261,16 @@ def main(argv=None):
         env["GCREF_BACKEND"] = "numpy"
         env["GCREF_HYPOTHESIS_EXAMPLES"] = "2"
     tests = ["tests/test_cuda_agreement.py", "tests/test_cuda_backend.py"] if args.dry else ["tests"]
+    train_json = os.path.abspath(args.out) + ".train.json"
     phases = [
         ("pytest", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *tests]),
         ("check", [py, "-m", "gcref.cli", "check", "--backend", "cuda", "--failures-only"]
          + (["--group", "cuda"] if args.dry else [])),
         ("bench", [py, os.path.join(HERE, "gpu_check.py"), "--worker", "bench"] + (["--dry"] if args.dry else [])),
         ("vgg13", [py, os.path.join(HERE, "gpu_check.py"), "--worker", "vgg13"] + (["--dry"] if args.dry else [])),
+        ("train", [py, os.path.join(HERE, "bench_train.py"), "--json", train_json]
+         + (["--quick", "--rounds", "1", "--cases", "mlp", "mlp_gc"] if args.dry
+            else ["--rounds", "2", "--device", "cuda"])),
     ]
     failed = False
     for name, cmd in phases:
@@ -271,6 +284,10 @@ def main(argv=None):
                 results[name] = json.loads(line[len("RESULT "):])
                 tail[:] = [f"measured ({len(results[name]['rows'])} rows)"]
         print(f"gpu_check: {name} exit {code} in {secs:.0f} s", flush=True)
+    if os.path.exists(train_json):
+        with open(train_json) as fh:
+            results["train"] = json.load(fh)
+        os.unlink(train_json)
     results["total_s"] = time.monotonic() - t0
     report(results, args.out, args.dry)
     print(f"gpu_check: wrote {args.out} ({results['total_s']:.0f} s)")
