@@ -117,9 +117,13 @@ class FastEngine(Engine):
         return logits, pullback
 
     #: A training step whose forward pass has fewer multiply-adds than this runs its GEMMs on
-    #: one BLAS thread: splitting them costs more in hand-offs than it gains, and collapses when
-    #: the cores are shared (the MLP step of bench/bench_train.py: see bench/README.md).
-    SMALL_STEP_MACS = 64 * 10 ** 6
+    #: one BLAS thread: splitting such small GEMMs costs more in hand-offs than it gains.
+    #: Measured on an idle 2-core machine: the MLP step of bench/bench_train.py (16M
+    #: multiply-adds) 1.5 / 2.8 ms (float32 / float64) on two threads against 1.7 / 3.2 ms on
+    #: one, the small CNN (34M) 8.5 / 15.5 against 9.4 / 19.6 ms; so only tiny steps stay on one
+    #: thread. (Under heavy load one thread was the faster for both: the lab's parallel runs
+    #: limit threads themselves, and this never raises their limit.)
+    SMALL_STEP_MACS = 4 * 10 ** 6
 
     def training_scope(self, batch_size: int):
         """BLAS on one thread for the steps of a run whose batch forward pass is small (never

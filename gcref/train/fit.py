@@ -21,13 +21,13 @@ from ..engine import as_engine
 from ..metrics.complexity import ESTIMATORS, estimate_gc, per_example_gc
 from ..nn.params_io import atomic_write
 from . import checkpoint as _ckpt
-from .gc_regularizer import gc_penalty_and_grad
 from .losses import cross_entropy_and_grad
 from .optim import SGD
 from .trainer import Trainer
 
-__all__ = ["fit", "FitResult", "check_until", "criterion_met", "steps_for", "UNTIL_KEYS", "TrainingDiverged", "objective_and_grad", "evaluate", "load_history",
-           "HISTORY_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "train_step"]
+__all__ = ["fit", "FitResult", "TrainingDiverged", "objective_and_grad", "evaluate", "load_history",
+           "HISTORY_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "train_step", "check_until",
+           "criterion_met", "steps_for", "UNTIL_KEYS"]
 
 HISTORY_FILE = "history.jsonl"
 CHECKPOINT_FILE = "checkpoint.npz"

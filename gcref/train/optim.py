@@ -38,10 +38,10 @@ class SGD:
             new_params[k] = np.empty_like(params[k])
             if self.momentum:
                 new_state[k] = np.empty_like(g)
-            self.update(k, params[k], g, state.get(k), new_params[k], new_state.get(k))
+            self.update(params[k], g, state.get(k), new_params[k], new_state.get(k))
         return new_params, new_state
 
-    def update(self, name, p, g, buf, p_out, buf_out, tmp=None):
+    def update(self, p, g, buf, p_out, buf_out, tmp=None):
         """One parameter's update, written into ``p_out`` (and ``buf_out`` with momentum):
         ``b' = mu b + g`` (``b' = g`` when ``buf`` is None), ``p' = p - lr b'``. Arrays of any
         backend (NumPy or CuPy) in any float dtype; ``tmp`` is scratch of ``p``'s shape. The

@@ -67,7 +67,7 @@ class Trainer:
     """
 
     def __init__(self, engine, params, state, X, y, optimizer: SGD, *, l2=0.0, gc_reg=0.0,
-                 gc_rows=None, keep_data=True):
+                 gc_rows=None):
         self.engine = engine
         self.net = engine.net
         self.xp = engine.xp
@@ -76,15 +76,13 @@ class Trainer:
         self.trainable = list(self.net.param_names)
         to_b = engine.to_backend
         self.P = {k: to_b(v) for k, v in params.items()}
-        self._next = {k: self.xp.empty_like(self.P[k]) for k in self.trainable}
         self.B = {k: to_b(v) for k, v in state.items()}
-        self._bnext = {k: self.xp.empty_like(self.P[k]) for k in self.trainable} \
-            if optimizer.momentum else {}
         self._tmp = {k: self.xp.empty_like(self.P[k]) for k in self.trainable}
+        self._next = self._bnext = None             # the update's buffers, made at the first step
         self.n = X.shape[0]
         dtype = engine.dtype
         budget = getattr(engine, "memory_budget", None)
-        self._on_backend = keep_data and (budget is None or X.size * dtype.itemsize <= budget // 2)
+        self._on_backend = budget is None or X.size * dtype.itemsize <= budget // 2
         self.X = to_b(X) if self._on_backend else X
         self.y = to_b(y, np.int64) if self._on_backend else np.asarray(y, dtype=np.int64)
         self._sq = self._sq_norms(self.P)           # ||theta||^2 per trainable parameter
@@ -158,9 +156,13 @@ class Trainer:
         Xb, yb = self.batch(idx)
         objective, parts, grads = self.objective_and_grads(Xb, yb, gc_seed)
         opt = self.optimizer
+        if self._next is None:
+            self._next = {k: self.xp.empty_like(self.P[k]) for k in self.trainable}
+            self._bnext = {k: self.xp.empty_like(self.P[k]) for k in self.trainable} \
+                if opt.momentum else {}
         for k, g in grads.items():
-            opt.update(k, self.P[k], g, self.B.get(k), self._next[k], self._bnext.get(k), self._tmp[k])
-        new_sq = self._sq_norms({**self.P, **{k: self._next[k] for k in grads}})
+            opt.update(self.P[k], g, self.B.get(k), self._next[k], self._bnext.get(k), self._tmp[k])
+        new_sq = self._sq_norms({k: self._next[k] if k in grads else self.P[k] for k in self.trainable})
         norm = math.sqrt(sum(new_sq.values()))
         if math.isfinite(objective) and math.isfinite(norm) and norm <= max_param_norm:
             for k in grads:
