@@ -37,7 +37,8 @@ _err = Console(stderr=True)
 
 _INT_FIELDS = {"batch_size", "steps", "seed", "eval_every", "eval_size", "gc_rows", "max_per_class",
                "num_source", "split_seed", "ways", "shots", "queries", "episodes", "threads"}
-_FLOAT_FIELDS = {"lr", "l2", "gc_reg", "momentum", "width", "gc_size"}
+_FLOAT_FIELDS = {"lr", "l2", "gc_reg", "momentum", "width", "gc_size", "epochs", "until_train_acc",
+                 "until_loss"}
 _STR_FIELDS = {"dataset", "arch", "gc_method", "data_root"}
 
 
@@ -68,7 +69,10 @@ _CONFIG_OPTIONS = [
     ("hidden", Optional[str], None, "MLP hidden widths, comma-separated (default 128,128,32), or the CNN's embedding width."),
     ("lr", float, _D.lr, "Learning rate (> 0)."),
     ("batch_size", int, _D.batch_size, "Mini-batch size (at most the training set)."),
-    ("steps", int, _D.steps, "SGD steps."),
+    ("steps", int, _D.steps, "SGD steps (with --until-*: the cap)."),
+    ("epochs", Optional[float], None, "The budget in epochs instead of --steps (ceil(epochs * n / batch) steps)."),
+    ("until_train_acc", Optional[float], None, "Train to a criterion: stop at the first record with training accuracy >= this (e.g. 0.99); the budget is the cap."),
+    ("until_loss", Optional[float], None, "Train to a criterion: stop at the first record with training cross-entropy <= this (e.g. 0.01)."),
     ("l2", float, _D.l2, "L2 strength lambda_2 of (lambda_2/2)||theta||^2."),
     ("gc_reg", float, _D.gc_reg, "Explicit GC regularization strength lambda_GC."),
     ("momentum", float, _D.momentum, "Heavy-ball momentum in [0, 1)."),
@@ -246,7 +250,8 @@ _METRIC_LABELS = {"loss": "training loss", "gc": "embedding GC", "nc": "NC (CDNV
                   "geometric_collapse": "geometric collapse", "train_accuracy": "train accuracy",
                   "test_accuracy": "test accuracy", "flatness": "flatness ||grad L||^2",
                   "target_gc": "target GC", "target_nc": "target NC (CDNV)",
-                  "few_shot_accuracy": "few-shot NCC accuracy", "few_shot_ci95": "  95% CI half-width"}
+                  "few_shot_accuracy": "few-shot NCC accuracy", "few_shot_ci95": "  95% CI half-width",
+                  "train_loss": "train cross-entropy (eval subset)", "epoch": "epochs trained"}
 
 
 @_with_config_options
@@ -271,7 +276,7 @@ def train(
     _prepare_out(out, as_json, lock=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
-        task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.steps)
+        task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.step_budget(data.train.n))
         first = []
 
         def progress(step, steps, record):
@@ -296,14 +301,14 @@ def train(
         _emit_json(summary)
     else:
         _print_run(summary)
-    raise typer.Exit(code=0 if summary["status"] == "completed" else 1)
+    raise typer.Exit(code=0 if summary["status"] in ("completed", "converged") else 1)
 
 
 #: Which direction of each metric is "better" in the paper's reading (lower GC and NC: more
 #: collapse, expected to go with better transfer); shown in the tables.
 BETTER = {"loss": "lower", "gc": "lower", "nc": "lower", "geometric_collapse": "lower",
           "train_accuracy": "higher", "test_accuracy": "higher", "flatness": "lower",
-          "target_gc": "lower", "target_nc": "lower", "few_shot_accuracy": "higher"}
+          "target_gc": "lower", "target_nc": "lower", "few_shot_accuracy": "higher", "train_loss": "lower"}
 _ARROW = {"lower": "\u2193", "higher": "\u2191"}
 _BETTER_NOTE = ("\u2193 lower is better, \u2191 higher is better, in the paper's reading "
                 "(lower GC and NC: more collapse, expected to transfer better)")
@@ -339,7 +344,8 @@ def _print_run(summary):
     note = " (already finished: not run again; --overwrite to redo)" if summary.get("skipped") else ""
     if summary.get("resumed_from"):
         note += f" (resumed from step {summary['resumed_from']})"
-    console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps, "
+    epochs = f" ({summary['epochs']:.3g} epochs)" if summary.get("epochs") is not None else ""
+    console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps{epochs}, "
                   f"status [bold]{summary['status']}[/bold]"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
     if summary.get("message"):
@@ -442,8 +448,8 @@ def _print_sweep(summary):
         cells = [_fmt(f.get(c)) for c in cols]
         if transfer and f.get("few_shot_accuracy") is not None:
             cells[-1] = f"{f['few_shot_accuracy']:.3f} \u00b1 {f.get('few_shot_ci95') or 0:.3f}"
-        rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [r["status"]] + cells)
-    columns = [(k, True) for k in setting_keys] + [("status", False)] + [(h, True) for h in heads]
+        rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [_status_cell(r)] + cells)
+    columns = [(k, True) for k in setting_keys] + [("status@epochs", False)] + [(h, True) for h in heads]
     console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows))
     console.print(_BETTER_NOTE, highlight=False)
     corr = summary["correlations"]
@@ -454,7 +460,7 @@ def _print_sweep(summary):
         rho = "n/a" if v["rho"] is None else f"{v['rho']:+.3f}"
         rows.append((f"{v['x']} vs {v['y']}", rho + ("" if v["rho"] is not None else f" ({v.get('note', '')})"),
                      _fmt(v["pvalue"], 2), str(v["n"])))
-    c = _table("Spearman rank correlations across completed runs",
+    c = _table("Spearman rank correlations (completed or converged runs; cap and diverged runs excluded)",
                [("x vs y", False), ("rho", False), ("p-value", True), ("n", True)], rows)
     console.print(c)
     for key, words in (("gc_vs_nc", "GC and NC"), ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy"),
@@ -465,9 +471,23 @@ def _print_sweep(summary):
             console.print(f"measured: {words} {sign} (Spearman rho = {v['rho']:+.2f}, n = {v['n']})",
                           highlight=False)
     counts = summary["counts"]
-    console.print(f"{counts['completed']} completed, {counts['diverged']} diverged, {counts['error']} failed; "
+    until = ", ".join(f"{k}={v:g}" for k, v in _until_of(summary.get("base_config") or {}).items())
+    console.print((f"{counts.get('converged', 0)} converged ({until}), {counts.get('cap', 0)} reached the cap "
+                   "without converging, " if until else f"{counts['completed']} completed, ")
+                  + f"{counts['diverged']} diverged, {counts['error']} failed; "
                   f"{summary.get('ran', 0)} run now, {summary.get('skipped', 0)} already finished (skipped). "
                   f"Summary: {os.path.join(summary['dir'], 'summary.json')} and summary.csv", highlight=False)
+
+
+def _status_cell(row) -> str:
+    """``converged@41.2``: how a run ended and the epochs it trained (its last record)."""
+    epochs = row.get("epochs")
+    return row["status"] + ("" if epochs is None else f"@{epochs:.3g}")
+
+
+def _until_of(config: dict) -> dict:
+    """The criterion of a settings dict, as :meth:`TrainConfig.until` gives it (``{}``: none)."""
+    return lab_config.as_config({k: v for k, v in config.items() if k in lab_config.FIELDS}).until() or {}
 
 
 _PARAM_HELP = ("Swept setting: name=v1,v2,... (repeatable; the runs are the Cartesian product), "

@@ -65,6 +65,14 @@ class TrainConfig:
     ------------
     lr, batch_size, steps, l2, gc_reg, momentum, seed
         ``seed`` sets the initial weights and the batch order.
+    epochs : float, optional
+        The budget in epochs instead of ``steps`` (``steps`` is then not used):
+        ``ceil(epochs * n_train / batch_size)`` steps (:func:`gcref.train.fit.steps_for`).
+    until_train_acc, until_loss : float, optional
+        Train to a criterion (:func:`gcref.train.fit`'s ``until``): stop at the first record
+        where the accuracy on the training evaluation subset is ``>= until_train_acc`` and/or
+        its cross-entropy ``<= until_loss``; the budget is then the cap, and the run ends
+        ``"converged"`` or ``"cap"``.
 
     Recording
     ---------
@@ -110,6 +118,9 @@ class TrainConfig:
     episodes: int = 200
     threads: int | None = 1
     backend: str = "reference"
+    epochs: float | None = None
+    until_train_acc: float | None = None
+    until_loss: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every setting (lists, not tuples)."""
@@ -129,6 +140,21 @@ class TrainConfig:
         return (self.source_classes is not None or self.num_source is not None
                 or self.dataset in _OWN_SPLIT)
 
+    def until(self) -> dict | None:
+        """The stopping criterion of :func:`gcref.train.fit` (``None``: train the whole budget)."""
+        out = {}
+        if self.until_train_acc is not None:
+            out["train_accuracy"] = self.until_train_acc
+        if self.until_loss is not None:
+            out["train_loss"] = self.until_loss
+        return out or None
+
+    def step_budget(self, n_train: int) -> int:
+        """The number of steps (with a criterion: the cap): ``steps``, or ``epochs`` in steps."""
+        from ..train.fit import steps_for
+        return steps_for(None if self.epochs is not None else self.steps, self.epochs, n_train,
+                         self.batch_size)
+
     def result_key(self) -> dict:
         """The settings that determine the result (everything but threads and paths)."""
         d = self.to_dict()
@@ -142,7 +168,8 @@ FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 RESULT_FIELDS = tuple(k for k in FIELDS if k not in _NON_RESULT_FIELDS)
 #: Settings a sweep may vary (any scalar setting; these are the usual ones).
 SWEEPABLE = ("lr", "batch_size", "l2", "gc_reg", "momentum", "seed", "steps", "width", "arch",
-             "dataset", "gc_method", "num_source", "split_seed", "max_per_class")
+             "dataset", "gc_method", "num_source", "split_seed", "max_per_class", "epochs",
+             "until_train_acc", "until_loss")
 
 
 BACKENDS = ("reference", "cuda")
@@ -240,8 +267,19 @@ def validate_config(config, n_train: int | None = None) -> TrainConfig:
                              f"got {cfg.gc_size}")
     if cfg.backend not in BACKENDS:
         raise ValueError(f"unknown backend {cfg.backend!r}; valid: {', '.join(BACKENDS)}")
-    if cfg.eval_every is not None and cfg.eval_every > cfg.steps:
+    if cfg.epochs is not None:
+        positive("epochs")
+    for name in ("until_train_acc", "until_loss"):
+        if getattr(cfg, name) is not None:
+            positive(name)
+    if cfg.until_train_acc is not None and cfg.until_train_acc > 1:
+        raise ValueError(f"until_train_acc is a training accuracy: it must be in (0, 1], got {cfg.until_train_acc}")
+    if cfg.eval_every is not None and cfg.epochs is None and cfg.eval_every > cfg.steps:
         raise ValueError(f"eval_every={cfg.eval_every} is larger than steps={cfg.steps}")
+    if cfg.eval_every is not None and cfg.epochs is not None and n_train is not None \
+            and cfg.eval_every > cfg.step_budget(n_train):
+        raise ValueError(f"eval_every={cfg.eval_every} is larger than the {cfg.step_budget(n_train)} "
+                         f"steps of epochs={cfg.epochs:g}")
     if cfg.hidden is not None:
         if isinstance(cfg.hidden, (str, bytes)) or not hasattr(cfg.hidden, "__iter__"):
             raise ValueError(f"hidden must be a list of positive integers, got {cfg.hidden!r}")
