@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gcref.lab.run import blas_threads, engine_for
+from gcref.lab.run import TRAINED, blas_threads, engine_for  # noqa: F401 - TRAINED used by the claims
 from gcref.lab.stats import CorrelationTest, bootstrap_ci, spearman_test  # noqa: F401 - used by the claims
 from gcref.lab.stats import spearman_rho as spearman  # noqa: F401
 from gcref.nn import atomic_write
@@ -47,6 +47,12 @@ from gcref.nn import atomic_write
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SCALES = ("smoke", "small", "medium", "paper")
+#: The two training protocols: "converged" (the paper's: weight decay at the base, every run
+#: trained to a criterion; the primary verdict) and "fixed-budget" (a fixed number of steps
+#: without weight decay at the base: the ablation, under-trained networks).
+PROTOCOLS = ("converged", "fixed-budget")
+#: The claims whose runs depend on the training protocol (2 and 6 train nothing protocol-dependent).
+PROTOCOL_CLAIMS = (1, 3, 4, 5)
 VERDICTS = ("reproduced", "not reproduced", "not run at this scale")
 
 #: Fields every claim summary carries (tests check them).
@@ -89,11 +95,16 @@ def parse_args(argv=None, *, claim: int, description: str) -> argparse.Namespace
     ap.add_argument("--tiny", action="store_true",
                     help="shrink steps, widths, batch and evaluation sizes and sweeps to run the "
                          "scale's code path (data files, architectures) in seconds: for tests")
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="converged",
+                    help="converged (the primary verdict): base weight decay 5e-4, every run trained "
+                         "to the claim's criterion (e.g. >= 99%% training accuracy) with a cap; "
+                         "fixed-budget (the ablation): the earlier fixed number of steps without "
+                         "weight decay at the base, results in fixed_budget/ (claims 1, 3, 4, 5)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
     args.claim = claim
     if args.out is None:
-        args.out = str(default_out(args.scale, args.tiny))
+        args.out = str(default_out(args.scale, args.tiny, args.protocol))
     elif (args.scale == "smoke" or args.tiny) and _inside(Path(args.out), RESULTS):
         ap.error(f"--out {args.out}: --scale smoke and --tiny never write into the committed results "
                  f"({RESULTS}); give another folder")
@@ -102,19 +113,25 @@ def parse_args(argv=None, *, claim: int, description: str) -> argparse.Namespace
     return args
 
 
-def default_out(scale: str, tiny: bool = False) -> Path:
-    """Where a scale's results go when ``--out`` is not given: each scale its own folder, so no
-    run overwrites another scale's committed results.
+def default_out(scale: str, tiny: bool = False, protocol: str = "converged") -> Path:
+    """Where a scale's results go when ``--out`` is not given: each scale (and protocol) its own
+    folder, so no run overwrites another's committed results.
 
     ``small`` -> ``validation/results`` (the committed table), ``medium`` ->
-    ``validation/results/medium``, ``paper`` -> ``validation/results/paper``; ``smoke`` and any
-    ``--tiny`` run -> ``<tmp>/gcref-validation-<scale>[-tiny]`` (never the committed results).
+    ``validation/results/medium``, ``paper`` -> ``validation/results/paper``; the fixed-budget
+    ablation -> a ``fixed_budget/`` folder inside the scale's; ``smoke`` and any ``--tiny`` run
+    -> ``<tmp>/gcref-validation-<scale>[-tiny]`` (never the committed results).
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    fixed = protocol == "fixed-budget"
     if scale == "smoke" or tiny:
-        return Path(tempfile.gettempdir()) / f"gcref-validation-{scale}{'-tiny' if tiny else ''}"
-    return RESULTS if scale == "small" else RESULTS / scale
+        return Path(tempfile.gettempdir()) / (f"gcref-validation-{scale}{'-tiny' if tiny else ''}"
+                                              + ("-fixed-budget" if fixed else ""))
+    out = RESULTS if scale == "small" else RESULTS / scale
+    return out / "fixed_budget" if fixed else out
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -220,8 +237,17 @@ def apply_overrides(cfg: dict, overrides) -> dict:
     return cfg
 
 
-def resolve_config(configs: dict, args) -> dict:
-    """The scale's configuration with ``--set`` overrides and ``--seeds`` applied."""
+def resolve_config(configs: dict, args, fixed_budget: dict | None = None) -> dict:
+    """The scale's configuration with ``--set`` overrides and ``--seeds`` applied.
+
+    ``configs`` are the claim's settings under the converged protocol (the primary verdict),
+    ``fixed_budget`` those of the fixed-budget ablation (``--protocol fixed-budget``; ``None``
+    for claims whose runs do not depend on the protocol)."""
+    if getattr(args, "protocol", "converged") == "fixed-budget":
+        if fixed_budget is None:
+            raise SystemExit(f"claim{args.claim} has one protocol (it trains nothing that "
+                             "--protocol changes); run it without --protocol fixed-budget")
+        configs = fixed_budget
     if args.scale not in configs:
         raise SystemExit(f"claim{args.claim} has no configuration at --scale {args.scale} "
                          f"(scales: {', '.join(configs)})")
@@ -387,7 +413,7 @@ def build_net(spec: dict, input_shape, num_classes: int):
 
 # ------------------------------------------------------------------------------------- training
 TRAIN_KEYS = ("lr", "batch_size", "steps", "l2", "gc_reg", "momentum", "eval_every", "eval_size",
-              "gc_method", "gc_size", "gc_rows", "few_shot")
+              "gc_method", "gc_size", "gc_rows", "few_shot", "until")
 
 
 def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, backend: str = "reference", **kw):
@@ -396,6 +422,9 @@ def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, backend: s
     Training resumes from :func:`gcref.train.fit`'s checkpoint between the yields, so the
     parameters at each step are bitwise those of one uninterrupted run (the mini-batch of step
     ``t`` depends only on ``(seed, t)``). History records are only written at the checkpoints.
+    With ``until`` (:func:`gcref.train.fit`'s criterion) the run stops at the first checkpoint
+    where the criterion holds (the last history record then has ``"converged": true``); if it
+    never holds, the last checkpoint is the cap.
     """
     from gcref.train import fit
     engine = engine_for(backend)          # --backend cuda: gcref_cuda's FastEngine
@@ -410,9 +439,11 @@ def train_checkpoints(net, data, checkpoints, *, seed: int, work_dir, backend: s
         res = fit(net, params, data, steps=s, seed=seed, out_dir=work_dir, resume=True,
                   eval_every=max(s, 1), engine=engine, **fit_kw)
         history = res.history
-        if res.status != "completed":
+        if res.status not in ("completed", "converged", "cap"):
             raise RuntimeError(f"run seed={seed} stopped at step {res.steps}: {res.message}")
         yield s, res.params, history
+        if res.status == "converged":
+            return
 
 
 def checkpoint_steps(steps: int, count: int) -> list[int]:
@@ -542,6 +573,13 @@ def sweep(base: dict, grid: dict, seeds, out_dir, *, jobs: int = 1, transfer: bo
                     "message": r.get("message", ""), "final": r.get("final", {}),
                     "history": histories.get(r["name"], [])})
     return out
+
+
+def excluded_runs(records) -> dict:
+    """How many runs are left out of a statistic: ``diverged_runs`` and ``cap_runs`` (reached
+    the cap without meeting the criterion); only :data:`TRAINED` runs are compared."""
+    return {"diverged_runs": sum(r["status"] == "diverged" for r in records),
+            "cap_runs": sum(r["status"] == "cap" for r in records)}
 
 
 # ----------------------------------------------------------------------------------- statistics
