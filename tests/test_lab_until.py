@@ -121,3 +121,27 @@ def test_cli_options_reach_the_run_and_the_table(tmp_path):
     assert "1 converged (train_accuracy=0.2), 1 reached the cap" in text
     r = runner.invoke(app, ["sweep", *CLI_TINY, "--until-train-acc", "2", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "until_train_acc" in r.output
+
+
+def test_plot_fig4_marks_the_runs_at_the_cap(tmp_path, monkeypatch):
+    from gcref.lab import plots
+    cfg = dict(TINY, source_classes=[0, 1, 2, 3, 4], target_classes=[5, 6, 7, 8, 9], episodes=4,
+               queries=5, until_train_acc=0.4)
+    s = lab.run_transfer(cfg, {"lr": [1e-4, 0.3, 0.5]}, [0, 1], tmp_path / "tr", n_jobs=1,
+                         backend="sequential")
+    status = {r["name"]: r["status"] for r in s["runs"]}
+    cap = sorted(n for n, v in status.items() if v == "cap")
+    assert "lr=0.0001_seed=0" in cap and len(cap) < len(status)
+    drawn = {}
+
+    def spy(plt, runs, status_, numeric, note, path):
+        drawn.update(status=status_, numeric=numeric, note=note)
+        return real(plt, runs, status_, numeric, note, path)
+    real = plots._plot_fig4
+    monkeypatch.setattr(plots, "_plot_fig4", spy)
+    paths = plots.plot_run_or_sweep(tmp_path / "tr")
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["curves.png", "final.png", "transfer.png", "fig4.png"]
+    assert drawn["status"] == status and drawn["numeric"] == ["lr"]
+    assert all(name in drawn["note"] for name in cap) and "reached the cap" in drawn["note"]
+    with open(paths[-1], "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -546,7 +546,7 @@ def plot(
 ):
     """Draw PNG figures of a run or a sweep (training curves, final values, transfer scatter).
 
-    curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy.
+    curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy; fig4.png (transfer sweeps): the paper's Fig. 4 layout, source GC, target NC and few-shot accuracy against each swept setting (seeds as error bars). Runs that reached the cap of --until-* without converging are left out of the final values and drawn as red open markers in fig4.png.
     """
     from .plots import _load, plot_run_or_sweep
     if not os.path.isdir(run_dir):
