@@ -18,6 +18,8 @@ VALIDATION = Path(__file__).resolve().parents[1] / "validation"
 sys.path.insert(0, str(VALIDATION))
 
 import common  # noqa: E402
+import reporting  # noqa: E402
+import verdicts  # noqa: E402
 
 SCRIPTS = {1: "claim1_hyperparams", 2: "claim2_sampled_gc", 3: "claim3_ncc_bound", 4: "claim4_transfer",
            5: "claim5_gc_regularization", 6: "claim6_inequalities"}
@@ -31,18 +33,18 @@ def _check_outputs(out: Path, claim: int, summary: dict, scale: str):
     path = out / f"claim{claim}.json"
     assert path.is_file(), f"claim{claim}.json not written"
     on_disk = json.loads(path.read_text())
-    for key in common.SUMMARY_FIELDS:
+    for key in reporting.SUMMARY_FIELDS:
         assert key in on_disk, f"claim{claim}.json lacks {key!r}"
     assert on_disk["claim"] == claim
     assert on_disk["scale"] == scale
-    assert on_disk["verdict"] in common.VERDICTS
+    assert on_disk["verdict"] in verdicts.VERDICTS
     assert isinstance(on_disk["setting"], str) and on_disk["setting"]
     assert isinstance(on_disk["statistic"], dict) and "name" in on_disk["statistic"]
     assert isinstance(on_disk["uncertainty"], dict)
     assert isinstance(on_disk["parts"], list) and on_disk["parts"]
     for part in on_disk["parts"]:
-        assert part["verdict"] in common.VERDICTS
-    assert on_disk["verdict"] == common.combine_verdicts(on_disk["parts"])
+        assert part["verdict"] in verdicts.VERDICTS
+    assert on_disk["verdict"] == verdicts.combine_verdicts(on_disk["parts"])
     assert on_disk["figure"] == f"claim{claim}.png"
     png = out / f"claim{claim}.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -160,20 +162,21 @@ def test_cuda_backend_trains_through_gcref_cuda(tmp_path, monkeypatch):
     """--backend cuda: training goes through gcref_cuda.fit (NumPy here), and the results match."""
     from gcref_cuda.fast_engine import FastEngine
     calls = []
-    original = FastEngine.logits_and_pullback
+    original = FastEngine.step_passes          # the trainer's training pass (gcref.train.trainer)
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(FastEngine, "logits_and_pullback", counting)
+    monkeypatch.setattr(FastEngine, "step_passes", counting)
     ref = _module(5).main(["--scale", "smoke", "--out", str(tmp_path / "ref"), "--jobs", "1", "--quiet"])
     fast = _module(5).main(["--scale", "smoke", "--out", str(tmp_path / "cuda"), "--jobs", "1", "--quiet",
                             "--backend", "cuda"])
     assert calls, "the cuda backend did not train with gcref_cuda's FastEngine"
     assert fast["backend"]["name"] == "cuda" and ref["backend"]["name"] == "reference"
     for a, b in zip(ref["parts"], fast["parts"]):
-        assert a["spearman_rho"] == pytest.approx(b["spearman_rho"], abs=1e-9)
+        assert a["spearman_rho"] == pytest.approx(b["spearman_rho"], abs=1e-9, nan_ok=True)
+        assert a["cap_runs"] == b["cap_runs"] and a["n"] == b["n"]
     # nothing is swapped: the reference loop and the lab's fit are untouched
     assert importlib.import_module("gcref.train.fit").train_step.__module__ == "gcref.train.fit"
     assert importlib.import_module("gcref.lab.run").fit.__module__ == "gcref.train.fit"
@@ -188,16 +191,16 @@ def test_paper_scale_without_data_root_says_so(tmp_path):
 def test_spearman_test_direction_and_pvalue():
     x = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], 3)
     y = -x + np.random.default_rng(0).normal(0, 0.3, x.size)
-    t = common.spearman_test(x, y, groups=x)
+    t = verdicts.spearman_test(x, y, groups=x)
     from scipy.stats import spearmanr
     assert t.rho == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
     assert t.p_value < 0.01 and t.ci95[1] < 0
-    assert common.direction_verdict(t, -1)["verdict"] == "reproduced"
-    assert common.direction_verdict(t, +1) == {"verdict": "not reproduced", "direction": "opposite"}
-    flat = common.spearman_test(x, np.random.default_rng(1).normal(size=x.size))
+    assert verdicts.direction_verdict(t, -1)["verdict"] == "reproduced"
+    assert verdicts.direction_verdict(t, +1) == {"verdict": "not reproduced", "direction": "opposite"}
+    flat = verdicts.spearman_test(x, np.random.default_rng(1).normal(size=x.size))
     assert flat.p_value > 0.01
-    constant = common.spearman_test([1, 1, 1], [1, 2, 3])
-    assert np.isnan(constant.rho) and common.direction_verdict(constant, 1)["verdict"] == "not reproduced"
+    constant = verdicts.spearman_test([1, 1, 1], [1, 2, 3])
+    assert np.isnan(constant.rho) and verdicts.direction_verdict(constant, 1)["verdict"] == "not reproduced"
 
 
 def test_overrides_seeds_and_tiny():
@@ -216,7 +219,7 @@ def test_overrides_seeds_and_tiny():
 
 
 def test_write_json_is_strict_json(tmp_path):
-    p = common.write_json(tmp_path / "x.json", {"a": float("nan"), "b": np.float64(1.5), "c": np.arange(2)})
+    p = reporting.write_json(tmp_path / "x.json", {"a": float("nan"), "b": np.float64(1.5), "c": np.arange(2)})
     assert json.loads(p.read_text()) == {"a": None, "b": 1.5, "c": [0, 1]}
 
 
@@ -264,7 +267,7 @@ def test_statistics_are_gcrefs():
     import gcref.lab as lab
     from gcref.lab import stats
     from scipy.stats import spearmanr
-    assert common.spearman_test is stats.spearman_test and common.bootstrap_ci is stats.bootstrap_ci
+    assert verdicts.spearman_test is stats.spearman_test and verdicts.bootstrap_ci is stats.bootstrap_ci
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=12), rng.normal(size=12)
     y[:6] += 2 * x[:6]

@@ -29,6 +29,9 @@ import os
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
+import reporting  # noqa: E402
+import training  # noqa: E402
+import verdicts  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -131,16 +134,16 @@ def lambda_max_cov(Xc) -> float:
 
 def run_one(setting: dict, seed: int, cfg: dict, work: str, backend: str, data_root):
     from gcref.metrics import ncc_accuracy, ncc_error_bound
-    B = common.load_backend(backend)
-    train, test, info = common.load_classification(setting["data"], data_root)
-    net = common.build_net(setting["net"], train.input_shape, train.num_classes)
+    B = training.load_backend(backend)
+    train, test, info = training.load_classification(setting["data"], data_root)
+    net = training.build_net(setting["net"], train.input_shape, train.num_classes)
     rho, rho_note = _rho(setting, train, test)
     k = train.num_classes
     m_train = int(np.min(np.bincount(train.y, minlength=k)))
     rows = []
     history = []
-    for step, params, history in common.train_checkpoints(
-            net, train, common.checkpoint_steps(setting["train"]["steps"], setting["checkpoints"]),
+    for step, params, history in training.train_checkpoints(
+            net, train, training.checkpoint_steps(setting["train"]["steps"], setting["checkpoints"]),
             seed=seed, backend=backend, work_dir=os.path.join(work, f"seed{seed}"), **setting["train"]):
         Ztr, Zte = net.embed(params, train.X), net.embed(params, test.X)
         err_ncc = 1.0 - ncc_accuracy(Ztr, train.y, Zte, test.y)
@@ -215,7 +218,7 @@ def summarize(label, runs, cfg):
 
 
 def plot(runs_by_label, summaries):
-    plt = common.plt()
+    plt = reporting.plt()
     n = len(summaries)
     fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.3), squeeze=False)
     for ax, s in zip(axes[0], summaries):
@@ -232,7 +235,7 @@ def plot(runs_by_label, summaries):
             ax.plot(steps, [r["bound_capped_gc_full"] for r in run["rows"]], "-.", color="C2", alpha=0.8,
                     **({"label": "capped GC bound"} if not i else {}))
         ax.axhline(1.0, color="k", lw=1, ls=":", label="vacuous above 1")
-        common.log_scale(ax, "xy")
+        reporting.log_scale(ax, "xy")
         ax.set_xlabel("training step (step 0 drawn at 1)")
         ax.set_ylabel("error / bound")
         ax.set_title(f"{s['label']}\nrho: {s['rho_note']}", fontsize=8)
@@ -243,13 +246,13 @@ def plot(runs_by_label, summaries):
 
 def run(args, t0):
     cfg = common.resolve_config(CONFIGS, args, FIXED_BUDGET)
-    B = common.load_backend(args.backend)
-    with common.work_dir(args, "claim3") as work:
+    B = training.load_backend(args.backend)
+    with training.work_dir(args, "claim3") as work:
         tasks = [{"setting": st, "seed": s, "cfg": cfg, "work": os.path.join(str(work), f"setting{i}"),
                   "backend": args.backend, "data_root": args.data_root}
                  for i, st in enumerate(cfg["settings"]) for s in cfg["seeds"]]
         common.log(args, f"{len(tasks)} runs, {args.jobs} processes")
-        results = common.run_parallel(run_one, tasks, args.jobs)
+        results = training.run_parallel(run_one, tasks, args.jobs)
     runs_by_label = {}
     for r in results:
         r["shots"] = cfg["shots"]
@@ -267,23 +270,23 @@ def run(args, t0):
                       "range_over_seeds": s["final_gc_bound_range"],
                       "final_ncc_error_median": s["final_ncc_error_median"],
                       "verdict": "reproduced" if s["non_vacuous"] else "not reproduced"})
-    verdict = common.combine_verdicts(parts)
+    verdict = verdicts.combine_verdicts(parts)
     bits = []
     for s in summaries:
         bits.append(f"{s['label']}: bound >= error at all {s['n_checks']} checks: {s['bound_holds_everywhere']}; "
-                    f"final GC bound {common.fmt(s['final_gc_bound_median'])} (median; NC/variance bound "
-                    f"{common.fmt(s['final_variance_bound_median'])}) vs NCC test error "
-                    f"{common.fmt(s['final_ncc_error_median'])}"
+                    f"final GC bound {reporting.fmt(s['final_gc_bound_median'])} (median; NC/variance bound "
+                    f"{reporting.fmt(s['final_variance_bound_median'])}) vs NCC test error "
+                    f"{reporting.fmt(s['final_ncc_error_median'])}"
                     + ("" if s["non_vacuous"] else
                        f" -> vacuous: the bound is 2C(k-1)(1+1/m) ~ {2 * cfg['constant'] * (s['k'] - 1):.0f}x a "
-                       f"pair-averaged collapse (test NC {common.fmt(s['final_nc_test_median'])}), and rho GC exceeds "
-                       f"the class variance by {common.fmt(s['final_poincare_slack_median'])}x (median)"))
+                       f"pair-averaged collapse (test NC {reporting.fmt(s['final_nc_test_median'])}), and rho GC exceeds "
+                       f"the class variance by {reporting.fmt(s['final_poincare_slack_median'])}x (median)"))
     for s in summaries:
         if s.get("final_factors_median"):
             f = s["final_factors_median"]
-            bits.append(f"{s['label']}: final bound = {common.fmt(f['factor_union'])} (union bound) x "
-                        f"{common.fmt(f['factor_collapse'])} (test-feature collapse) x "
-                        f"{common.fmt(f['factor_poincare'])} (Poincare step), medians over seeds; largest: "
+            bits.append(f"{s['label']}: final bound = {reporting.fmt(f['factor_union'])} (union bound) x "
+                        f"{reporting.fmt(f['factor_collapse'])} (test-feature collapse) x "
+                        f"{reporting.fmt(f['factor_poincare'])} (Poincare step), medians over seeds; largest: "
                         f"{FACTORS[s['dominant_factor']]}; runs: "
                         + ", ".join(f"{v} {k}" for k, v in s["statuses"].items() if v)
                         + f" (final steps {s['final_steps']})")
@@ -291,7 +294,7 @@ def run(args, t0):
     head = summaries[0]
     setting = "; ".join(f"{s['label']} ({len(runs_by_label[s['label']])} seeds, k={s['k']}, "
                         f"m={s['m_train']} train/class)" for s in summaries) + f"; constant C={cfg['constant']}"
-    summary = common.Summary(
+    summary = reporting.Summary(
         CLAIM, TITLE, PAPER, args.scale, setting,
         statistic={"name": f"final GC bound (median over seeds), {head['label']}",
                    "value": head["final_gc_bound_median"],
@@ -303,11 +306,11 @@ def run(args, t0):
         data=[runs_by_label[s["label"]][0]["data"] for s in summaries], config=cfg,
         runtime_s=time.time() - t0, extra={"settings": summaries})
     fig = plot(runs_by_label, summaries)
-    return common.finish(args, summary, fig)
+    return reporting.finish(args, summary, fig)
 
 
 def main(argv=None):
-    return common.script_main(run, argv, claim=CLAIM, description=__doc__)
+    return training.script_main(run, argv, claim=CLAIM, description=__doc__)
 
 
 if __name__ == "__main__":
