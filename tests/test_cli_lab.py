@@ -10,8 +10,9 @@ from gcref.cli import app
 from gcref.train import load_history
 
 runner = CliRunner()
+# --until-train-acc 0: the whole budget (sweep and transfer train to a criterion by default)
 TINY = ["--steps", "20", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
-        "--batch-size", "16"]
+        "--batch-size", "16", "--until-train-acc", "0"]
 
 
 def invoke(*args):

@@ -145,3 +145,22 @@ def test_plot_fig4_marks_the_runs_at_the_cap(tmp_path, monkeypatch):
     assert all(name in drawn["note"] for name in cap) and "reached the cap" in drawn["note"]
     with open(paths[-1], "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_and_transfer_default_to_the_protocol(tmp_path):
+    """gcref sweep / transfer: weight decay 5e-4 at the base and >= 99% training accuracy, the
+    step budget being the cap; ``--until-train-acc 0`` trains the whole budget."""
+    from gcref.lab.commands import PROTOCOL_DEFAULTS
+    assert PROTOCOL_DEFAULTS == {"l2": 5e-4, "until_train_acc": 0.99}
+    for command, steps in (("sweep", 6000), ("transfer", 40000)):
+        help_text = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout.split())
+        assert "[default: 0.99]" in help_text and f"[default: {steps}]" in help_text
+    r = runner.invoke(app, ["sweep", *CLI_TINY, "--steps", "10", "--param", "lr=0.0001", "--seeds", "0", "-j", "1",
+                            "--out", str(tmp_path / "a"), "--json"])
+    s = json.loads(r.stdout)
+    assert s["base_config"]["l2"] == 5e-4 and s["base_config"]["until_train_acc"] == 0.99
+    assert s["counts"]["cap"] == 1
+    r = runner.invoke(app, ["sweep", *CLI_TINY, "--steps", "10", "--param", "lr=0.0001", "--seeds", "0", "-j", "1",
+                            "--until-train-acc", "0", "--out", str(tmp_path / "b"), "--json"])
+    s = json.loads(r.stdout)
+    assert s["base_config"]["until_train_acc"] is None and s["counts"]["completed"] == 1

@@ -71,13 +71,13 @@ _CONFIG_OPTIONS = [
     ("batch_size", int, _D.batch_size, "Mini-batch size (at most the training set)."),
     ("steps", int, _D.steps, "SGD steps (with --until-*: the cap)."),
     ("epochs", Optional[float], None, "The budget in epochs instead of --steps (ceil(epochs * n / batch) steps)."),
-    ("until_train_acc", Optional[float], None, "Train to a criterion: stop at the first record with training accuracy >= this (e.g. 0.99); the budget is the cap."),
-    ("until_loss", Optional[float], None, "Train to a criterion: stop at the first record with training cross-entropy <= this (e.g. 0.01)."),
+    ("until_train_acc", Optional[float], None, "Train to a criterion: stop at the first record with training accuracy (on the evaluation subset) >= this, e.g. 0.99; --steps is then the cap; 0: no criterion."),
+    ("until_loss", Optional[float], None, "Train to a criterion: stop at the first record with training cross-entropy (evaluation subset) <= this, e.g. 0.01; 0: no criterion."),
     ("l2", float, _D.l2, "L2 strength lambda_2 of (lambda_2/2)||theta||^2."),
     ("gc_reg", float, _D.gc_reg, "Explicit GC regularization strength lambda_GC."),
     ("momentum", float, _D.momentum, "Heavy-ball momentum in [0, 1)."),
     ("seed", int, _D.seed, "Seed of the initial weights and the batch order."),
-    ("eval_every", Optional[int], None, "Steps between history records (default steps // 20)."),
+    ("eval_every", Optional[int], None, "Steps between history records (default steps // 20; with a criterion steps // 100)."),
     ("eval_size", int, _D.eval_size, "Training examples (class-balanced) on which GC and NC are measured."),
     ("gc_method", str, _D.gc_method, "GC in the history: exact, or an estimator (examples, outputs, mask, projection)."),
     ("gc_rows", Optional[int], None, "Embedding rows sampled for the GC-penalty gradient (default: all, exact)."),
@@ -146,6 +146,9 @@ def _config_from_options(opts) -> dict:
         if cfg[name] is not None:
             cfg[name] = _parse_list(cfg[name], name)
     cfg["threads"] = None if cfg["threads"] == 0 else cfg["threads"]
+    for name in ("until_train_acc", "until_loss"):         # 0: no criterion (the whole budget)
+        if cfg.get(name) == 0:
+            cfg[name] = None
     return cfg
 
 
@@ -497,7 +500,13 @@ _BACKEND_HELP = ("joblib backend: loky (processes, default), multiprocessing, th
                  "(needs ray; RAY_ADDRESS picks the cluster, else a local one) send the runs to a cluster.")
 
 
-@_with_config_options
+#: The protocol of ``gcref sweep`` and ``gcref transfer`` (the paper's, as in validation/): weight
+#: decay at the base and every run trained until >= 99% training accuracy (on the evaluation
+#: subset), ``--steps`` being the cap; ``--until-train-acc 0`` trains the whole budget instead.
+PROTOCOL_DEFAULTS = {"l2": 5e-4, "until_train_acc": 0.99}
+
+
+@_with_config_options(defaults={**PROTOCOL_DEFAULTS, "steps": 6000})
 def sweep(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
     seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
@@ -517,7 +526,7 @@ def sweep(
                    out, overwrite, as_json)
 
 
-@_with_config_options(defaults={"dataset": "glyphs"})
+@_with_config_options(defaults={"dataset": "glyphs", **PROTOCOL_DEFAULTS, "steps": 40000})
 def transfer(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
     seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),

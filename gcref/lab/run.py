@@ -280,6 +280,14 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         return _train(cfg, data, out_dir, progress, resume)
 
 
+def _eval_every(cfg: TrainConfig, n_train: int):
+    """Steps between records: as set; else, with a criterion, 1% of the cap (so the criterion is
+    checked often enough), else :func:`gcref.train.fit`'s default (5% of the budget)."""
+    if cfg.eval_every is not None or cfg.until() is None:
+        return cfg.eval_every
+    return max(1, cfg.step_budget(n_train) // 100)
+
+
 def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
     resumed_from = None
     if out_dir is not None and resume:
@@ -297,7 +305,7 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
                      steps=None if cfg.epochs is not None else cfg.steps, epochs=cfg.epochs,
                      until=cfg.until(),
                      l2=cfg.l2, gc_reg=cfg.gc_reg, momentum=cfg.momentum, seed=cfg.seed,
-                     test_data=data.test, target_data=data.target, eval_every=cfg.eval_every,
+                     test_data=data.test, target_data=data.target, eval_every=_eval_every(cfg, data.train.n),
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
                      gc_rows=cfg.gc_rows, few_shot=few_shot_protocol(cfg, data), out_dir=out_dir,
                      resume=resume, progress=progress, config_extra=extra, engine=engine_for(cfg.backend))
