@@ -164,3 +164,11 @@ def test_sweep_and_transfer_default_to_the_protocol(tmp_path):
                             "--until-train-acc", "0", "--out", str(tmp_path / "b"), "--json"])
     s = json.loads(r.stdout)
     assert s["base_config"]["until_train_acc"] is None and s["counts"]["completed"] == 1
+
+
+@pytest.mark.parametrize("budget, until, expected", [(200, 0.99, 10), (6000, 0.99, 60), (40000, 0.99, 400),
+                                                     (3000, 0.99, 30), (10, 0.99, 1), (6000, None, None)])
+def test_records_with_a_criterion_every_percent_of_the_cap(budget, until, expected):
+    from gcref.lab.run import _eval_every
+    assert _eval_every(lab.TrainConfig(steps=budget, until_train_acc=until), 1000) == expected
+    assert _eval_every(lab.TrainConfig(steps=budget, until_train_acc=until, eval_every=7), 1000) == 7

@@ -77,7 +77,7 @@ _CONFIG_OPTIONS = [
     ("gc_reg", float, _D.gc_reg, "Explicit GC regularization strength lambda_GC."),
     ("momentum", float, _D.momentum, "Heavy-ball momentum in [0, 1)."),
     ("seed", int, _D.seed, "Seed of the initial weights and the batch order."),
-    ("eval_every", Optional[int], None, "Steps between history records (default steps // 20; with a criterion steps // 100)."),
+    ("eval_every", Optional[int], None, "Steps between history records (default steps // 20; with a criterion 1% of the cap, at least 20 steps apart)."),
     ("eval_size", int, _D.eval_size, "Training examples (class-balanced) on which GC and NC are measured."),
     ("gc_method", str, _D.gc_method, "GC in the history: exact, or an estimator (examples, outputs, mask, projection)."),
     ("gc_rows", Optional[int], None, "Embedding rows sampled for the GC-penalty gradient (default: all, exact)."),

@@ -77,7 +77,8 @@ class TrainConfig:
     Recording
     ---------
     eval_every, eval_size, gc_method, gc_size, gc_rows
-        As in :func:`gcref.train.fit` (``eval_every=None`` with a criterion: every 1% of the cap).
+        As in :func:`gcref.train.fit` (``eval_every=None`` with a criterion: every 1% of the cap, at
+        least 20 steps or 5% of the cap apart).
     ways, shots, queries, episodes
         Few-shot NCC protocol on the target classes (``ways=None``: ``min(5, #target classes)``).
     threads : int, optional

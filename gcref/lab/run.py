@@ -282,10 +282,12 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
 
 def _eval_every(cfg: TrainConfig, n_train: int):
     """Steps between records: as set; else, with a criterion, 1% of the cap (so the criterion is
-    checked often enough), else :func:`gcref.train.fit`'s default (5% of the budget)."""
+    checked often enough) but no closer than 20 steps (or 5% of a short cap); else
+    :func:`gcref.train.fit`'s default (5% of the budget)."""
     if cfg.eval_every is not None or cfg.until() is None:
         return cfg.eval_every
-    return max(1, cfg.step_budget(n_train) // 100)
+    budget = cfg.step_budget(n_train)
+    return max(1, budget // 100, min(20, budget // 20))
 
 
 def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
