@@ -117,7 +117,7 @@ def test_cli_options_reach_the_run_and_the_table(tmp_path):
                       env={"COLUMNS": "100"})
     assert r.exit_code == 0, r.output
     text = " ".join(r.stdout.split())
-    assert "cap@" in text and "converged@" in text
+    assert "cap@" in text and "conv@" in text and "conv = converged to the criterion" in text
     assert "1 converged (train_accuracy=0.2), 1 reached the cap" in text
     r = runner.invoke(app, ["sweep", *CLI_TINY, "--until-train-acc", "2", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "until_train_acc" in r.output

@@ -452,9 +452,10 @@ def _print_sweep(summary):
         if transfer and f.get("few_shot_accuracy") is not None:
             cells[-1] = f"{f['few_shot_accuracy']:.3f} \u00b1 {f.get('few_shot_ci95') or 0:.3f}"
         rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [_status_cell(r)] + cells)
-    columns = [(k, True) for k in setting_keys] + [("status@epochs", False)] + [(h, True) for h in heads]
+    columns = [(k, True) for k in setting_keys] + [("status", False)] + [(h, True) for h in heads]
     console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows))
     console.print(_BETTER_NOTE, highlight=False)
+    console.print(_STATUS_NOTE, highlight=False)
     corr = summary["correlations"]
     order = [k for k in _RHO_ORDER if k in corr] + [k for k in corr if k not in _RHO_ORDER]
     rows = []
@@ -463,7 +464,7 @@ def _print_sweep(summary):
         rho = "n/a" if v["rho"] is None else f"{v['rho']:+.3f}"
         rows.append((f"{v['x']} vs {v['y']}", rho + ("" if v["rho"] is not None else f" ({v.get('note', '')})"),
                      _fmt(v["pvalue"], 2), str(v["n"])))
-    c = _table("Spearman rank correlations (completed or converged runs; cap and diverged runs excluded)",
+    c = _table("Spearman rank correlations (done or converged runs; cap and diverged runs left out)",
                [("x vs y", False), ("rho", False), ("p-value", True), ("n", True)], rows)
     console.print(c)
     for key, words in (("gc_vs_nc", "GC and NC"), ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy"),
@@ -482,10 +483,16 @@ def _print_sweep(summary):
                   f"Summary: {os.path.join(summary['dir'], 'summary.json')} and summary.csv", highlight=False)
 
 
+#: How a run ended, in the sweep table's narrow ``status`` column (``conv@41.2``: @ the epochs trained).
+_STATUS_SHORT = {"completed": "done", "converged": "conv", "cap": "cap", "diverged": "div"}
+_STATUS_NOTE = ("status: conv = converged to the criterion, cap = reached the cap without it, "
+                "done = trained the whole budget, div = diverged; @ the epochs trained")
+
+
 def _status_cell(row) -> str:
-    """``converged@41.2``: how a run ended and the epochs it trained (its last record)."""
+    """``conv@41.2``: how a run ended and the epochs it trained (its last record)."""
     epochs = row.get("epochs")
-    return row["status"] + ("" if epochs is None else f"@{epochs:.3g}")
+    return _STATUS_SHORT.get(row["status"], row["status"]) + ("" if epochs is None else f"@{epochs:.3g}")
 
 
 def _until_of(config: dict) -> dict:
