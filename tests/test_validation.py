@@ -292,3 +292,36 @@ def test_importing_common_mutates_neither_path_nor_environment():
             "assert dict(os.environ) == e, 'environment changed'")
     res = subprocess.run([sys.executable, "-c", code, str(VALIDATION)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_matched_fit_reads_every_run_at_the_common_level():
+    h = lambda losses, gcs: [{"step": 10 * i, "epoch": i / 2, "train_loss": l, "gc": g}  # noqa: E731
+                             for i, (l, g) in enumerate(zip(losses, gcs))]
+    records = [{"history": h([2.0, 1.0, 0.5, 0.2], [10, 20, 30, 40])},
+               {"history": h([2.0, 0.8, 0.4], [11, 21, 31])},
+               {"history": h([2.0, 1.5, 0.9, 0.6], [12, 22, 32, 42])},
+               {"history": [{"step": 0, "loss": 1.0}]}]           # no training loss recorded
+    mf = verdicts.matched_fit(records, ("gc",))
+    assert mf["level"] == 0.6 and mf["missing"] == [3]
+    assert [(r["index"], r["step"], r["gc"]) for r in mf["rows"]] == [(0, 20, 30), (1, 20, 31), (2, 30, 42)]
+    t = verdicts.matched_fit_tests(records[:3], lambda r, row: row["index"], ("gc",), +1, "x")
+    assert t["level"] == 0.6 and t["n"] == 3 and t["epochs_range"] == [1.0, 1.5]
+    assert t["tests"][0]["spearman_rho"] == pytest.approx(1.0) and t["tests"][0]["expected_sign"] == 1
+
+
+def test_the_converged_protocol_is_the_primary_configuration():
+    """Claims 1, 3, 4, 5 at --scale small: base weight decay 5e-4, every run trained to >= 99%
+    training accuracy, the L2 sweeps spanning 0..5e-3, >= 3 seeds; the fixed budget is kept."""
+    for claim in (1, 3, 4, 5):
+        mod = _module(claim)
+        small = mod.CONFIGS["small"]
+        assert len(small["seeds"]) >= 3 and "small" in mod.FIXED_BUDGET
+        for st in small["settings"]:
+            cfg = st.get("config") or st["train"]
+            assert cfg["l2"] == 5e-4
+            assert cfg.get("until_train_acc") == 0.99 or cfg.get("until") == {"train_accuracy": 0.99}
+            if "l2" in st.get("sweeps", {}):
+                assert min(st["sweeps"]["l2"]) == 0.0 and max(st["sweeps"]["l2"]) == 5e-3
+    assert common.default_out("small", protocol="fixed-budget") == common.RESULTS / "fixed_budget"
+    with pytest.raises(SystemExit, match="one protocol"):
+        _module(6).main(["--scale", "smoke", "--protocol", "fixed-budget", "--quiet"])
