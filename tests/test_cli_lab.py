@@ -10,8 +10,9 @@ from gcref.cli import app
 from gcref.train import load_history
 
 runner = CliRunner()
+# --until-train-acc 0: the whole budget (sweep and transfer train to a criterion by default)
 TINY = ["--steps", "20", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
-        "--batch-size", "16"]
+        "--batch-size", "16", "--until-train-acc", "0"]
 
 
 def invoke(*args):
@@ -80,12 +81,12 @@ def test_transfer_and_plot(tmp_path):
         assert run["final"]["few_shot_accuracy"] is not None and run["final"]["target_nc"] is not None
     result = invoke("plot", out)
     assert result.exit_code == 0, result.output
-    for name in ("curves.png", "final.png", "transfer.png"):
+    for name in ("curves.png", "final.png", "transfer.png", "fig4.png"):
         path = out / "figures" / name
         assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
     result = invoke("plot", out, "--out", tmp_path / "figs", "--json")
     assert result.exit_code == 0
-    assert len(json.loads(result.stdout)["figures"]) == 3
+    assert len(json.loads(result.stdout)["figures"]) == 4
 
 
 @pytest.mark.parametrize("args, message", [

@@ -170,7 +170,7 @@ def test_transfer_command_defaults_to_glyphs(tmp_path):
     res = CliRunner().invoke(app, ["transfer", "--max-per-class", "4", "--shots", "1", "--queries", "2",
                                    "--episodes", "2", "--steps", "2", "--eval-every", "2", "--eval-size", "8",
                                    "--hidden", "8,4", "--batch-size", "8", "--param", "lr=0.05",
-                                   "--seeds", "0", "--parallel-backend", "sequential", "--out", str(out), "--json"])
+                                   "--seeds", "0", "--until-train-acc", "0", "--parallel-backend", "sequential", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     run = summary["runs"][0]

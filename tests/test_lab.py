@@ -11,7 +11,7 @@ from gcref.nn import load_params
 from gcref.train import load_history
 
 TINY = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16}
-TINY_TRANSFER = dict(TINY, dataset="digits", source_classes=[0, 1, 2, 3, 4],
+TINY_TRANSFER = dict(TINY, dataset="digits", l2=0.005, until_train_acc=None, source_classes=[0, 1, 2, 3, 4],
                      target_classes=[5, 6, 7, 8, 9], episodes=4, queries=5)
 
 
@@ -217,7 +217,7 @@ def test_plots_of_run_sweep_and_transfer(tmp_path):
     lab.run_transfer(dict(TINY_TRANSFER), {"lr": [0.05, 0.2]}, seeds=[0], out_dir=tmp_path / "t",
                      backend="sequential")
     paths = lab.plot_run_or_sweep(tmp_path / "t", tmp_path / "figs")
-    assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "final.png", "transfer.png"]
+    assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "fig4.png", "final.png", "transfer.png"]
     assert all(_png_ok(p) and str(tmp_path / "figs") in p for p in paths)
     assert not any(n.startswith(".tmp") for n in os.listdir(tmp_path / "figs"))
 

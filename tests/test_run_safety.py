@@ -32,7 +32,8 @@ TINY = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batc
 LONG = {"steps": 300, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16}
 GRID = {"lr": [0.05, 0.2]}
 LONG_CLI = ["--steps", "300", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
-            "--batch-size", "16", "--param", "lr=0.05,0.2", "--seeds", "0", "--n-jobs", "2"]
+            "--batch-size", "16", "--param", "lr=0.05,0.2", "--seeds", "0", "--n-jobs", "2",
+            "--l2", "0.005", "--until-train-acc", "0"]      # LONG: the lab's defaults, a fixed budget
 
 
 def _files(folder):

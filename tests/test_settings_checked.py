@@ -168,6 +168,7 @@ def test_gcref_transfer_and_run_transfer_share_their_defaults(monkeypatch, tmp_p
     assert len(seen) == 2 and seen[0] == seen[1]
     cfg, grid, seeds, kind = seen[0]
     assert (cfg["dataset"], grid, seeds, kind) == ("glyphs", {"lr": [0.01, 0.05, 0.2]}, [0, 1], "transfer")
+    assert (cfg["l2"], cfg["until_train_acc"], cfg["steps"]) == (5e-4, 0.99, 40000)   # the protocol
 
 
 def test_a_folder_holding_other_runs_lists_every_difference_in_the_users_terms(tmp_path):
@@ -181,7 +182,7 @@ def test_a_folder_holding_other_runs_lists_every_difference_in_the_users_terms(t
                       seeds=[0, 1], out_dir=out, backend="sequential")
     assert f"{out} {want}" in str(info.value)
     line = _one_error_line(runner.invoke(app, [
-        "sweep", *TINY, "--batch-size", "8", "--l2", "0", "--max-per-class", "30", "--param",
+        "sweep", *TINY, "--until-train-acc", "0", "--batch-size", "8", "--l2", "0", "--max-per-class", "30", "--param",
         "lr=0.05,0.2", "--seeds", "0,1", "--out", str(out)]))
     assert (f"{out} holds a sweep over other runs (--batch-size: 16 there, 8 now; --l2: 0.005 there, "
             "0.0 now; --max-per-class: unset (the default) there, 30 now; swept --lr: [0.05] there, "

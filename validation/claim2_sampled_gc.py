@@ -26,6 +26,9 @@ import os
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
+import reporting  # noqa: E402
+import training  # noqa: E402
+import verdicts  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -87,9 +90,9 @@ def _default_size(method, n, p):
 
 def run_setting(setting: dict, seed: int, draws: int, work: str, backend: str, data_root):
     """Train one run; at each checkpoint, exact GC and every estimator at every budget."""
-    B = common.load_backend(backend)
-    train, _, info = common.load_classification(setting["data"], data_root)
-    net = common.build_net(setting["net"], train.input_shape, train.num_classes)
+    B = training.load_backend(backend)
+    train, _, info = training.load_classification(setting["data"], data_root)
+    net = training.build_net(setting["net"], train.input_shape, train.num_classes)
     rng = np.random.default_rng([seed, 99])
     n_eval = min(setting["eval_size"], train.n)
     idx = np.sort(rng.choice(train.n, size=n_eval, replace=False))
@@ -97,8 +100,8 @@ def run_setting(setting: dict, seed: int, draws: int, work: str, backend: str, d
     p = net.embedding_dim
     steps = setting["train"]["steps"]
     records, curve = [], []
-    for step, params, _ in common.train_checkpoints(
-            net, train, common.checkpoint_steps(steps, setting["checkpoints"]), seed=seed, backend=backend,
+    for step, params, _ in training.train_checkpoints(
+            net, train, training.checkpoint_steps(steps, setting["checkpoints"]), seed=seed, backend=backend,
             work_dir=os.path.join(work, f"seed{seed}"), **setting["train"]):
         t0 = time.perf_counter()
         exact = float(np.mean(B.metrics.per_example_gc(net, params, X)))
@@ -147,7 +150,7 @@ def summarize(label, runs, cfg):
                 "mean_rel_err": float(np.mean(rel)),
                 "max_abs_rel_err": float(np.max(np.abs(rel))),
                 "coverage_2se": float(np.mean(se_ok)) if se_ok else None,
-                "rel_err_ci95": common.bootstrap_ci(np.abs(rel), lambda v: float(np.sqrt(np.mean(v ** 2)))),
+                "rel_err_ci95": verdicts.bootstrap_ci(np.abs(rel), lambda v: float(np.sqrt(np.mean(v ** 2)))),
                 "n": int(rel.size), "time_vs_exact": float(cost)}
         budgets = np.array([v["budget"] for v in by_size.values()])
         errs = np.array([v["rms_rel_err"] for v in by_size.values()])
@@ -174,7 +177,7 @@ def summarize(label, runs, cfg):
 
 
 def plot(summaries, runs_by_label, path_fig_args):
-    plt = common.plt()
+    plt = reporting.plt()
     n = len(summaries)
     fig, axes = plt.subplots(n, 2, figsize=(11, 3.8 * n), squeeze=False)
     colors = dict(zip(METHODS, ("C0", "C1", "C2", "C3")))
@@ -215,9 +218,9 @@ def plot(summaries, runs_by_label, path_fig_args):
 
 def run(args, t0):
     cfg = common.resolve_config(CONFIGS, args)
-    B = common.load_backend(args.backend)
+    B = training.load_backend(args.backend)
     tasks = []
-    with common.work_dir(args, "claim2") as work:
+    with training.work_dir(args, "claim2") as work:
         for i, setting in enumerate(cfg["settings"]):
             for seed in cfg["seeds"]:
                 tasks.append({"setting": setting, "seed": seed, "draws": setting.get("draws", cfg["draws"]),
@@ -225,7 +228,7 @@ def run(args, t0):
                               "data_root": args.data_root})
         common.log(args, f"{len(tasks)} runs ({len(cfg['settings'])} settings x {len(cfg['seeds'])} seeds), "
                          f"{args.jobs} processes")
-        results = common.run_parallel(run_setting, tasks, args.jobs)
+        results = training.run_parallel(run_setting, tasks, args.jobs)
     runs_by_label = {}
     for r in results:
         runs_by_label.setdefault(r["label"], []).append(r)
@@ -240,18 +243,18 @@ def run(args, t0):
                           "ci95": d["rel_err_ci95"], "coverage_2se": d["coverage_2se"],
                           "trajectory_pearson_median": m["trajectory_pearson_median"],
                           "loglog_slope": m["loglog_slope"], "verdict": m["verdict"]})
-    verdict = common.combine_verdicts(parts)
+    verdict = verdicts.combine_verdicts(parts)
     worst = max(parts, key=lambda p: p["value"])
     covs = [p["coverage_2se"] for p in parts if p["coverage_2se"] is not None]
-    reason = (f"at gcref's default budgets the RMS relative error is {common.fmt(min(p['value'] for p in parts))}"
-              f"-{common.fmt(worst['value'])} (worst: {worst['name']}), 2-s.e. coverage "
-              f"{common.fmt(min(covs))}-{common.fmt(max(covs))}; thresholds: error <= {cfg['max_rel_err']}, "
+    reason = (f"at gcref's default budgets the RMS relative error is {reporting.fmt(min(p['value'] for p in parts))}"
+              f"-{reporting.fmt(worst['value'])} (worst: {worst['name']}), 2-s.e. coverage "
+              f"{reporting.fmt(min(covs))}-{reporting.fmt(max(covs))}; thresholds: error <= {cfg['max_rel_err']}, "
               f"coverage >= {cfg['min_coverage']}")
     setting = "; ".join(f"{s['label']} (p={s['p']}, {s['n_eval']} eval examples)" for s in summaries) + \
         f"; {len(cfg['seeds'])} training seeds; " + ", ".join(
             f"{s.get('draws', cfg['draws'])} estimator draws per checkpoint and budget ({s['label'].split(' / ')[1]})"
             for s in cfg["settings"])
-    summary = common.Summary(
+    summary = reporting.Summary(
         CLAIM, TITLE, PAPER, args.scale, setting,
         statistic={"name": "max over methods of the RMS relative error at the default budget",
                    "value": worst["value"]},
@@ -260,11 +263,11 @@ def run(args, t0):
         data=[runs_by_label[s["label"]][0]["data"] for s in summaries],
         config=cfg, runtime_s=time.time() - t0, extra={"settings": summaries})
     fig = plot(summaries, runs_by_label, cfg)
-    return common.finish(args, summary, fig)
+    return reporting.finish(args, summary, fig)
 
 
 def main(argv=None):
-    return common.script_main(run, argv, claim=CLAIM, description=__doc__)
+    return training.script_main(run, argv, claim=CLAIM, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ import os
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
+import reporting  # noqa: E402
+import training  # noqa: E402
+import verdicts  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -30,10 +33,57 @@ TITLE = "Lower source GC gives lower target NC and higher 5-shot accuracy on new
 PAPER = "Fig. 4 (ResNet-18 / CIFAR-FS)"
 HP_EXPECTED = {"lr": -1, "batch_size": +1, "l2": -1}   # sign of rho(value, target NC)
 
-# Each setting's "config" is a gcref.lab TrainConfig with a source/target class split
-# (num_source random classes with split_seed; cifar_fs: its own 64/20 split); the sweeps run
-# through gcref.lab.run_transfer. ways/shots/queries/episodes: the few-shot protocol.
+# The converged protocol (the primary verdict), fixed before its runs. Each setting's "config"
+# is a gcref.lab TrainConfig with a source/target class split (num_source random classes with
+# split_seed; glyphs and cifar_fs: their own splits); the sweeps run through
+# gcref.lab.run_transfer; ways/shots/queries/episodes: the few-shot protocol. Base weight decay
+# 5e-4 (lr and batch sweeps at that base, L2 sweep 0..5e-3); every run trained until >= 99%
+# accuracy on the fixed training evaluation subset of the SOURCE task, capped in epochs at
+# several times the median epochs needed (measured before the runs: digits MLP 15 epochs at the
+# base point and 52 at lr 0.01; glyphs MLP (112 source classes) 25 epochs at the base point);
+# records every eval_every steps for the matched-fit analysis. The glyphs grids leave out lr 0.01
+# and batch 8 (the slowest to converge) to fit the 2-core budget; the CNN setting and the
+# source-class-count ablation run only in the fixed-budget protocol (time).
 CONFIGS = {
+    "smoke": {"seeds": [0, 1], "settings": [{
+        "label": "digits 5/5 classes / MLP (smoke)",
+        "config": {"dataset": "digits", "max_per_class": 20, "num_source": 5, "split_seed": 0, "arch": "mlp",
+                   "hidden": [16, 8], "lr": 0.05, "batch_size": 16, "l2": 5e-4, "steps": 6,
+                   "until_train_acc": 0.3, "eval_every": 2, "eval_size": 40, "ways": 3, "shots": 2,
+                   "queries": 3, "episodes": 10},
+        "sweeps": {"lr": [0.02, 0.1], "batch_size": [8, 16]}}]},
+    "small": {"seeds": [0, 1, 2], "settings": [
+        {"label": "digits 5 source / 5 target classes / MLP 64-128-128-32",
+         "config": {"dataset": "digits", "num_source": 5, "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32],
+                    "lr": 0.05, "batch_size": 32, "l2": 5e-4, "until_train_acc": 0.99, "epochs": 200,
+                    "eval_every": 20, "eval_size": 300, "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
+         "sweeps": {"lr": [0.01, 0.02, 0.05, 0.1, 0.2], "batch_size": [8, 16, 32, 64, 128],
+                    "l2": [0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3]}},
+        {"label": "Fashion-MNIST 5 source / 5 target classes / MLP 784-128-64-32",
+         "config": {"dataset": "fashion_mnist", "max_per_class": 300, "num_source": 5, "split_seed": 0,
+                    "arch": "mlp", "hidden": [128, 64, 32], "lr": 0.05, "batch_size": 32, "l2": 5e-4,
+                    "until_train_acc": 0.99, "epochs": 200, "eval_every": 20, "eval_size": 300,
+                    "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
+         "sweeps": {"lr": [0.01, 0.05, 0.2], "batch_size": [8, 32, 128], "l2": [0.0, 5e-4, 5e-3]}},
+        {"label": "glyphs 64 source / 20 target classes / MLP 784-128-128-32",
+         "config": {"dataset": "glyphs", "dataset_options": {"class_split": [64, 16, 20], "n_per_class": 100},
+                    "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32], "lr": 0.05, "batch_size": 32,
+                    "l2": 5e-4, "until_train_acc": 0.99, "epochs": 100, "eval_every": 100, "eval_size": 300,
+                    "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
+         "sweeps": {"lr": [0.02, 0.05, 0.1, 0.2], "batch_size": [16, 32, 64, 128],
+                    "l2": [0.0, 5e-4, 2e-3, 5e-3]}}]},
+    "paper": {"seeds": [0, 1, 2], "settings": [{
+        "label": "CIFAR-FS / ResNet-18",
+        "config": {"dataset": "cifar_fs", "arch": "resnet18", "width": 1.0, "lr": 0.01, "batch_size": 128,
+                   "l2": 5e-4, "until_train_acc": 0.99, "steps": 60000, "eval_every": 1000, "eval_size": 640,
+                   "ways": 5, "shots": 5, "queries": 15, "episodes": 600},
+        "sweeps": {"lr": [0.005, 0.01, 0.02, 0.05, 0.1], "batch_size": [32, 64, 128, 256, 512],
+                   "l2": [0.0, 1e-4, 5e-4, 1e-3, 5e-3]}}]},
+}
+
+# The fixed-budget ablation (--protocol fixed-budget; the earlier primary): fixed steps, no
+# weight decay at the base: under-trained networks.
+FIXED_BUDGET = {
     "smoke": {"seeds": [0, 1], "settings": [{
         "label": "digits 5/5 classes / MLP (smoke)",
         "config": {"dataset": "digits", "max_per_class": 20, "num_source": 5, "split_seed": 0, "arch": "mlp",
@@ -105,32 +155,70 @@ def _final(r, key):
 
 
 def analyse(label, records, sweeps):
-    ok = [r for r in records if r["status"] == "completed"]
+    ok = [r for r in records if r["status"] in training.TRAINED]
     gc = [_final(r, "gc") for r in ok]
-    t_nc = common.spearman_test(gc, [_final(r, "target_nc") for r in ok], seed=1)
-    t_fs = common.spearman_test(gc, [_final(r, "few_shot_accuracy") for r in ok], seed=2)
+    t_nc = verdicts.spearman_test(gc, [_final(r, "target_nc") for r in ok], seed=1)
+    t_fs = verdicts.spearman_test(gc, [_final(r, "few_shot_accuracy") for r in ok], seed=2)
     parts = [{"name": f"{label}: source GC -> target NC", "setting": label, "statistic": "Spearman rho",
-              "value": t_nc.rho, **t_nc.describe(), **common.direction_verdict(t_nc, +1)},
+              "value": t_nc.rho, **t_nc.describe(), **verdicts.direction_verdict(t_nc, +1)},
              {"name": f"{label}: source GC -> 5-shot accuracy", "setting": label, "statistic": "Spearman rho",
-              "value": t_fs.rho, **t_fs.describe(), **common.direction_verdict(t_fs, -1)}]
+              "value": t_fs.rho, **t_fs.describe(), **verdicts.direction_verdict(t_fs, -1)}]
     rows = []
     for hp, values in sweeps.items():
         rs = [r for r in ok if r["swept"] == hp]
         x = [r["hp"][hp] for r in rs]
         for metric, sign in (("gc", HP_EXPECTED[hp]), ("target_nc", HP_EXPECTED[hp]),
                              ("few_shot_accuracy", -HP_EXPECTED[hp])):
-            t = common.spearman_test(x, [_final(r, metric) for r in rs], seed=len(rows) + 3)
+            t = verdicts.spearman_test(x, [_final(r, metric) for r in rs], seed=len(rows) + 3)
             rows.append({"name": f"{label}: {hp} -> {metric}", "hyperparameter": hp, "metric": metric,
-                         "expected_sign": sign, **t.describe(), **common.direction_verdict(t, sign)})
+                         "expected_sign": sign, **t.describe(), **verdicts.direction_verdict(t, sign)})
     return parts, rows
 
 
+def matched(label, records, sweeps):
+    """The matched-fit view (not in the verdict): every run of the setting read at the training
+    loss all of them reach (source GC against target NC and 5-shot accuracy there), and per
+    sweep, the hyperparameter against the three metrics at that sweep's common level."""
+    ok = [r for r in records if r["status"] in training.TRAINED]
+    out = {"setting": label, "gc": verdicts.matched_fit_tests(
+        ok, lambda _r, row: np.nan if row.get("gc") is None else row["gc"], ("target_nc", "few_shot_accuracy"),
+        {"target_nc": +1, "few_shot_accuracy": -1}, f"{label}: source GC", also=("gc",)), "hyperparameters": []}
+    for hp in sweeps:
+        rs = [r for r in ok if r["swept"] == hp]
+        mf = verdicts.matched_fit_tests(rs, lambda r, _row, hp=hp: r["hp"][hp], ("gc", "target_nc", "few_shot_accuracy"),
+                                        {"gc": HP_EXPECTED[hp], "target_nc": HP_EXPECTED[hp],
+                                         "few_shot_accuracy": -HP_EXPECTED[hp]}, f"{label}: {hp}")
+        epochs = {}
+        for r in records:
+            if r["swept"] == hp and r["final"].get("epoch") is not None:
+                epochs.setdefault(r["hp"][hp], []).append(r["final"]["epoch"])
+        mf.update(hyperparameter=hp, epochs_median={f"{v:g}": float(np.median(e)) for v, e in sorted(epochs.items())})
+        out["hyperparameters"].append(mf)
+    return out
+
+
+def describe_matched(m) -> str:
+    g = m["gc"]
+    if g["level"] is None:
+        return ""
+    text = (f"{_short(m['setting'])}: at train loss {reporting.fmt(g['level'])} (epochs "
+            f"{reporting.fmt(g['epochs_range'][0])}-{reporting.fmt(g['epochs_range'][1])}) source GC -> "
+            + ", ".join(f"{t['metric']} rho={reporting.fmt(t['spearman_rho'], 2)} (p={reporting.fmt(t['p_value_permutation'], 2)}, "
+                        f"{t['direction']})" for t in g["tests"]))
+    for h in m["hyperparameters"]:
+        text += (f"; {h['hyperparameter']} (level {reporting.fmt(h['level'])}) -> "
+                 + ", ".join(f"{t['metric']} {reporting.fmt(t['spearman_rho'], 2)} ({t['expected_sign']:+d}, "
+                             f"p={reporting.fmt(t['p_value_permutation'], 2)})" for t in h["tests"])
+                 + "; epochs to the criterion (median) " + ", ".join(f"{k}: {reporting.fmt(v)}" for k, v in h["epochs_median"].items()))
+    return text
+
+
 def plot(setting_runs):
-    plt = common.plt()
+    plt = reporting.plt()
     fig, axes = plt.subplots(len(setting_runs), 2, figsize=(11, 4 * len(setting_runs)), squeeze=False)
     markers = {"lr": "o", "batch_size": "s", "l2": "^"}
     for i, (lab, sweeps, recs) in enumerate(setting_runs):
-        ok = [r for r in recs if r["status"] == "completed"]
+        ok = [r for r in recs if r["status"] in training.TRAINED]
         for hp in sweeps:
             rs = [r for r in ok if r["swept"] == hp]
             vals = sorted(set(r["hp"][hp] for r in rs))
@@ -142,7 +230,7 @@ def plot(setting_runs):
                                 linewidths=0.3)
         for j, key in enumerate(("target_nc", "few_shot_accuracy")):
             ax = axes[i, j]
-            common.log_scale(ax, "xy" if key == "target_nc" else "x")
+            reporting.log_scale(ax, "xy" if key == "target_nc" else "x")
             ax.set_xlabel("source GC (final)")
             ax.set_ylabel("target NC" if key == "target_nc" else "5-way 5-shot NCC accuracy (targets)")
             ax.set_title(lab, fontsize=8)
@@ -157,11 +245,11 @@ _YLABEL = {"gc": "source GC (final)", "target_nc": "target NC", "few_shot_accura
 def plot_hyperparameters(setting_runs):
     """The paper's Fig. 4 layout: final source GC, target NC and 5-shot accuracy against each
     swept hyperparameter (one row per setting and hyperparameter; mean over seeds, bars: range)."""
-    plt = common.plt()
+    plt = reporting.plt()
     rows = [(lab, hp, recs) for lab, sweeps, recs in setting_runs for hp in sweeps]
     fig, axes = plt.subplots(len(rows), 3, figsize=(12, 2.6 * len(rows)), squeeze=False)
     for i, (lab, hp, recs) in enumerate(rows):
-        rs = [r for r in recs if r["status"] == "completed" and r["swept"] == hp]
+        rs = [r for r in recs if r["status"] in training.TRAINED and r["swept"] == hp]
         vals = sorted(set(r["hp"][hp] for r in rs))
         for j, key in enumerate(("gc", "target_nc", "few_shot_accuracy")):
             ax = axes[i, j]
@@ -179,7 +267,7 @@ def plot_hyperparameters(setting_runs):
             ax.set_xlabel(hp)
             ax.set_ylabel(_YLABEL[key], fontsize=8)
             if key == "gc":
-                common.log_scale(ax, "y")
+                reporting.log_scale(ax, "y")
             ax.set_title(lab, fontsize=7)
     fig.tight_layout()
     return fig
@@ -188,7 +276,7 @@ def plot_hyperparameters(setting_runs):
 def plot_ablation(rows):
     """Spearman rho (source GC, target NC) and (source GC, 5-shot accuracy) with their bootstrap
     95% intervals against the number of source classes."""
-    plt = common.plt()
+    plt = reporting.plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, (key, sign) in zip(axes, (("target NC", +1), ("5-shot accuracy", -1))):
         pts = [(r["num_source"], r["parts"][0 if key == "target NC" else 1]) for r in rows]
@@ -216,18 +304,18 @@ def _with_source_count(config: dict, k: int) -> dict:
 
 
 def run(args, t0):
-    cfg = common.resolve_config(CONFIGS, args)
-    B = common.load_backend(args.backend)
-    parts, hp_rows, setting_runs, infos = [], [], [], []
-    with common.work_dir(args, "claim4") as work:
+    cfg = common.resolve_config(CONFIGS, args, FIXED_BUDGET)
+    B = training.load_backend(args.backend)
+    parts, hp_rows, setting_runs, infos, matched_all = [], [], [], [], []
+    with training.work_dir(args, "claim4") as work:
         for si, st in enumerate(cfg["settings"]):
-            lab = common.lab_config(st["config"], args)
-            infos.append(common.lab_data_info(lab["config"], lab["note"]))
+            lab = training.lab_config(st["config"], args)
+            infos.append(training.lab_data_info(lab["config"], lab["note"]))
             records = []
             for hp, values in st["sweeps"].items():
                 common.log(args, f"{st['label']}: sweep {hp} over {values} x {len(cfg['seeds'])} seeds "
                                  "(gcref.lab.run_transfer)")
-                recs = common.sweep(lab["config"], {hp: values}, cfg["seeds"],
+                recs = training.sweep(lab["config"], {hp: values}, cfg["seeds"],
                                     os.path.join(str(work), f"s{si}-{hp}"), jobs=args.jobs, transfer=True)
                 for r in recs:
                     r["swept"] = hp
@@ -235,13 +323,14 @@ def run(args, t0):
             p, rows = analyse(st["label"], records, st["sweeps"])
             parts += p
             hp_rows += rows
+            matched_all.append(matched(st["label"], records, st["sweeps"]))
             setting_runs.append((st["label"], st["sweeps"], records))
         ablation_rows = []
         abl = cfg.get("ablation")
         if abl:
             si0 = int(abl["setting"])
             st0 = cfg["settings"][si0]
-            base = common.lab_config(st0["config"], args)["config"]
+            base = training.lab_config(st0["config"], args)["config"]
             n_main = int((base.get("dataset_options") or {}).get("class_split", [64])[0])
             for k in list(abl["num_source"]) + [n_main]:
                 lab_k = f"{st0['label'].split(' / ')[-1]}, {k} source classes"
@@ -252,7 +341,7 @@ def run(args, t0):
                     recs = []
                     for hp, values in abl["sweeps"].items():
                         common.log(args, f"ablation {lab_k}: sweep {hp} over {values}")
-                        rr = common.sweep(_with_source_count(base, k), {hp: values}, cfg["seeds"],
+                        rr = training.sweep(_with_source_count(base, k), {hp: values}, cfg["seeds"],
                                           os.path.join(str(work), f"ablation{k}-{hp}"), jobs=args.jobs,
                                           transfer=True)
                         for r in rr:
@@ -262,30 +351,38 @@ def run(args, t0):
                 ablation_rows.append({"num_source": int(k), "label": lab_k, "parts": p, "per_hyperparameter": rows,
                                       "runs": [{"swept": r["swept"], "hp": r["hp"], "seed": r["seed"],
                                                 "status": r["status"], "final": r["final"]} for r in recs]})
-    verdict = common.combine_verdicts(parts)
-    setting_verdicts = [{"setting": lab, "verdict": common.combine_verdicts([p for p in parts if p["setting"] == lab]),
+    verdict = verdicts.combine_verdicts(parts)
+    setting_verdicts = [{"setting": lab, "verdict": verdicts.combine_verdicts([p for p in parts if p["setting"] == lab]),
                          "parts": [{"name": p["name"], "spearman_rho": p["spearman_rho"],
                                     "p_value_permutation": p["p_value_permutation"],
                                     "ci95_bootstrap": p["ci95_bootstrap"], "direction": p["direction"]}
                                    for p in parts if p["setting"] == lab]}
                         for lab, _, _ in setting_runs]
-    reason = "; ".join(f"{p['name']}: rho={common.fmt(p['spearman_rho'], 2)} (p={common.fmt(p['p_value_permutation'], 2)}, "
+    reason = "; ".join(f"{p['name']}: rho={reporting.fmt(p['spearman_rho'], 2)} (p={reporting.fmt(p['p_value_permutation'], 2)}, "
                        f"{p['direction']})" for p in parts)
     reason += ". Verdict per setting: " + "; ".join(f"{v['setting']}: {v['verdict']}" for v in setting_verdicts)
     if ablation_rows:
         reason += (". Source-class-count ablation (not in the verdict), rho(source GC, target NC) / "
                    "rho(source GC, 5-shot accuracy): " + "; ".join(
-                       f"{a['num_source']} classes: {common.fmt(a['parts'][0]['spearman_rho'], 2)} "
-                       f"(p={common.fmt(a['parts'][0]['p_value_permutation'], 2)}) / "
-                       f"{common.fmt(a['parts'][1]['spearman_rho'], 2)} "
-                       f"(p={common.fmt(a['parts'][1]['p_value_permutation'], 2)})" for a in ablation_rows))
+                       f"{a['num_source']} classes: {reporting.fmt(a['parts'][0]['spearman_rho'], 2)} "
+                       f"(p={reporting.fmt(a['parts'][0]['p_value_permutation'], 2)}) / "
+                       f"{reporting.fmt(a['parts'][1]['spearman_rho'], 2)} "
+                       f"(p={reporting.fmt(a['parts'][1]['p_value_permutation'], 2)})" for a in ablation_rows))
     reason += ". Per hyperparameter (value -> metric: rho, expected sign) -- " + "; ".join(
-        f"{_short(r['name'])} {r['name'].split(': ', 1)[1]}: {common.fmt(r['spearman_rho'], 2)} "
-        f"({r['expected_sign']:+d}, p={common.fmt(r['p_value_permutation'], 2)})" for r in hp_rows)
+        f"{_short(r['name'])} {r['name'].split(': ', 1)[1]}: {reporting.fmt(r['spearman_rho'], 2)} "
+        f"({r['expected_sign']:+d}, p={reporting.fmt(r['p_value_permutation'], 2)})" for r in hp_rows)
+    mtext = [t for t in (describe_matched(m) for m in matched_all) if t]
+    if mtext:
+        reason += (". Matched fit (not in the verdict; each run read at the first record where its training "
+                   "cross-entropy reaches the level every run reaches) -- " + " | ".join(mtext))
+    cap = {lab: sum(r["status"] == "cap" for r in recs) for lab, _, recs in setting_runs}
+    if any(cap.values()):
+        reason += ". Runs that reached the cap without meeting the criterion (left out of the correlations): " + \
+            ", ".join(f"{_short(k)}: {v}" for k, v in cap.items())
     head = parts[0]
-    setting = " | ".join(f"{s['label']}: {common.describe_lab(s['config'], s['sweeps'], cfg['seeds'])}"
+    setting = " | ".join(f"{s['label']}: {training.describe_lab(s['config'], s['sweeps'], cfg['seeds'])}"
                          for s in cfg["settings"])
-    summary = common.Summary(
+    summary = reporting.Summary(
         CLAIM, TITLE, PAPER, args.scale, setting,
         statistic={"name": f"Spearman rho (source GC, target NC), {head['setting']}", "value": head["spearman_rho"],
                    "rho_source_gc_vs_5shot_accuracy": parts[1]["spearman_rho"]},
@@ -293,18 +390,19 @@ def run(args, t0):
         verdict=verdict, reason=reason, parts=parts, backend=B.describe(), data=infos, config=cfg,
         runtime_s=time.time() - t0,
         extra={"per_hyperparameter": hp_rows, "setting_verdicts": setting_verdicts, "ablation": ablation_rows,
+               "matched_fit": matched_all,
                "figures": ["claim4.png", "claim4_hyperparameters.png"] + (["claim4_ablation.png"] if ablation_rows else []),
                "runs": [{"setting": lab, "swept": r["swept"], "hp": r["hp"], "seed": r["seed"], "status": r["status"],
                          "final": r["final"]} for lab, _, recs in setting_runs for r in recs]})
-    common.save_figure(plot_hyperparameters(setting_runs), os.path.join(args.out, "claim4_hyperparameters.png"))
+    reporting.save_figure(plot_hyperparameters(setting_runs), os.path.join(args.out, "claim4_hyperparameters.png"))
     if ablation_rows:
-        common.save_figure(plot_ablation(ablation_rows), os.path.join(args.out, "claim4_ablation.png"))
+        reporting.save_figure(plot_ablation(ablation_rows), os.path.join(args.out, "claim4_ablation.png"))
     fig = plot(setting_runs)
-    return common.finish(args, summary, fig)
+    return reporting.finish(args, summary, fig)
 
 
 def main(argv=None):
-    return common.script_main(run, argv, claim=CLAIM, description=__doc__)
+    return training.script_main(run, argv, claim=CLAIM, description=__doc__)
 
 
 if __name__ == "__main__":

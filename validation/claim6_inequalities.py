@@ -28,6 +28,9 @@ import os
 import time
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
+import reporting  # noqa: E402
+import training  # noqa: E402
+import verdicts  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -94,7 +97,7 @@ def _poincare_terms(net, params, X, y, rho, B):
 
 def run_one(law: dict, activation: str, seed: int, cfg: dict, work: str, backend: str):
     import gcref
-    B = common.load_backend(backend)
+    B = training.load_backend(backend)
     mix = _make_law(law, seed, cfg["train_per_class"])
     fresh = mix.sample(cfg["fresh_per_class"], np.random.default_rng([seed, 555]))
     rho = np.asarray(mix.poincare, dtype=float)
@@ -104,8 +107,8 @@ def run_one(law: dict, activation: str, seed: int, cfg: dict, work: str, backend
     rows = []
     flat_idx = np.random.default_rng([seed, 556]).choice(fresh.n, size=min(cfg["flatness_examples"], fresh.n),
                                                          replace=False)
-    for step, params, _ in common.train_checkpoints(
-            net, mix.dataset, common.checkpoint_steps(cfg["train"]["steps"], cfg["checkpoints"]),
+    for step, params, _ in training.train_checkpoints(
+            net, mix.dataset, training.checkpoint_steps(cfg["train"]["steps"], cfg["checkpoints"]),
             seed=seed, backend=backend, work_dir=os.path.join(work, f"{law['law']}-{law['anisotropy']}-{activation}-{seed}"),
             **cfg["train"]):
         var, rhs, se, rep = _poincare_terms(net, params, fresh.X, fresh.y, rho, B)
@@ -125,14 +128,14 @@ def run_one(law: dict, activation: str, seed: int, cfg: dict, work: str, backend
 def run_digits_contrast(seed: int, cfg: dict, work: str, backend: str):
     """Digits (law unknown): rho_c replaced by the lower bound lambda_max(Cov_c); informative."""
     from gcref.metrics import empirical_poincare_lower_bound
-    B = common.load_backend(backend)
-    train, test, _ = common.load_classification({"name": "digits"}, None)
-    net = common.build_net({"arch": "mlp", "hidden": [128, 128, 32]}, train.input_shape, 10)
+    B = training.load_backend(backend)
+    train, test, _ = training.load_classification({"name": "digits"}, None)
+    net = training.build_net({"arch": "mlp", "hidden": [128, 128, 32]}, train.input_shape, 10)
     flat = test.X.reshape(test.n, -1)
     rho = np.array([empirical_poincare_lower_bound(flat[test.y == c]).value for c in range(10)])
     rows = []
     steps = cfg["train"]["steps"]
-    for step, params, _ in common.train_checkpoints(net, train, [0, steps], seed=seed, backend=backend,
+    for step, params, _ in training.train_checkpoints(net, train, [0, steps], seed=seed, backend=backend,
                                                      work_dir=os.path.join(work, f"digits-{seed}"),
                                                      **{**cfg["train"], "batch_size": min(32, cfg["train"]["batch_size"])}):
         var, rhs, se, rep = _poincare_terms(net, params, test.X, test.y, rho, B)
@@ -141,7 +144,7 @@ def run_digits_contrast(seed: int, cfg: dict, work: str, backend: str):
 
 
 def plot(runs, contrast):
-    plt = common.plt()
+    plt = reporting.plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     labels = sorted({r["label"] for r in runs})
     colors = {lab: f"C{i}" for i, lab in enumerate(labels)}
@@ -154,7 +157,7 @@ def plot(runs, contrast):
     lo = min(min(row["var"].min(), row["rho_gc"].min()) for r in runs for row in r["rows"])
     hi = max(max(row["var"].max(), row["rho_gc"].max()) for r in runs for row in r["rows"])
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="equality")
-    common.log_scale(ax, "xy")
+    reporting.log_scale(ax, "xy")
     ax.set_xlabel(r"$\mathrm{Var}_c$ (fresh sample)")
     ax.set_ylabel(r"$\rho_c\,\mathrm{GC}_c$")
     ax.set_title("Poincaré per class: points must lie above the line", fontsize=9)
@@ -165,7 +168,7 @@ def plot(runs, contrast):
                    color=colors[r["label"]], alpha=0.7)
     v = [x for r in runs for row in r["rows"] for x in (row["nc"], row["rho_max_gcol"])]
     ax.plot([min(v), max(v)], [min(v), max(v)], "k--", lw=1)
-    common.log_scale(ax, "xy")
+    reporting.log_scale(ax, "xy")
     ax.set_xlabel("NC (CDNV, fresh sample)")
     ax.set_ylabel(r"$\rho_{max}\,\cdot$ geometric collapse")
     ax.set_title("GC controls NC: NC <= rho_max G", fontsize=9)
@@ -175,7 +178,7 @@ def plot(runs, contrast):
                    color=colors[r["label"]], alpha=0.7)
     v = [x for r in runs for row in r["rows"] for x in (row["flat_gc"], row["flat_bound"])]
     ax.plot([min(v), max(v)], [min(v), max(v)], "k--", lw=1)
-    common.log_scale(ax, "xy")
+    reporting.log_scale(ax, "xy")
     ax.set_xlabel("GC (mean ||J_f(x)||^2)")
     ax.set_ylabel("flatness bound (mean rhs)")
     title = "Flatness bound on GC (first dense layer)"
@@ -189,15 +192,15 @@ def plot(runs, contrast):
 
 def run(args, t0):
     cfg = common.resolve_config(CONFIGS, args)
-    B = common.load_backend(args.backend)
-    with common.work_dir(args, "claim6") as work:
+    B = training.load_backend(args.backend)
+    with training.work_dir(args, "claim6") as work:
         tasks = [{"law": law, "activation": act, "seed": s, "cfg": cfg, "work": str(work), "backend": args.backend}
                  for law in cfg["laws"] for act in cfg["activations"] for s in cfg["seeds"]]
         common.log(args, f"{len(tasks)} runs, {args.jobs} processes")
-        runs = common.run_parallel(run_one, tasks, args.jobs)
+        runs = training.run_parallel(run_one, tasks, args.jobs)
         contrast = []
         if cfg.get("digits_contrast"):
-            contrast = common.run_parallel(run_digits_contrast,
+            contrast = training.run_parallel(run_digits_contrast,
                                            [{"seed": s, "cfg": cfg, "work": str(work), "backend": args.backend}
                                             for s in cfg["seeds"][:2]], args.jobs)
     z_thr = cfg["z"]
@@ -221,14 +224,14 @@ def run(args, t0):
                       "max_pair_ratio": pair_max, "chain_holds_all": bool(chain),
                       "flatness_max_ratio": flat_max, "flatness_holds_all": bool(flat_ok),
                       "verdict": "reproduced" if ok else "not reproduced"})
-    verdict = common.combine_verdicts(parts)
+    verdict = verdicts.combine_verdicts(parts)
     worst = max(parts, key=lambda p: p["value"])
     n_checks = sum(p["n_class_checks"] for p in parts)
     reason = (f"{n_checks} class checks (laws x activations x seeds x checkpoints x classes): max Var/(rho GC) = "
-              f"{common.fmt(worst['value'])} ({worst['name']}), "
+              f"{reporting.fmt(worst['value'])} ({worst['name']}), "
               f"{sum(p['strict_violations'] for p in parts)} point-estimate and "
               f"{sum(p['significant_violations'] for p in parts)} significant (> {z_thr:g} s.e.) violations; "
-              f"flatness: max lhs/rhs = {common.fmt(max(p['flatness_max_ratio'] for p in parts))} "
+              f"flatness: max lhs/rhs = {reporting.fmt(max(p['flatness_max_ratio'] for p in parts))} "
               f"over {sum(len(r['rows']) for r in runs)} checkpoints")
     contrast_info = None
     if contrast:
@@ -236,12 +239,12 @@ def run(args, t0):
         contrast_info = {"label": contrast[0]["label"], "max_ratio": float(cr.max()),
                          "violations": int(np.sum(cr > 1)), "n": int(cr.size)}
         reason += (f". Contrast (digits, rho replaced by the lower bound lambda_max(Cov)): max ratio "
-                   f"{common.fmt(contrast_info['max_ratio'])}, {contrast_info['violations']}/{contrast_info['n']} above 1")
+                   f"{reporting.fmt(contrast_info['max_ratio'])}, {contrast_info['violations']}/{contrast_info['n']} above 1")
     setting = (f"{len(cfg['laws'])} laws ({', '.join(l['law'] + ' aniso ' + str(l['anisotropy']) for l in cfg['laws'])}) "
                f"x MLP {cfg['hidden']} ({', '.join(cfg['activations'])}) x {len(cfg['seeds'])} seeds, "
                f"{cfg['checkpoints']} checkpoints over {cfg['train']['steps']} SGD steps, "
                f"fresh sample {cfg['fresh_per_class']}/class")
-    summary = common.Summary(
+    summary = reporting.Summary(
         CLAIM, TITLE, PAPER, args.scale, setting,
         statistic={"name": "max over all checks of Var_c / (rho_c GC_c)", "value": worst["value"]},
         uncertainty={"max_z_of_violation": max(p["max_z"] for p in parts), "z_threshold": z_thr,
@@ -250,11 +253,11 @@ def run(args, t0):
         data=[{"name": "synthetic laws with known Poincaré constants", "laws": cfg["laws"]}],
         config=cfg, runtime_s=time.time() - t0, extra={"contrast": contrast_info})
     fig = plot(runs, contrast)
-    return common.finish(args, summary, fig)
+    return reporting.finish(args, summary, fig)
 
 
 def main(argv=None):
-    return common.script_main(run, argv, claim=CLAIM, description=__doc__)
+    return training.script_main(run, argv, claim=CLAIM, description=__doc__)
 
 
 if __name__ == "__main__":

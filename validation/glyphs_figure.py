@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 
 import common  # validation/ is on sys.path when a script runs (python validation/...)
+import reporting  # noqa: E402
 from gcref.data.glyphs import GLYPH_CLASSES, load_glyphs
 
 FIGURES = common.HERE.parent / "docs" / "figures"
 
 
 def all_classes(seed: int = 0):
-    plt = common.plt()
+    plt = reporting.plt()
     ds = load_glyphs("train", "all", n_per_class=1, seed=seed)
     cols = 15
     rows = math.ceil(ds.num_classes / cols)
@@ -34,7 +35,7 @@ def all_classes(seed: int = 0):
 
 
 def examples(n_classes: int = 14, per_class: int = 10, seed: int = 0):
-    plt = common.plt()
+    plt = reporting.plt()
     ds = load_glyphs("train", "all", n_per_class=per_class, seed=seed)
     pick = np.sort(np.random.default_rng(seed).choice(ds.num_classes, n_classes, replace=False))
     fig, axes = plt.subplots(n_classes, per_class, figsize=(per_class * 0.8, n_classes * 0.8))
@@ -53,8 +54,8 @@ def examples(n_classes: int = 14, per_class: int = 10, seed: int = 0):
 
 def main():
     FIGURES.mkdir(parents=True, exist_ok=True)
-    common.save_figure(all_classes(), FIGURES / "glyphs.png")
-    common.save_figure(examples(), FIGURES / "glyphs_examples.png")
+    reporting.save_figure(all_classes(), FIGURES / "glyphs.png")
+    reporting.save_figure(examples(), FIGURES / "glyphs_examples.png")
     print(f"wrote {FIGURES / 'glyphs.png'} and {FIGURES / 'glyphs_examples.png'} ({len(GLYPH_CLASSES)} classes)")
 
 

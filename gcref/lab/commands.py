@@ -36,7 +36,8 @@ from rich.table import Table
 
 from ..nn.params_io import FolderLocked
 from . import config as lab_config
-from .transfer import DEFAULT_TRANSFER_DATASET, DEFAULT_TRANSFER_SEEDS
+from .config import PROTOCOL_DEFAULTS
+from .transfer import DEFAULT_TRANSFER_SEEDS, TRANSFER_DEFAULTS
 
 __all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
 
@@ -44,7 +45,8 @@ _err = Console(stderr=True)
 
 _INT_FIELDS = {"batch_size", "steps", "seed", "eval_every", "eval_size", "gc_rows", "max_per_class",
                "num_source", "split_seed", "ways", "shots", "queries", "episodes", "threads"}
-_FLOAT_FIELDS = {"lr", "l2", "gc_reg", "momentum", "width", "gc_size"}
+_FLOAT_FIELDS = {"lr", "l2", "gc_reg", "momentum", "width", "gc_size", "epochs", "until_train_acc",
+                 "until_loss"}
 _STR_FIELDS = {"dataset", "arch", "gc_method", "data_root"}
 
 
@@ -75,12 +77,15 @@ _CONFIG_OPTIONS = [
     ("hidden", Optional[str], None, "MLP hidden widths, comma-separated (default 128,128,32), or the CNN's embedding width."),
     ("lr", float, _D.lr, "Learning rate (> 0)."),
     ("batch_size", int, _D.batch_size, "Mini-batch size (at most the training set)."),
-    ("steps", int, _D.steps, "SGD steps."),
+    ("steps", int, _D.steps, "SGD steps (with --until-*: the cap)."),
+    ("epochs", Optional[float], None, "The budget in epochs instead of --steps (ceil(epochs * n / batch) steps)."),
+    ("until_train_acc", Optional[float], None, "Train to a criterion: stop at the first record with training accuracy (on the evaluation subset) >= this, e.g. 0.99; --steps is then the cap; 0: no criterion."),
+    ("until_loss", Optional[float], None, "Train to a criterion: stop at the first record with training cross-entropy (evaluation subset) <= this, e.g. 0.01; 0: no criterion."),
     ("l2", float, _D.l2, "L2 strength lambda_2 of (lambda_2/2)||theta||^2."),
     ("gc_reg", float, _D.gc_reg, "Explicit GC regularization strength lambda_GC."),
     ("momentum", float, _D.momentum, "Heavy-ball momentum in [0, 1)."),
     ("seed", int, _D.seed, "Seed of the initial weights and the batch order."),
-    ("eval_every", Optional[int], None, "Steps between history records (default steps // 20)."),
+    ("eval_every", Optional[int], None, "Steps between history records (default steps // 20; with a criterion 1% of the cap, at least 20 steps apart)."),
     ("eval_size", int, _D.eval_size, "Training examples (class-balanced) on which GC and NC are measured."),
     ("gc_method", str, _D.gc_method, "GC in the history: exact, or an estimator (examples, outputs, mask, projection)."),
     ("gc_rows", Optional[int], None, "Embedding rows sampled for the GC-penalty gradient (default: all, exact)."),
@@ -150,6 +155,9 @@ def _config_from_options(opts) -> dict:
         if cfg[name] is not None:
             cfg[name] = _parse_list(cfg[name], name)
     cfg["threads"] = None if cfg["threads"] == 0 else cfg["threads"]
+    for name in ("until_train_acc", "until_loss"):         # 0: no criterion (the whole budget)
+        if cfg.get(name) == 0:
+            cfg[name] = None
     return cfg
 
 
@@ -290,7 +298,8 @@ _METRIC_LABELS = {"loss": "training loss", "gc": "embedding GC", "nc": "NC (CDNV
                   "geometric_collapse": "geometric collapse", "train_accuracy": "train accuracy",
                   "test_accuracy": "test accuracy", "flatness": "flatness ||grad L||^2",
                   "target_gc": "target GC", "target_nc": "target NC (CDNV)",
-                  "few_shot_accuracy": "few-shot NCC accuracy", "few_shot_ci95": "  95% CI half-width"}
+                  "few_shot_accuracy": "few-shot NCC accuracy", "few_shot_ci95": "  95% CI half-width",
+                  "train_loss": "train cross-entropy (eval subset)", "epoch": "epochs trained"}
 
 
 @_with_config_options
@@ -319,7 +328,7 @@ def train(
     _say_notes(notes)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
-        task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.steps)
+        task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.step_budget(data.train.n))
         first = []
 
         def progress(step, steps, record):
@@ -349,14 +358,14 @@ def train(
         _emit_json(summary)
     else:
         _print_run(summary)
-    raise typer.Exit(code=0 if summary["status"] == "completed" else 1)
+    raise typer.Exit(code=0 if summary["status"] in ("completed", "converged") else 1)
 
 
 #: Which direction of each metric is "better" in the paper's reading (lower GC and NC: more
 #: collapse, expected to go with better transfer); shown in the tables.
 BETTER = {"loss": "lower", "gc": "lower", "nc": "lower", "geometric_collapse": "lower",
           "train_accuracy": "higher", "test_accuracy": "higher", "flatness": "lower",
-          "target_gc": "lower", "target_nc": "lower", "few_shot_accuracy": "higher"}
+          "target_gc": "lower", "target_nc": "lower", "few_shot_accuracy": "higher", "train_loss": "lower"}
 _ARROW = {"lower": "\u2193", "higher": "\u2191"}
 _BETTER_NOTE = ("\u2193 lower is better, \u2191 higher is better, in the paper's reading "
                 "(lower GC and NC: more collapse, expected to transfer better)")
@@ -394,7 +403,8 @@ def _print_run(summary):
         note += f" (resumed from step {summary['resumed_from']})"
     if summary.get("redone"):
         note += f" (redone: {summary['redone']})"
-    console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps, "
+    epochs = f" ({summary['epochs']:.3g} epochs)" if summary.get("epochs") is not None else ""
+    console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps{epochs}, "
                   f"status [bold]{summary['status']}[/bold]"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
     if summary.get("message"):
@@ -530,10 +540,11 @@ def _print_sweep(summary):
         cells = [_fmt(f.get(c)) for c in cols]
         if transfer and f.get("few_shot_accuracy") is not None:
             cells[-1] = f"{f['few_shot_accuracy']:.3f} \u00b1 {f.get('few_shot_ci95') or 0:.3f}"
-        rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [r["status"]] + cells)
+        rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [_status_cell(r)] + cells)
     columns = [(k, True) for k in setting_keys] + [("status", False)] + [(h, True) for h in heads]
     console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows))
     console.print(_BETTER_NOTE, highlight=False)
+    console.print(_STATUS_NOTE, highlight=False)
     corr = summary["correlations"]
     order = [k for k in _RHO_ORDER if k in corr] + [k for k in corr if k not in _RHO_ORDER]
     rows = []
@@ -542,7 +553,7 @@ def _print_sweep(summary):
         rho = "n/a" if v["rho"] is None else f"{v['rho']:+.3f}"
         rows.append((f"{v['x']} vs {v['y']}", rho + ("" if v["rho"] is not None else f" ({v.get('note', '')})"),
                      _fmt(v["pvalue"], 2), str(v["n"])))
-    c = _table("Spearman rank correlations across completed runs",
+    c = _table("Spearman rank correlations (done or converged runs; cap and diverged runs left out)",
                [("x vs y", False), ("rho", False), ("p-value", True), ("n", True)], rows)
     console.print(c)
     for key, words in (("gc_vs_nc", "GC and NC"), ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy"),
@@ -553,9 +564,29 @@ def _print_sweep(summary):
             console.print(f"measured: {words} {sign} (Spearman rho = {v['rho']:+.2f}, n = {v['n']})",
                           highlight=False)
     counts = summary["counts"]
-    console.print(f"{counts['completed']} completed, {counts['diverged']} diverged, {counts['error']} failed; "
+    until = ", ".join(f"{k}={v:g}" for k, v in _until_of(summary.get("base_config") or {}).items())
+    console.print((f"{counts.get('converged', 0)} converged ({until}), {counts.get('cap', 0)} reached the cap "
+                   "without converging, " if until else f"{counts['completed']} completed, ")
+                  + f"{counts['diverged']} diverged, {counts['error']} failed; "
                   f"{summary.get('ran', 0)} run now, {summary.get('skipped', 0)} already finished (skipped). "
                   f"Summary: {os.path.join(summary['dir'], 'summary.json')} and summary.csv", highlight=False)
+
+
+#: How a run ended, in the sweep table's narrow ``status`` column (``conv@41.2``: @ the epochs trained).
+_STATUS_SHORT = {"completed": "done", "converged": "conv", "cap": "cap", "diverged": "div"}
+_STATUS_NOTE = ("status: conv = converged to the criterion, cap = reached the cap without it, "
+                "done = trained the whole budget, div = diverged; @ the epochs trained")
+
+
+def _status_cell(row) -> str:
+    """``conv@41.2``: how a run ended and the epochs it trained (its last record)."""
+    epochs = row.get("epochs")
+    return _STATUS_SHORT.get(row["status"], row["status"]) + ("" if epochs is None else f"@{epochs:.3g}")
+
+
+def _until_of(config: dict) -> dict:
+    """The criterion of a settings dict, as :meth:`TrainConfig.until` gives it (``{}``: none)."""
+    return lab_config.as_config({k: v for k, v in config.items() if k in lab_config.FIELDS}).until() or {}
 
 
 _PARAM_HELP = ("Swept setting: name=v1,v2,... (repeatable; the runs are the Cartesian product), "
@@ -565,7 +596,7 @@ _BACKEND_HELP = ("joblib backend: loky (processes, default), multiprocessing, th
                  "(needs ray; RAY_ADDRESS picks the cluster, else a local one) send the runs to a cluster.")
 
 
-@_with_config_options
+@_with_config_options(defaults={**PROTOCOL_DEFAULTS, "steps": 6000})
 def sweep(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
     seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
@@ -585,7 +616,7 @@ def sweep(
                    out, overwrite, as_json)
 
 
-@_with_config_options(defaults={"dataset": DEFAULT_TRANSFER_DATASET})
+@_with_config_options(defaults=TRANSFER_DEFAULTS)
 def transfer(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
     seeds: str = typer.Option(",".join(map(str, DEFAULT_TRANSFER_SEEDS)), "--seeds",
@@ -615,7 +646,7 @@ def plot(
 ):
     """Draw PNG figures of a run or a sweep (training curves, final values, transfer scatter).
 
-    curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy.
+    curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy; fig4.png (transfer sweeps): the paper's Fig. 4 layout, source GC, target NC and few-shot accuracy against each swept setting (seeds as error bars). Runs that reached the cap of --until-* without converging are left out of the final values and drawn as red open markers in fig4.png.
     """
     from .plots import _load, plot_run_or_sweep
     if not os.path.isdir(run_dir):

@@ -16,13 +16,20 @@ import numpy as np
 
 from ..train.checkpoint import shown
 
-__all__ = ["TrainConfig", "RunData", "as_config", "validate_config", "check_against_data",
+__all__ = ["PROTOCOL_DEFAULTS", "TrainConfig", "RunData", "as_config", "validate_config", "check_against_data",
            "SettingError", "SettingWarning", "describe_differences", "load_run_data",
            "build_network", "DEFAULT_MLP_HIDDEN", "RESULT_FIELDS", "SWEEPABLE"]
 
 #: Hidden widths of the lab's default MLP (``d -> 128 -> 128 -> 32 -> k``): small enough that a
 #: sweep on the digits runs in about a minute on two cores.
 DEFAULT_MLP_HIDDEN = (128, 128, 32)
+
+#: The paper's training protocol, the defaults of ``gcref sweep`` and of transfer experiments
+#: (``gcref transfer``, :func:`gcref.lab.run_transfer`), as in validation/: weight decay at the
+#: base and every run trained until >= 99% training accuracy (on the evaluation subset),
+#: ``steps`` being the cap; ``until_train_acc=None`` (``--until-train-acc 0``) trains the whole
+#: budget instead.
+PROTOCOL_DEFAULTS = {"l2": 5e-4, "until_train_acc": 0.99}
 
 #: Settings that change nothing in the result (they are not compared when a run is resumed).
 _NON_RESULT_FIELDS = ("threads", "data_root")
@@ -103,11 +110,20 @@ class TrainConfig:
     ------------
     lr, batch_size, steps, l2, gc_reg, momentum, seed
         ``seed`` sets the initial weights and the batch order.
+    epochs : float, optional
+        The budget in epochs instead of ``steps`` (``steps`` is then not used):
+        ``ceil(epochs * n_train / batch_size)`` steps (:func:`gcref.train.fit.steps_for`).
+    until_train_acc, until_loss : float, optional
+        Train to a criterion (:func:`gcref.train.fit`'s ``until``): stop at the first record
+        where the accuracy on the training evaluation subset is ``>= until_train_acc`` and/or
+        its cross-entropy ``<= until_loss``; the budget is then the cap, and the run ends
+        ``"converged"`` or ``"cap"``.
 
     Recording
     ---------
     eval_every, eval_size, gc_method, gc_size, gc_rows
-        As in :func:`gcref.train.fit`.
+        As in :func:`gcref.train.fit` (``eval_every=None`` with a criterion: every 1% of the cap, at
+        least 20 steps or 5% of the cap apart).
     ways, shots, queries, episodes
         Few-shot NCC protocol on the target classes (``ways=None``: ``min(5, #target classes)``).
     threads : int, optional
@@ -154,6 +170,9 @@ class TrainConfig:
     threads: int | None = 1
     backend: str = "reference"
     dtype: str | None = None
+    epochs: float | None = None
+    until_train_acc: float | None = None
+    until_loss: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every setting (lists, not tuples)."""
@@ -173,6 +192,21 @@ class TrainConfig:
         return (self.source_classes is not None or self.num_source is not None
                 or self.dataset in _OWN_SPLIT)
 
+    def until(self) -> dict | None:
+        """The stopping criterion of :func:`gcref.train.fit` (``None``: train the whole budget)."""
+        out = {}
+        if self.until_train_acc is not None:
+            out["train_accuracy"] = self.until_train_acc
+        if self.until_loss is not None:
+            out["train_loss"] = self.until_loss
+        return out or None
+
+    def step_budget(self, n_train: int) -> int:
+        """The number of steps (with a criterion: the cap): ``steps``, or ``epochs`` in steps."""
+        from ..train.fit import steps_for
+        return steps_for(None if self.epochs is not None else self.steps, self.epochs, n_train,
+                         self.batch_size)
+
     def result_key(self) -> dict:
         """The settings that determine the result (everything but threads and paths)."""
         d = self.to_dict()
@@ -186,7 +220,8 @@ FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 RESULT_FIELDS = tuple(k for k in FIELDS if k not in _NON_RESULT_FIELDS)
 #: Settings a sweep may vary (any scalar setting; these are the usual ones).
 SWEEPABLE = ("lr", "batch_size", "l2", "gc_reg", "momentum", "seed", "steps", "width", "arch",
-             "dataset", "gc_method", "num_source", "split_seed", "max_per_class")
+             "dataset", "gc_method", "num_source", "split_seed", "max_per_class", "epochs",
+             "until_train_acc", "until_loss")
 
 
 BACKENDS = ("reference", "cuda")
@@ -307,8 +342,22 @@ def validate_config(config, n_train: int | None = None, data=None) -> TrainConfi
     if cfg.dtype == "float32" and cfg.backend != "cuda":
         raise SettingError("dtype float32 needs backend cuda (the reference trains in float64)",
                            "dtype", "backend")
-    if cfg.eval_every is not None and cfg.eval_every > cfg.steps:
+    if cfg.epochs is not None:
+        positive("epochs")
+    for name in ("until_train_acc", "until_loss"):
+        if getattr(cfg, name) is not None:
+            positive(name)
+    if cfg.until_train_acc is not None and cfg.until_train_acc > 1:
+        raise SettingError(f"until_train_acc is a training accuracy: it must be in (0, 1], "
+                           f"got {cfg.until_train_acc}", "until_train_acc")
+    if cfg.eval_every is not None and cfg.epochs is None and cfg.eval_every > cfg.steps:
         raise SettingError(f"eval_every={cfg.eval_every} is larger than steps={cfg.steps}", "eval_every", "steps")
+    if data is not None and n_train is None:
+        n_train = data.train.n
+    if cfg.eval_every is not None and cfg.epochs is not None and n_train is not None \
+            and cfg.eval_every > cfg.step_budget(n_train):
+        raise SettingError(f"eval_every={cfg.eval_every} is larger than the {cfg.step_budget(n_train)} "
+                           f"steps of epochs={cfg.epochs:g}", "eval_every", "epochs")
     if cfg.hidden is not None:
         if isinstance(cfg.hidden, (str, bytes)) or not hasattr(cfg.hidden, "__iter__"):
             raise SettingError(f"hidden must be a list of positive integers, got {cfg.hidden!r}", "hidden")

@@ -6,9 +6,14 @@
   NC against GC across all runs (legend: the settings' colours), with Spearman's rho.
 - ``transfer.png`` (runs with target classes): source GC against target NC and against the
   few-shot NCC accuracy (95% CI error bars), with Spearman's rho.
+- ``fig4.png`` (transfer sweeps over a numeric setting): the paper's Fig. 4 layout, one row per
+  swept setting: final source GC, target NC and few-shot accuracy against the setting's values
+  (mean over seeds, error bars one standard deviation over seeds, the seeds as dots).
 
 Diverged runs are drawn in the curves up to their divergence (marked with an x) and left out of
-the final-value panels, as in the sweep summary; every figure names them in a red note.
+the final-value panels, as in the sweep summary; runs that reached the cap of a criterion
+without meeting it (``done.json`` status ``cap``) are left out of the final values too and
+drawn in ``fig4.png`` as red open markers; every figure names both in a red note.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ import os
 
 from ..nn.params_io import atomic_write
 from ..train.fit import CONFIG_FILE, HISTORY_FILE, load_history
+from .run import read_done
 from .sweep import SWEEP_FILE, spearman, sweep_histories
 
 __all__ = ["plot_run_or_sweep", "FIGURES"]
 
-FIGURES = ("curves.png", "final.png", "transfer.png")
+FIGURES = ("curves.png", "final.png", "transfer.png", "fig4.png")
 
 _LABELS = {"gc": "embedding GC", "nc": "NC (CDNV)", "geometric_collapse": "geometric collapse",
            "loss": "training loss", "target_nc": "target NC (CDNV)",
@@ -147,9 +153,15 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
     plt.close(fig)
     written.append(path)
 
-    # diverged runs are drawn in the curves but left out of the final-value panels (as in the summary)
-    finals = [(settings, _last(history)) for _, settings, history in runs
-              if not any(r.get("diverged") for r in history)]
+    # diverged runs are drawn in the curves but left out of the final-value panels (as in the
+    # summary), and so are runs that reached the cap without meeting their criterion
+    status = {name: _status(run_or_sweep_dir, kind, name) for name, _, _ in runs}
+    capped = [name for name, _, _ in runs if status[name] == "cap"]
+    if capped:
+        note = "; ".join(filter(None, [note, "reached the cap without meeting the criterion (left out of "
+                                              f"final values): {', '.join(capped)}"]))
+    finals = [(settings, _last(history)) for name, settings, history in runs
+              if not any(r.get("diverged") for r in history) and status[name] != "cap"]
 
     # ---- finals against the swept setting
     numeric = [k for k in swept if all(isinstance(s.get(k), (int, float)) and not isinstance(s.get(k), bool)
@@ -220,7 +232,63 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
         _save(fig, path)
         plt.close(fig)
         written.append(path)
+        if kind == "sweep" and numeric:
+            path = os.path.join(out_dir, "fig4.png")
+            _plot_fig4(plt, runs, status, numeric, note, path)
+            written.append(path)
     return written
+
+
+_FIG4 = (("gc", "source GC"), ("target_nc", "target NC (CDNV)"), ("few_shot_accuracy", "few-shot NCC accuracy"))
+
+
+def _plot_fig4(plt, runs, status, numeric, note, path):
+    """The paper's Fig. 4 layout: for each swept setting (a row), final source GC, target NC and
+    few-shot accuracy against its values; mean over the seeds' runs trained as asked, error bars
+    one sample standard deviation, the seeds as dots; runs at the cap as red open markers."""
+    import numpy as np
+    fig, axes = plt.subplots(len(numeric), 3, figsize=(12.5, 3.2 * len(numeric)), squeeze=False,
+                             layout="constrained")
+    for i, k in enumerate(numeric):
+        for j, (key, label) in enumerate(_FIG4):
+            ax = axes[i, j]
+            groups, cap_pts = {}, []
+            for name, settings, history in runs:
+                if any(r.get("diverged") for r in history) or _last(history).get(key) is None:
+                    continue
+                x, y = settings[k], _last(history)[key]
+                if status[name] == "cap":
+                    cap_pts.append((x, y))
+                else:
+                    groups.setdefault(x, []).append(y)
+            xs = sorted(groups)
+            means = [float(np.mean(groups[x])) for x in xs]
+            sds = [float(np.std(groups[x], ddof=1)) if len(groups[x]) > 1 else 0.0 for x in xs]
+            ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, color="tab:blue",
+                        label="mean ± s.d. over seeds")
+            for x in xs:
+                ax.scatter([x] * len(groups[x]), groups[x], s=10, color="k", alpha=0.45, zorder=3)
+            if cap_pts:
+                ax.scatter([p[0] for p in cap_pts], [p[1] for p in cap_pts], s=40, facecolors="none",
+                           edgecolors="tab:red", linewidths=1.5, zorder=4, label="reached the cap")
+            allx = xs + [p[0] for p in cap_pts]
+            if allx and min(allx) > 0 and max(allx) / min(allx) >= 10:
+                ax.set_xscale("log")
+            ax.set_xlabel(_LABELS.get(k, k))
+            ax.set_ylabel(label)
+            ax.grid(True, which="both", alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=8)
+    fig.suptitle("final values against each swept setting (the paper's Fig. 4 layout)")
+    _note(fig, note)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _status(root, kind, name):
+    """How a run ended (``done.json``), or ``None`` if it has not finished."""
+    done = read_done(os.path.join(os.fspath(root), name) if kind == "sweep" else root)
+    return None if done is None else done.get("status")
 
 
 def _note(fig, note):

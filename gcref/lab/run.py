@@ -31,7 +31,7 @@ from .config import (SettingError, TrainConfig, build_network, describe_differen
                      few_shot_protocol, load_run_data, validate_config)
 
 __all__ = ["run_training", "run_summary", "final_record", "read_done", "verify_finished",
-           "DONE_FILE", "PARAMS_FILE", "FINAL_METRICS", "RUN_FILES"]
+           "DONE_FILE", "PARAMS_FILE", "FINAL_METRICS", "RUN_FILES", "FINISHED", "TRAINED"]
 
 DONE_FILE = "done.json"
 PARAMS_FILE = "params.npz"
@@ -41,7 +41,15 @@ OUTPUT_FILES = (PARAMS_FILE, CHECKPOINT_FILE)
 
 #: The metrics a run's summary reports (from its last history record), in display order.
 FINAL_METRICS = ("loss", "gc", "nc", "geometric_collapse", "train_accuracy", "test_accuracy",
-                 "flatness", "target_gc", "target_nc", "few_shot_accuracy", "few_shot_ci95")
+                 "flatness", "target_gc", "target_nc", "few_shot_accuracy", "few_shot_ci95",
+                 "train_loss", "epoch")
+
+#: How a finished run ended (``done.json``'s ``status``): the whole budget (no criterion),
+#: the criterion met (``converged``), the cap reached without meeting it (``cap``), or diverged.
+FINISHED = ("completed", "converged", "cap", "diverged")
+#: The statuses of runs trained as asked (compared across a sweep); ``cap`` and ``diverged``
+#: runs are listed and counted apart, never mixed in.
+TRAINED = ("completed", "converged")
 
 
 def _normalise(obj):
@@ -94,21 +102,22 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     """Whether a run folder holds a finished run whose files agree: ``(done, "")`` or
     ``(None, reason)``.
 
-    Finished means: ``done.json`` is readable and says ``completed`` or ``diverged``; its
+    Finished means: ``done.json`` is readable and says one of :data:`FINISHED`; its
     settings fingerprint equals that of ``config.json`` (and of the checkpoint); ``config.json``
     holds the settings ``cfg`` (when given); the last history record is the final step
-    (``steps`` of the config, or the divergence marker one step after ``done.json``'s steps); the
-    checkpoint is at the last recorded step; ``params.npz`` and ``checkpoint.npz`` have the size
-    and SHA-256 that ``done.json`` records (``outputs``) and ``params.npz`` loads with the
-    recorded shapes (``param_shapes``). A ``done.json`` written before gcref recorded checksums
-    has no ``outputs``: such a run counts as unfinished, so the next run resumes it from its
-    final checkpoint (no step is trained again) and writes the checksums.
+    (``steps`` of the config; for ``converged`` the first record meeting the criterion; or the
+    divergence marker one step after ``done.json``'s steps); the checkpoint is at the last
+    recorded step; ``params.npz`` and ``checkpoint.npz`` have the size and SHA-256 that
+    ``done.json`` records (``outputs``) and ``params.npz`` loads with the recorded shapes
+    (``param_shapes``). A ``done.json`` written before gcref recorded checksums has no
+    ``outputs``: such a run counts as unfinished, so the next run resumes it from its final
+    checkpoint (no step is trained again) and writes the checksums.
     """
     out_dir = os.fspath(out_dir)
     done = read_done(out_dir)
     if done is None:
         return None, "no done.json"
-    if done.get("status") not in ("completed", "diverged"):
+    if done.get("status") not in FINISHED:
         return None, f"done.json has status {done.get('status')!r}"
     try:
         with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
@@ -125,11 +134,17 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
             return None, f"config.json holds other settings ({detail})"
     steps = done.get("steps")
     last = history[-1] if history else {}
-    if done["status"] == "completed":
-        want_last = (config.get("lab_config") or {}).get("steps", config.get("steps"))
-        if not (last.get("step") == steps == want_last and not last.get("diverged")):
+    if done["status"] in ("completed", "cap"):
+        want_last = config.get("steps", (config.get("lab_config") or {}).get("steps"))
+        if not (last.get("step") == steps == want_last and not last.get("diverged")
+                and not last.get("converged")):
             return None, (f"history.jsonl ends at step {last.get('step')}, done.json says {steps}, "
                           f"the settings {want_last}")
+    elif done["status"] == "converged":
+        first = next((r.get("step") for r in history if r.get("converged")), None)
+        if not (last.get("converged") and last.get("step") == steps == first == done.get("converged_step")):
+            return None, (f"history.jsonl ends at step {last.get('step')} (first record meeting the "
+                          f"criterion: {first}), done.json says converged at {done.get('converged_step')}")
     elif not (last.get("diverged") and isinstance(steps, int) and last.get("step") == steps + 1):
         return None, "history.jsonl does not end with the divergence done.json reports"
     info = checkpoint_info(os.path.join(out_dir, CHECKPOINT_FILE))
@@ -218,6 +233,8 @@ def run_summary(out_dir, cfg: TrainConfig | None = None) -> dict:
         "status": done.get("status", "unfinished"),
         "message": done.get("message", ""),
         "steps": last.get("step", 0),
+        "epochs": last.get("epoch"),
+        "converged_step": done.get("converged_step"),
         "wall_time_s": done.get("wall_time_s"),
         "network": config.get("network"),
         "num_params": config.get("num_params"),
@@ -282,7 +299,9 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
     Returns
     -------
     dict
-        ``status`` ("completed" / "diverged"), ``message``, ``steps``, ``wall_time_s``,
+        ``status`` (one of :data:`FINISHED`: "completed", or with a criterion "converged" /
+        "cap", or "diverged"), ``message``, ``steps``, ``epochs`` (of the last record),
+        ``converged_step``, ``wall_time_s``,
         ``network``, ``num_params``, ``config`` (the settings), ``final`` (the last history
         record's ``loss``, ``gc``, ``nc``, ``geometric_collapse``, accuracies and, for transfer
         runs, ``target_nc``, ``target_gc``, ``few_shot_accuracy``, ``few_shot_ci95``), ``dir``,
@@ -334,6 +353,16 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         return summary
 
 
+def _eval_every(cfg: TrainConfig, n_train: int):
+    """Steps between records: as set; else, with a criterion, 1% of the cap (so the criterion is
+    checked often enough) but no closer than 20 steps (or 5% of a short cap); else
+    :func:`gcref.train.fit`'s default (5% of the budget)."""
+    if cfg.eval_every is not None or cfg.until() is None:
+        return cfg.eval_every
+    budget = cfg.step_budget(n_train)
+    return max(1, budget // 100, min(20, budget // 20))
+
+
 def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
     resumed_from = None
     if out_dir is not None and resume:
@@ -347,16 +376,18 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
                  "n_test": data.test.n, "classes": list(data.train.classes)}
         if data.target is not None:
             extra.update(n_target=data.target.n, target_classes_names=list(data.target.classes))
-        result = fit(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps,
+        result = fit(net, params, data.train, lr=cfg.lr, batch_size=cfg.batch_size,
+                     steps=None if cfg.epochs is not None else cfg.steps, epochs=cfg.epochs,
+                     until=cfg.until(),
                      l2=cfg.l2, gc_reg=cfg.gc_reg, momentum=cfg.momentum, seed=cfg.seed,
-                     test_data=data.test, target_data=data.target, eval_every=cfg.eval_every,
+                     test_data=data.test, target_data=data.target, eval_every=_eval_every(cfg, data.train.n),
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
                      gc_rows=cfg.gc_rows, few_shot=few_shot_protocol(cfg, data), out_dir=out_dir,
                      resume=resume, progress=progress, config_extra=extra,
                      engine=engine_for(cfg.backend, cfg.dtype))
     wall = time.perf_counter() - t0
     done = {"status": result.status, "message": result.message, "steps": result.steps,
-            "wall_time_s": wall}
+            "converged_step": result.converged_step, "wall_time_s": wall}
     if out_dir is None:
         last = final_record(result.history)
         return {"dir": None, **done, "network": net.name, "num_params": net.num_params(),

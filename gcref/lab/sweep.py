@@ -40,8 +40,8 @@ from ..train.checkpoint import SWEEP_FILE, check_folder_kind
 from ..train.fit import HISTORY_FILE, load_history
 from .config import (FIELDS, SettingError, SettingWarning, TrainConfig, as_config, describe_differences,
                      load_run_data, shown, validate_config)
-from .run import (FINAL_METRICS, RUN_FILES, _check_same_run, _normalise, read_done, run_summary,
-                  run_training, verify_finished)
+from .run import (FINAL_METRICS, FINISHED, RUN_FILES, TRAINED, _check_same_run, _normalise, read_done,
+                  run_summary, run_training, verify_finished)
 from .stats import spearman  # noqa: F401 - the lab's Spearman (one definition, gcref.lab.stats)
 
 __all__ = ["run_sweep", "plan_sweep", "expand_grid", "summarize_sweep", "run_name", "spearman",
@@ -546,9 +546,11 @@ def summarize_sweep(out_dir, errors=None) -> dict:
     """Read a sweep folder and write ``summary.json`` and ``summary.csv`` (atomically).
 
     The final metrics of each run are its last history record (so they equal the histories).
-    Correlations use the completed runs only (diverged and unfinished runs are listed, not
-    correlated): ``"<x>_vs_<y>"`` for the pairs of :data:`METRIC_PAIRS` and for each swept
-    numeric setting against :data:`SETTING_TARGETS`.
+    Correlations use the runs trained as asked only (:data:`gcref.lab.run.TRAINED`: completed,
+    or converged to the criterion; runs that reached the cap, diverged or are unfinished are
+    listed and counted, not correlated; ``correlated_statuses`` says which):
+    ``"<x>_vs_<y>"`` for the pairs of :data:`METRIC_PAIRS` and for each swept numeric setting
+    against :data:`SETTING_TARGETS`.
     """
     out_dir = os.fspath(out_dir)
     with open(os.path.join(out_dir, SWEEP_FILE)) as fh:
@@ -563,12 +565,13 @@ def summarize_sweep(out_dir, errors=None) -> dict:
         elif os.path.exists(os.path.join(run_dir, HISTORY_FILE)):
             s = run_summary(run_dir, as_config(p["config"]))
             row = {"name": p["name"], "settings": p["settings"], "status": s["status"],
-                   "message": s["message"], "steps": s["steps"], "wall_time_s": s["wall_time_s"],
+                   "message": s["message"], "steps": s["steps"], "epochs": s["epochs"],
+                   "converged_step": s["converged_step"], "wall_time_s": s["wall_time_s"],
                    "final": s["final"]}
         else:
             row = {"name": p["name"], "settings": p["settings"], "status": "pending", "final": {}}
         rows.append(row)
-    ok = [r for r in rows if r["status"] == "completed"]
+    ok = [r for r in rows if r["status"] in TRAINED]
     correlations = {}
     for a, b in METRIC_PAIRS:
         if any(a in r["final"] for r in ok) and any(b in r["final"] for r in ok):
@@ -585,8 +588,8 @@ def summarize_sweep(out_dir, errors=None) -> dict:
     summary = {"kind": plan.get("kind", "sweep"), "dir": out_dir, "grid": plan["grid"],
                "seeds": plan.get("seeds"), "base_config": plan["base_config"],
                "counts": {s: sum(r["status"] == s for r in rows)
-                          for s in ("completed", "diverged", "error", "unfinished", "pending")},
-               "runs": rows, "by_setting": _by_setting(rows, swept), "correlations": correlations}
+                          for s in FINISHED + ("error", "unfinished", "pending")},
+               "correlated_statuses": list(TRAINED), "runs": rows, "by_setting": _by_setting(rows, swept), "correlations": correlations}
     atomic_write(os.path.join(out_dir, SUMMARY_JSON),
                  lambda fh: fh.write(json.dumps(summary, indent=2, default=str).encode()))
     _write_csv(os.path.join(out_dir, SUMMARY_CSV), rows)
@@ -599,7 +602,7 @@ def _by_setting(rows, swept):
 
     groups: dict = {}
     for r in rows:
-        if r["status"] != "completed":
+        if r["status"] not in TRAINED:
             continue
         key = tuple((k, r["settings"].get(k)) for k in swept)
         groups.setdefault(key, []).append(r)

@@ -9,11 +9,11 @@ and against the target NC (the paper: lower source GC -> lower target NC -> high
 
 from __future__ import annotations
 
-from .config import as_config, load_run_data
+from .config import PROTOCOL_DEFAULTS, as_config, load_run_data
 from .sweep import run_sweep
 
 __all__ = ["run_transfer", "transfer_config", "transfer_defaults", "DEFAULT_TRANSFER_GRID",
-           "DEFAULT_TRANSFER_DATASET", "DEFAULT_TRANSFER_SEEDS"]
+           "DEFAULT_TRANSFER_DATASET", "DEFAULT_TRANSFER_SEEDS", "TRANSFER_DEFAULTS"]
 
 #: The defaults of a transfer experiment, shared by :func:`run_transfer` and ``gcref transfer``:
 #: the settings swept, the dataset (glyphs: 112 source / 35 target classes, the paper's regime
@@ -21,16 +21,22 @@ __all__ = ["run_transfer", "transfer_config", "transfer_defaults", "DEFAULT_TRAN
 DEFAULT_TRANSFER_GRID = {"lr": [0.01, 0.05, 0.2]}
 DEFAULT_TRANSFER_DATASET = "glyphs"
 DEFAULT_TRANSFER_SEEDS = (0, 1)
+#: The settings a transfer experiment defaults to where it names none: the dataset and the
+#: paper's protocol (:data:`gcref.lab.config.PROTOCOL_DEFAULTS`: weight decay 5e-4, trained to
+#: >= 99% training accuracy) with a cap of 40000 steps.
+TRANSFER_DEFAULTS = {"dataset": DEFAULT_TRANSFER_DATASET, **PROTOCOL_DEFAULTS, "steps": 40000}
 
 
 def transfer_defaults(base_config=None):
-    """The settings of a transfer experiment: ``base_config`` with the dataset
-    :data:`DEFAULT_TRANSFER_DATASET` where it names none (``None``, or a dict without
-    ``"dataset"``; a :class:`TrainConfig` always names one)."""
+    """The settings of a transfer experiment: ``base_config`` with each of
+    :data:`TRANSFER_DEFAULTS` (glyphs, L2 5e-4, to >= 99% training accuracy, cap 40000 steps)
+    that it does not name (``None``, or a dict without the key; a :class:`TrainConfig` names
+    every setting and is kept as it is). Name a setting as ``None`` to leave it unset (e.g.
+    ``until_train_acc=None``: train the whole budget)."""
     if base_config is None:
         base_config = {}
-    if isinstance(base_config, dict) and "dataset" not in base_config:
-        base_config = {**base_config, "dataset": DEFAULT_TRANSFER_DATASET}
+    if isinstance(base_config, dict):
+        base_config = {**TRANSFER_DEFAULTS, **base_config}
     return as_config(base_config)
 
 
@@ -54,8 +60,9 @@ def run_transfer(base_config=None, grid: dict | None = None, seeds=None, out_dir
     Parameters
     ----------
     base_config : TrainConfig or dict, optional
-        Shared settings; the dataset defaults to :data:`DEFAULT_TRANSFER_DATASET` (glyphs, with
-        its own class split), as for ``gcref transfer``. On a dataset without a class split
+        Shared settings; those it does not name default to :data:`TRANSFER_DEFAULTS` (glyphs,
+        with its own class split; the paper's protocol: L2 5e-4, each run trained to >= 99%
+        training accuracy, at most 40000 steps), as for ``gcref transfer``. On a dataset without a class split
         the first half of the classes is the source (``source_classes`` / ``target_classes``
         or ``num_source`` choose another; ``ways``, ``shots``, ``queries``, ``episodes`` the
         few-shot protocol, default 5-way 5-shot, 15 queries, 200 episodes).
