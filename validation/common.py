@@ -202,6 +202,8 @@ def apply_tiny(cfg):
             out[k] = {hp: _TINY_SWEEP.get(hp, list(vals)[:2]) for hp, vals in v.items()}
         elif k == "gc_reg" and isinstance(v, list):
             out[k] = list(v)[:2]
+        elif k == "epochs":                     # a budget in epochs: one step, as "steps" gets
+            out["steps"] = 1
         elif k in _TINY:
             out[k] = _TINY[k](v)
         else:
