@@ -313,7 +313,7 @@ def train(
 
     Defaults: the digits (8x8, bundled with scikit-learn), MLP 64-128-128-32-10, lr 0.05, batch 32, L2 0.005, 3000 steps. A finished run in --out with the same settings is not run again; an interrupted one resumes from its checkpoint.
     """
-    from .run import run_training
+    from .run import TRAINED, run_training
     from .config import load_run_data, validate_config
     from ..train.checkpoint import check_folder_kind
     try:
@@ -358,7 +358,7 @@ def train(
         _emit_json(summary)
     else:
         _print_run(summary)
-    raise typer.Exit(code=0 if summary["status"] in ("completed", "converged") else 1)
+    raise typer.Exit(code=0 if summary["status"] in TRAINED else 1)
 
 
 #: Which direction of each metric is "better" in the paper's reading (lower GC and NC: more

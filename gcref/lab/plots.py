@@ -24,7 +24,7 @@ import os
 
 from ..nn.params_io import atomic_write
 from ..train.fit import CONFIG_FILE, HISTORY_FILE, load_history
-from .run import read_done
+from .run import verify_finished
 from .sweep import SWEEP_FILE, spearman, sweep_histories
 
 __all__ = ["plot_run_or_sweep", "FIGURES"]
@@ -249,14 +249,16 @@ def _plot_fig4(plt, runs, status, numeric, note, path):
     import numpy as np
     fig, axes = plt.subplots(len(numeric), 3, figsize=(12.5, 3.2 * len(numeric)), squeeze=False,
                              layout="constrained")
+    finals = [(name, settings, _last(history)) for name, settings, history in runs
+              if not any(r.get("diverged") for r in history)]
     for i, k in enumerate(numeric):
         for j, (key, label) in enumerate(_FIG4):
             ax = axes[i, j]
             groups, cap_pts = {}, []
-            for name, settings, history in runs:
-                if any(r.get("diverged") for r in history) or _last(history).get(key) is None:
+            for name, settings, last in finals:
+                if last.get(key) is None:
                     continue
-                x, y = settings[k], _last(history)[key]
+                x, y = settings[k], last[key]
                 if status[name] == "cap":
                     cap_pts.append((x, y))
                 else:
@@ -286,8 +288,9 @@ def _plot_fig4(plt, runs, status, numeric, note, path):
 
 
 def _status(root, kind, name):
-    """How a run ended (``done.json``), or ``None`` if it has not finished."""
-    done = read_done(os.path.join(os.fspath(root), name) if kind == "sweep" else root)
+    """How a run ended (``done.json``, as :func:`gcref.lab.run.verify_finished` accepts it: the
+    same judgement as the sweep summary's), or ``None`` if it has not finished."""
+    done = verify_finished(os.path.join(os.fspath(root), name) if kind == "sweep" else root)[0]
     return None if done is None else done.get("status")
 
 
