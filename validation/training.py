@@ -281,9 +281,17 @@ def describe_lab(cfg: dict, sweeps: dict | None = None, seeds=None) -> str:
         net = "MLP " + "-".join(str(h) for h in cfg.get("hidden") or [])
     elif cfg.get("width", 1.0) != 1.0:
         net += f" (width {cfg['width']:g})"
-    opt = (f"plain SGD lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}, L2 {cfg.get('l2', 0):g}"
+    sgd = f"SGD momentum {cfg['momentum']:g}" if cfg.get("momentum") else "plain SGD"
+    budget = f"{cfg['epochs']:g} epochs" if cfg.get("epochs") else f"{cfg.get('steps')} steps"
+    stop = []
+    if cfg.get("until_train_acc"):
+        stop.append(f"train accuracy >= {cfg['until_train_acc']:g}")
+    if cfg.get("until_loss"):
+        stop.append(f"train loss <= {cfg['until_loss']:g}")
+    budget = f"until {' and '.join(stop)} (cap {budget})" if stop else budget
+    opt = (f"{sgd} lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}, L2 {cfg.get('l2', 0):g}"
            + (f", lambda_GC {cfg['gc_reg']:g}" if cfg.get("gc_reg") else "")
-           + f", {cfg.get('steps')} steps")
+           + f", {budget}")
     out = f"{bits[0]}; {net}; {opt}"
     if cfg.get("ways"):
         out += f"; {cfg['ways']}-way {cfg.get('shots', 5)}-shot NCC on targets, {cfg.get('episodes')} episodes"
