@@ -356,9 +356,8 @@ def script_main(run, argv, *, claim: int, description: str):
     """Parse arguments, limit threads, time ``run(args)`` and return its summary dict."""
     args = common.parse_args(argv, claim=claim, description=description)
     t0 = args.t0 = time.time()
-    if args.backend == "cuda":
-        load_backend("cuda")          # fail early with a clear message
-        args.jobs = 1                 # one device: every run in this process
+    if args.backend == "cuda" and load_backend("cuda").device == "gpu":   # fails early, clearly
+        args.jobs = 1                 # one device: every run in this process (on NumPy: --jobs)
     with limit_threads(1):
         summary = run(args, t0)
     return summary

@@ -43,7 +43,7 @@ __all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
 
 _err = Console(stderr=True)
 
-_INT_FIELDS = {"batch_size", "steps", "seed", "eval_every", "eval_size", "gc_rows", "max_per_class",
+_INT_FIELDS = {"batch_size", "steps", "seed", "eval_every", "eval_early", "eval_size", "gc_rows", "max_per_class",
                "num_source", "split_seed", "ways", "shots", "queries", "episodes", "threads"}
 _FLOAT_FIELDS = {"lr", "l2", "gc_reg", "momentum", "width", "gc_size", "epochs", "until_train_acc",
                  "until_loss"}
@@ -86,6 +86,7 @@ _CONFIG_OPTIONS = [
     ("momentum", float, _D.momentum, "Heavy-ball momentum in [0, 1)."),
     ("seed", int, _D.seed, "Seed of the initial weights and the batch order."),
     ("eval_every", Optional[int], None, "Steps between history records (default steps // 20; with a criterion 1% of the cap, at least 20 steps apart)."),
+    ("eval_early", Optional[int], None, "More records early: this many per doubling of the step count, until they are --eval-every apart (0: none)."),
     ("eval_size", int, _D.eval_size, "Training examples (class-balanced) on which GC and NC are measured."),
     ("gc_method", str, _D.gc_method, "GC in the history: exact, or an estimator (examples, outputs, mask, projection)."),
     ("gc_rows", Optional[int], None, "Embedding rows sampled for the GC-penalty gradient (default: all, exact)."),

@@ -124,6 +124,10 @@ class TrainConfig:
     eval_every, eval_size, gc_method, gc_size, gc_rows
         As in :func:`gcref.train.fit` (``eval_every=None`` with a criterion: every 1% of the cap, at
         least 20 steps or 5% of the cap apart).
+    eval_early : int, optional
+        More records early (:func:`gcref.train.fit`): ``eval_early`` records per doubling of the
+        step count until they are ``eval_every`` apart, so that a matched-fit level is resolved
+        where the loss falls fastest. ``None`` (or 0): none.
     ways, shots, queries, episodes
         Few-shot NCC protocol on the target classes (``ways=None``: ``min(5, #target classes)``).
     threads : int, optional
@@ -173,6 +177,7 @@ class TrainConfig:
     epochs: float | None = None
     until_train_acc: float | None = None
     until_loss: float | None = None
+    eval_early: int | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict of every setting (lists, not tuples)."""
@@ -328,6 +333,9 @@ def validate_config(config, n_train: int | None = None, data=None) -> TrainConfi
     for name in ("eval_every", "gc_rows", "max_per_class", "num_source", "ways", "threads"):
         if getattr(cfg, name) is not None:
             positive(name, integer=True)
+    if cfg.eval_early is not None:
+        positive("eval_early", integer=True, allow_zero=True)
+        cfg.eval_early = cfg.eval_early or None      # 0 and unset are the same setting
     if cfg.gc_size is not None:
         # the mask estimator's budget is a keep probability; the others count samples
         positive("gc_size", integer=cfg.gc_method != "mask", upper=None)

@@ -381,6 +381,7 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
                      until=cfg.until(),
                      l2=cfg.l2, gc_reg=cfg.gc_reg, momentum=cfg.momentum, seed=cfg.seed,
                      test_data=data.test, target_data=data.target, eval_every=_eval_every(cfg, data.train.n),
+                     eval_early=cfg.eval_early,
                      eval_size=cfg.eval_size, gc_method=cfg.gc_method, gc_size=cfg.gc_size,
                      gc_rows=cfg.gc_rows, few_shot=few_shot_protocol(cfg, data), out_dir=out_dir,
                      resume=resume, progress=progress, config_extra=extra,

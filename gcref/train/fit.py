@@ -201,7 +201,8 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
         gc_size=None, gc_rows: int | None = None, few_shot: dict | None = None,
         out_dir=None, resume: bool = False, max_param_norm: float = 1e6,
         on_divergence: str = "stop", progress=None, config_extra: dict | None = None,
-        engine=None, epochs: float | None = None, until: dict | None = None) -> FitResult:
+        engine=None, epochs: float | None = None, until: dict | None = None,
+        eval_early: int | None = None) -> FitResult:
     """Train ``net`` with SGD on the regularized objective and record a history.
 
     Parameters
@@ -243,6 +244,12 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
     eval_every : int, optional
         Steps between history records (default ``max(1, steps // 20)``); step 0 and the last step
         are always recorded.
+    eval_early : int, optional
+        More records early, where the loss falls fastest: also record at the steps
+        ``round(2 ** (j / eval_early))``, ``j = 0, 1, ...``, as long as consecutive ones are less
+        than ``eval_every`` apart (``eval_early`` records per doubling of the step count;
+        :func:`record_steps`). ``None`` or 0: every ``eval_every`` steps only. Records do not
+        change the training trajectory: the parameters at every step are bitwise the same.
     eval_size : int, optional
         Examples (class-balanced, fixed) on which GC, NC and geometric collapse are measured.
     gc_method : "exact" or an estimator of :func:`gcref.estimate_gc`
@@ -304,6 +311,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
     if gc_reg and gc_rows is not None:
         check_int(gc_rows, "gc_rows", minimum=1, maximum=net.embedding_dim)
     eval_every = max(1, steps // 20) if eval_every is None else check_int(eval_every, "eval_every", minimum=1)
+    early = record_steps(eval_every, eval_early, steps)
     test = _as_xy(test_data, "test_data")
     if test is not None:
         test = (net.check_input(test[0], "test_data.X"), as_labels(test[1], "test_data.y", n=len(test[0])))
@@ -330,6 +338,8 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
                   "num_params": net.num_params(), "dtype": dtype, **(config_extra or {})}
         if until is not None:
             config["until"] = until
+        if eval_early:
+            config["eval_early"] = eval_early
         if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
             params, state, start = _read_checkpoint(out_dir, net, config)
             if os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
@@ -404,7 +414,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
             objectives.append(objective)
             flats.append(res.parts["grad_norm_sq"])
             rec = None
-            if step % eval_every == 0 or step == steps:
+            if step % eval_every == 0 or step == steps or step in early:
                 params, state = trainer.host_params(), trainer.host_state()
                 rec = record(step, params, losses, objectives, flats)
                 history.append(rec)
@@ -426,6 +436,30 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
     final = trainer.host_params(np.float64)
     return FitResult(params=final, history=history, status=status, message=message,
                      steps=step if status != "diverged" else step - 1, converged_step=converged_at)
+
+
+def record_steps(eval_every: int, eval_early: int | None, steps: int) -> frozenset:
+    """The early record steps of :func:`fit` (besides every ``eval_every``-th step and the last):
+    ``round(2 ** (j / eval_early))`` for ``j = 0, 1, ...`` while the next one is less than
+    ``eval_every`` steps further, at most ``steps``. ``eval_early`` is the number of records per
+    doubling of the step count; ``None`` or 0 gives none.
+
+    >>> sorted(record_steps(32, 2, 1000))
+    [1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91]
+    """
+    if eval_early is None or eval_early == 0:
+        return frozenset()
+    eval_early = check_int(eval_early, "eval_early", minimum=0)
+    out, j = set(), 0
+    while True:
+        here, nxt = 2.0 ** (j / eval_early), 2.0 ** ((j + 1) / eval_early)
+        if round(here) > steps:
+            break
+        out.add(int(round(here)))
+        if nxt - here >= eval_every:
+            break
+        j += 1
+    return frozenset(out)
 
 
 #: The criteria ``until`` may name, with the direction that meets them.
