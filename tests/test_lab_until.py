@@ -172,3 +172,30 @@ def test_records_with_a_criterion_every_percent_of_the_cap(budget, until, expect
     from gcref.lab.run import _eval_every
     assert _eval_every(lab.TrainConfig(steps=budget, until_train_acc=until), 1000) == expected
     assert _eval_every(lab.TrainConfig(steps=budget, until_train_acc=until, eval_every=7), 1000) == 7
+
+
+def test_progress_counts_budgets_in_epochs_and_fills_at_convergence(tmp_path):
+    from gcref.lab.config import load_run_data
+    from gcref.train.checkpoint import ProgressBar, record_line
+    base = dict(TINY, steps=3000, epochs=2.0)               # steps unused: the budget is in epochs
+    points = lab.plan_sweep(base, {"lr": [0.05, 0.2]}, [0])
+    n = load_run_data(points[0].config).train.n
+    budget = math.ceil(2.0 * n / 16)
+    assert [p["steps"] for p in points] == [budget, budget]
+    assert lab.sweep_progress(tmp_path / "sw", points) == (0, 2 * budget, 0, 2)
+    lab.run_sweep(dict(base, until_train_acc=0.3), {"lr": [0.05, 0.2]}, [0], tmp_path / "sw", n_jobs=1,
+                  backend="sequential")
+    # read back from sweep.json alone: every finished run counts its whole budget
+    assert lab.sweep_progress(tmp_path / "sw") == (2 * budget, 2 * budget, 2, 2)
+
+    assert record_line({"loss": 0.12345, "train_accuracy": 0.5, "gc": 12.34567, "nc": None}) == \
+        "loss 0.123 acc 0.5 GC 12.35 NC -"
+    assert record_line({"loss": 1.0, "train_accuracy": 1.0, "gc": 2.0, "nc": 0.5, "converged": True}) \
+        .endswith("NC 0.5 converged")
+    bar = ProgressBar("t")
+    bar(1, 100, None)
+    bar(10, 100, {"loss": 1.0, "train_accuracy": 0.7})
+    assert bar._bar.tasks[0].total == 100 and "acc 0.7" in bar._bar.tasks[0].fields["line"]
+    bar(20, 100, {"loss": 1.0, "train_accuracy": 0.99, "converged": True})
+    assert bar._bar.tasks[0].total == 20 == bar._bar.tasks[0].completed      # full, not 20 %
+    bar.close()

@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..nn.params_io import FolderLocked
+from ..train.checkpoint import record_line, training_columns
 from . import config as lab_config
 from .config import PROTOCOL_DEFAULTS
 from .transfer import DEFAULT_TRANSFER_SEEDS, TRANSFER_DEFAULTS
@@ -327,9 +328,8 @@ def train(
         _fail(err, as_json)
     _prepare_out(out, as_json, lock=True)
     _say_notes(notes)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=_err, transient=False) as bar:
-        task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.step_budget(data.train.n))
+    with Progress(*training_columns(), console=_err, transient=False) as bar:
+        task = bar.add_task(f"train {cfg.arch} on {cfg.dataset}", total=cfg.step_budget(data.train.n), line="")
         first = []
 
         def progress(step, steps, record):
@@ -338,9 +338,8 @@ def train(
                 if step > 1:
                     bar.console.print(f"resumed from step {step - 1}", highlight=False)
             bar.update(task, completed=step)
-            if record is not None and record.get("gc") is not None:
-                bar.update(task, description=f"train: loss {_fmt(record.get('loss'), 3)}  "
-                                             f"GC {_fmt(record.get('gc'), 4)}  NC {_fmt(record.get('nc'), 3)}")
+            if record is not None and not record.get("diverged"):
+                bar.update(task, line=record_line(record))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", lab_config.SettingWarning)   # said above
@@ -354,7 +353,8 @@ def train(
         except OSError as err:
             bar.stop()
             _fail(f"cannot write {out}: {err}", as_json)
-        bar.update(task, completed=summary["steps"])
+        # a run that converged (or diverged) before its cap: the bar ends full, at its last step
+        bar.update(task, completed=summary["steps"], total=max(1, summary["steps"]))
     if as_json:
         _emit_json(summary)
     else:
@@ -448,7 +448,7 @@ def _sweep_command(kind, config_options, params, seeds, n_jobs, backend, dask_sc
     _prepare_out(out, as_json, lock=True)
     _say_notes(notes)
 
-    total_steps = sum(p.config.steps for p in points)
+    total_steps = sweep_progress(out, points)[1]     # step budgets (caps; epochs in steps)
     stop = threading.Event()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=_err) as bar:

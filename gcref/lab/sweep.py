@@ -37,7 +37,7 @@ import warnings
 
 from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
 from ..train.checkpoint import SWEEP_FILE, check_folder_kind
-from ..train.fit import HISTORY_FILE, load_history
+from ..train.fit import CONFIG_FILE, HISTORY_FILE, load_history
 from .config import (FIELDS, SettingError, SettingWarning, TrainConfig, as_config, describe_differences,
                      load_run_data, shown, validate_config)
 from .run import (FINAL_METRICS, FINISHED, RUN_FILES, TRAINED, _check_same_run, _normalise, read_done,
@@ -186,6 +186,8 @@ def plan_sweep(base_config=None, grid: dict | None = None, seeds=None) -> list:
             try:
                 data = load_run_data(p["config"]) if check_data else None
                 p["config"] = validate_config(p["config"], data=data)
+                if data is not None:               # the step budget (cap), also for --epochs
+                    p["steps"] = p["config"].step_budget(data.train.n)
             except SettingError as err:
                 raise err.prefixed(f"sweep point {p.name}: ") from None
             except ValueError as err:
@@ -308,11 +310,28 @@ def _last_step(run_dir) -> int:
     return 0
 
 
+def _planned_steps(point, run_dir) -> int:
+    """A sweep point's step budget: as planned (:func:`plan_sweep`); else (a plan written before
+    budgets were recorded) the run folder's ``config.json``, else the configuration's ``steps``
+    (its budget unless it is given in epochs: then 0 until the run has started)."""
+    if point.get("steps") is not None:
+        return int(point["steps"])
+    try:
+        with open(os.path.join(run_dir, CONFIG_FILE)) as fh:
+            return int(json.load(fh)["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    cfg = point["config"] if isinstance(point.get("config"), TrainConfig) else as_config(point["config"])
+    return 0 if cfg.epochs is not None else int(cfg.steps)
+
+
 def sweep_progress(out_dir, points=None) -> tuple:
     """``(steps recorded, steps planned, runs finished, runs planned)`` of a sweep folder.
 
     Read from the run folders, so it works whatever process or machine runs them (the steps
-    advance at each history record).
+    advance at each history record). A run's planned steps are its step budget (with a
+    criterion: the cap; with ``epochs``: the budget in steps, from :func:`plan_sweep`); a
+    finished run counts all of them, whether it ran them or converged (or diverged) earlier.
     """
     out_dir = os.fspath(out_dir)
     if points is None:
@@ -320,8 +339,8 @@ def sweep_progress(out_dir, points=None) -> tuple:
             points = json.load(fh)["runs"]
     done_steps = total = finished = 0
     for p in points:
-        steps = p["config"].steps if isinstance(p.get("config"), TrainConfig) else p["config"]["steps"]
         run_dir = os.path.join(out_dir, p["name"])
+        steps = _planned_steps(p, run_dir)
         total += steps
         if read_done(run_dir) is not None:
             finished += 1
@@ -453,7 +472,8 @@ def _parallel():
 def _plan(base_config, grid, seeds, points, kind) -> dict:
     return {"kind": kind, "base_config": as_config(base_config).to_dict(), "grid": grid,
             "seeds": None if seeds is None else list(seeds),
-            "runs": [{"name": p.name, "settings": p["settings"], "config": p.config.to_dict()}
+            "runs": [{"name": p.name, "settings": p["settings"], "config": p.config.to_dict(),
+                      **({"steps": p["steps"]} if "steps" in p else {})}
                      for p in points]}
 
 

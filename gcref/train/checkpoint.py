@@ -240,26 +240,54 @@ class ProgressBar:
     def __call__(self, step, steps, record):
         if self._bar is None:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import Progress
             console = Console(stderr=True)
             if step > 1:
                 console.print(f"resumed from step {step - 1}", highlight=False)
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+            self._bar = Progress(*training_columns(), console=console)
             self._bar.start()
-            self._task = self._bar.add_task(self.description, total=steps, completed=step - 1)
+            self._task = self._bar.add_task(self.description, total=steps, completed=step - 1, line="")
         self._bar.update(self._task, completed=step)
-        if record is not None and record.get("gc") is not None:
-            def f(v, d):
-                return "-" if v is None else f"{v:.{d}g}"
-            self._bar.update(self._task, description=f"{self.description}: loss {f(record.get('loss'), 3)}  "
-                                                     f"GC {f(record.get('gc'), 4)}  NC {f(record.get('nc'), 3)}")
+        if record is not None and not record.get("diverged"):
+            self._bar.update(self._task, line=record_line(record))
+            if record.get("converged"):          # stopped before the cap: the bar is full
+                self._bar.update(self._task, total=step)
 
     def close(self):
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def training_columns() -> tuple:
+    """The columns of a training progress bar (rich): description, bar, steps done / budget,
+    elapsed, remaining, and the last record (:func:`record_line`, the task's ``line`` field).
+    In a narrow terminal the description and the record line are cut (with an ellipsis), not
+    the step count or the times."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    from rich.table import Column
+
+    def kept(width):
+        return Column(no_wrap=True, min_width=width)
+
+    def cut():
+        return Column(no_wrap=True, overflow="ellipsis")
+    return (TextColumn("{task.description}", table_column=cut()),
+            BarColumn(bar_width=20, table_column=kept(10)), MofNCompleteColumn(table_column=kept(5)),
+            TimeElapsedColumn(table_column=kept(7)), TimeRemainingColumn(table_column=kept(7)),
+            TextColumn("{task.fields[line]}", table_column=cut()))
+
+
+def record_line(record: dict) -> str:
+    """A history record in one line, for progress displays: the mean batch loss since the last
+    record, the training accuracy (the quantity of ``until``), GC and NC; ``converged`` at the
+    record that met the criterion."""
+    def f(key, digits):
+        v = record.get(key)
+        return "-" if v is None else f"{v:.{digits}g}"
+    line = f"loss {f('loss', 3)} acc {f('train_accuracy', 3)} GC {f('gc', 4)} NC {f('nc', 3)}"
+    return line + (" converged" if record.get("converged") else "")
 
 
 def managed_run(fit):
