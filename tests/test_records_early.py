@@ -110,6 +110,25 @@ def test_unset_is_not_written(setting, tmp_path):
 TINY = {"steps": 40, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16, "max_per_class": 30}
 
 
+def test_lab_folders_made_before_eval_early_resume(tmp_path):
+    """Unset, eval_early is not in the lab's config dict, config.json or the fingerprint: a run
+    folder written before the setting existed resumes (its checkpoint's binding is unchanged)."""
+    assert "eval_early" not in lab.as_config(TINY).to_dict()
+    assert lab.as_config(dict(TINY, eval_early=2)).to_dict()["eval_early"] == 2
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(step, steps, rec):
+        if step == 15:
+            raise Stop
+    with pytest.raises(Stop):
+        lab.run_training(TINY, tmp_path / "r", progress=stop_at)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert "eval_early" not in cfg and "eval_early" not in cfg["lab_config"]
+    assert lab.run_training(TINY, tmp_path / "r", progress=False)["resumed_from"] == 10
+
+
 def test_lab_setting(tmp_path):
     assert lab.validate_config(dict(TINY, eval_early=0)).eval_early is None
     with pytest.raises(SettingError, match="eval_early must be a non-negative integer, got -2"):

@@ -33,6 +33,9 @@ PROTOCOL_DEFAULTS = {"l2": 5e-4, "until_train_acc": 0.99}
 
 #: Settings that change nothing in the result (they are not compared when a run is resumed).
 _NON_RESULT_FIELDS = ("threads", "data_root")
+#: Settings added after run folders existed, written (to_dict, config.json, fingerprints) only
+#: when set: a folder made before them keeps its fingerprint and resumes.
+_WRITTEN_WHEN_SET = ("eval_early",)
 
 
 class _NamesSettings:
@@ -182,6 +185,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """A JSON-ready dict of every setting (lists, not tuples)."""
         out = dataclasses.asdict(self)
+        for k in _WRITTEN_WHEN_SET:
+            if out[k] is None:
+                del out[k]
         for k in ("source_classes", "target_classes", "hidden"):
             if out[k] is not None:
                 out[k] = list(out[k])
