@@ -89,16 +89,24 @@ def make_inputs(spec):
 # ============================================================================ FLOP counts
 
 def layer_macs(net):
-    """Multiply-adds of one example's forward pass through the embedding, per layer kind."""
+    """Multiply-adds of one example's forward pass through the embedding: its linear and
+    convolution layers, inside chains and residual blocks (main path and shortcut) too."""
+    return _macs(net.embedding, tuple(net.input_shape))
+
+
+def _macs(layer, shape) -> int:
     from gcref.nn import layers as L
-    total = 0
-    for (name, layer), shape in zip(net.embedding.children, net._shapes):
-        if isinstance(layer, L.Linear):
-            total += layer.in_features * layer.out_features
-        elif isinstance(layer, L.Conv2d):
-            o, ho, wo = layer.out_shape(shape)
-            total += o * layer.in_channels * layer.kernel_size ** 2 * ho * wo
-    return total
+    from gcref.nn.containers import Residual, Sequential
+    if isinstance(layer, Sequential):
+        return sum(_macs(child, shp) for (_, child), shp in zip(layer.children, layer.shapes(shape)))
+    if isinstance(layer, Residual):
+        return sum(_macs(part, shape) for _, part in layer._parts())
+    if isinstance(layer, L.Linear):
+        return layer.in_features * layer.out_features
+    if isinstance(layer, L.Conv2d):
+        o, ho, wo = layer.out_shape(shape)
+        return o * layer.in_channels * layer.kernel_size ** 2 * ho * wo
+    return 0
 
 
 def dense_flops(net, spec):

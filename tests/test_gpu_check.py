@@ -36,3 +36,32 @@ def test_gpu_check_dry_run_writes_the_report(tmp_path):
         else:
             assert cells[2] == "-" and cells[4] == "-", line
     assert not (tmp_path / "gpu-results.md.tmp").exists()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "vgg11", "resnet18"])
+def test_bench_flop_count_matches_torch_modules(arch):
+    """The benchmarks' FLOP floor counts every linear and convolution layer's multiply-adds, inside
+    residual blocks too: equal to a count over the exported PyTorch module's Conv2d/Linear calls."""
+    torch = pytest.importorskip("torch")
+    from gcref import zoo
+    from gcref.interop.torch.convert import to_torch
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    try:
+        from bench_gc import layer_macs
+    finally:
+        sys.path.pop(0)
+    net = {"mlp": lambda: zoo.mlp([784, 64, 32], num_classes=10), "cnn": lambda: zoo.cnn(),
+           "vgg11": lambda: zoo.vgg("vgg11", width=0.125), "resnet18": lambda: zoo.resnet18(width=0.25)}[arch]()
+    module = to_torch(net, net.init(0))
+    count = []
+
+    def hook(mod, inputs, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            count.append(out[0].numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1])
+        else:
+            count.append(mod.in_features * mod.out_features)
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(hook)
+    module.eval()(torch.zeros((1,) + tuple(net.input_shape), dtype=torch.float64))
+    assert layer_macs(net) == sum(count) - net.embedding_dim * net.num_classes > 0
