@@ -4,11 +4,15 @@ The claim: raising the learning rate, lowering the batch size and raising L2 eac
 embedding GC during training, and lower the neural collapse (CDNV) with it; the geometric
 collapse moves the same way.
 
-Setting: three one-dimensional sweeps around a base configuration (the other hyperparameters
-fixed), several seeds per value, a fixed number of plain-SGD steps, run by
-:func:`gcref.lab.run_sweep`; GC (exact, on a fixed class-balanced subset of the training set),
-NC and geometric collapse are recorded along training (:func:`gcref.train.fit`) and taken at
-the last step.
+Setting: one-dimensional sweeps around a base configuration (the other hyperparameters fixed),
+several seeds per value, run by :func:`gcref.lab.run_sweep`: in the converged protocol
+(``CONFIGS``, the primary verdict) each run is trained with base weight decay until its
+training accuracy reaches the criterion (runs that reach the cap are left out of the
+correlations); in the ablation (``FIXED_BUDGET``, ``--protocol fixed-budget``) for a fixed
+number of plain-SGD steps without weight decay. GC (exact, on a fixed class-balanced subset of
+the training set), NC and geometric collapse are recorded along training
+(:func:`gcref.train.fit`) and taken at the last record; the matched-fit analysis takes them at
+the first record below a training-loss level that every run reaches.
 
 Statistic: for each swept hyperparameter and each metric, Spearman's rho between the value and
 the final metric over all runs, with a two-sided permutation p-value and a bootstrap 95%
