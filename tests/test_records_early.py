@@ -75,18 +75,20 @@ def test_early_records_leave_the_trajectory_bitwise_and_match_dense_records(sett
     assert early.history[7]["loss"] == pytest.approx(np.mean([by_step[s]["loss"] for s in (9, 10)]), rel=1e-12)
 
 
+class Stop(Exception):
+    pass
+
+
+def stop_at(n):
+    """A progress callback that interrupts a run at step ``n`` (as a kill would, between records)."""
+    def progress(step, steps, rec):
+        if step == n:
+            raise Stop
+    return progress
+
+
 def test_early_records_resume_bitwise(setting, tmp_path):
     net, data, kw = setting
-
-    class Stop(Exception):
-        pass
-
-    def stop_at(n):
-        def progress(step, steps, rec):
-            if step == n:
-                raise Stop
-        return progress
-
     full = fit(net, net.init(0), data, eval_early=3, out_dir=tmp_path / "full", **kw)
     with pytest.raises(Stop):
         fit(net, net.init(0), data, eval_early=3, out_dir=tmp_path / "cut", **dict(kw, progress=stop_at(7)))
@@ -115,15 +117,8 @@ def test_lab_folders_made_before_eval_early_resume(tmp_path):
     folder written before the setting existed resumes (its checkpoint's binding is unchanged)."""
     assert "eval_early" not in lab.as_config(TINY).to_dict()
     assert lab.as_config(dict(TINY, eval_early=2)).to_dict()["eval_early"] == 2
-
-    class Stop(Exception):
-        pass
-
-    def stop_at(step, steps, rec):
-        if step == 15:
-            raise Stop
     with pytest.raises(Stop):
-        lab.run_training(TINY, tmp_path / "r", progress=stop_at)
+        lab.run_training(TINY, tmp_path / "r", progress=stop_at(15))
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert "eval_early" not in cfg and "eval_early" not in cfg["lab_config"]
     assert lab.run_training(TINY, tmp_path / "r", progress=False)["resumed_from"] == 10

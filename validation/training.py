@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from gcref.lab.run import TRAINED, blas_threads, engine_for  # noqa: F401 - TRAINED used by the claims
+from gcref.lab.config import as_config
+from gcref.train.fit import UNTIL_KEYS
 
 import common
 
@@ -283,12 +285,10 @@ def describe_lab(cfg: dict, sweeps: dict | None = None, seeds=None) -> str:
         net += f" (width {cfg['width']:g})"
     sgd = f"SGD momentum {cfg['momentum']:g}" if cfg.get("momentum") else "plain SGD"
     budget = f"{cfg['epochs']:g} epochs" if cfg.get("epochs") else f"{cfg.get('steps')} steps"
-    stop = []
-    if cfg.get("until_train_acc"):
-        stop.append(f"train accuracy >= {cfg['until_train_acc']:g}")
-    if cfg.get("until_loss"):
-        stop.append(f"train loss <= {cfg['until_loss']:g}")
-    budget = f"until {' and '.join(stop)} (cap {budget})" if stop else budget
+    until = as_config({k: cfg[k] for k in ("until_train_acc", "until_loss") if cfg.get(k)}).until()
+    if until:                 # the criterion as fit sees it (gcref.train.fit.UNTIL_KEYS)
+        stop = " and ".join(f"{k.replace('_', ' ')} {UNTIL_KEYS[k]} {v:g}" for k, v in until.items())
+        budget = f"until {stop} (cap {budget})"
     opt = (f"{sgd} lr {cfg.get('lr'):g}, batch {cfg.get('batch_size')}, L2 {cfg.get('l2', 0):g}"
            + (f", lambda_GC {cfg['gc_reg']:g}" if cfg.get("gc_reg") else "")
            + f", {budget}")
