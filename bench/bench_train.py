@@ -152,6 +152,7 @@ def run(cases, rounds, quick, device="cpu", threads=None):
     if threads:                      # both sides on the same number of threads
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=threads)    # applied from here on (kept for the whole run)
+XX
     try:
         import torch
         torch.set_num_threads(threads or min(2, os.cpu_count() or 1))

@@ -16,7 +16,7 @@ import gcref_cuda
 from gcref import zoo
 from gcref.train import fit
 from gcref.train.fit import CHECKPOINT_FILE, check_until, criterion_met, steps_for
-from gcref_cuda.backend import count_transfers, using
+from gcref_cuda.backend import count_transfers, set_cpu_threads, using
 
 FAMILIES = {
     "mlp": lambda: (zoo.mlp([12, 10, 8, 6], num_classes=4), (12,)),
@@ -51,13 +51,38 @@ def _assert_runs_agree(r1, r2, rtol):
 
 # ------------------------------------------------------------------ fast trainer == reference
 
+@pytest.fixture(params=["whole", "sharded"])
+def shards(request, monkeypatch):
+    """The fast step on the whole batch, and split into shards on three worker threads (the
+    fast engine shards batches with a large forward pass; these nets are small, so the fixture
+    lowers the threshold). Yields the list of shard counts the steps used."""
+    seen = []
+    original = gcref_cuda.FastEngine._shards
+
+    def counting(self, n):
+        out = original(self, n)
+        seen.append(len(out))
+        return out
+
+    monkeypatch.setattr(gcref_cuda.FastEngine, "_shards", counting)
+    if request.param == "sharded":
+        monkeypatch.setattr(gcref_cuda.FastEngine, "SHARD_MACS", 1)
+        set_cpu_threads(3)
+    try:
+        yield request.param, seen
+    finally:
+        set_cpu_threads(None)
+    if request.param == "sharded":
+        assert seen and min(seen) == 3, seen
+
+
 SETTINGS = [dict(), dict(l2=5e-3, momentum=0.9), dict(gc_reg=0.01), dict(gc_reg=0.01, gc_rows=3, l2=1e-3,
                                                                        momentum=0.5)]
 
 
 @pytest.mark.parametrize("family", ["mlp", "mlp_tanh", "cnn"])
 @pytest.mark.parametrize("setting", range(len(SETTINGS)))
-def test_fast_trainer_equals_reference_over_50_steps(family, setting):
+def test_fast_trainer_equals_reference_over_50_steps(family, setting, shards):
     net, shape = FAMILIES[family]()
     X, y = _data(shape, net.num_classes)
     kw = dict(lr=0.05, batch_size=8, steps=50, eval_every=25, eval_size=12, progress=False,
@@ -70,7 +95,7 @@ def test_fast_trainer_equals_reference_over_50_steps(family, setting):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["vgg_bn", "resnet"])
 @pytest.mark.parametrize("setting", [0, 3])
-def test_fast_trainer_equals_reference_deep_families(family, setting):
+def test_fast_trainer_equals_reference_deep_families(family, setting, shards):
     net, shape = FAMILIES[family]()
     X, y = _data(shape, net.num_classes, n=16)
     kw = dict(lr=0.02, batch_size=4, steps=50, eval_every=50, eval_size=8, progress=False,
@@ -134,7 +159,7 @@ def test_checkpoint_keeps_the_dtype_and_resume_is_bitwise(tmp_path, dtype):
 # ------------------------------------------------------------------ state stays on the backend
 
 @pytest.mark.parametrize("gc_reg", [0.0, 0.01])
-def test_no_parameter_sized_transfer_between_records(gc_reg):
+def test_no_parameter_sized_transfer_between_records(gc_reg, shards):
     net = zoo.mlp([40, 32, 24, 16], num_classes=12)
     X, y = _data((40,), 12, n=64)
     # every weight matrix is larger than what a step may move: the batch indices, the GC
@@ -168,7 +193,7 @@ def test_no_parameter_sized_transfer_between_records(gc_reg):
 
 
 @pytest.mark.parametrize("gc_reg", [0.0, 0.01])
-def test_memory_does_not_grow_from_step_to_step(gc_reg):
+def test_memory_does_not_grow_from_step_to_step(gc_reg, shards):
     """200 steps of the fast trainer allocate nothing that stays (fit itself keeps three floats
     per step until the next record, for the record's means)."""
     from gcref.train.optim import SGD
