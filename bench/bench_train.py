@@ -152,7 +152,8 @@ def run(cases, rounds, quick, device="cpu", threads=None):
     if threads:                      # both sides on the same number of threads
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=threads)    # applied from here on (kept for the whole run)
-XX
+        from gcref_cuda.backend import set_cpu_threads
+        set_cpu_threads(threads)             # and gcref_cuda's training shards
     try:
         import torch
         torch.set_num_threads(threads or min(2, os.cpu_count() or 1))
