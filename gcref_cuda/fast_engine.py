@@ -150,10 +150,12 @@ class FastEngine(Engine):
     #: each with at least this many multiply-adds of forward pass; each shard runs the whole
     #: chain forward and backward on its own thread with BLAS at one thread (no barrier per
     #: GEMM; the im2col copies, col2im adds and pooling passes run on both cores too), and the
-    #: gradients are summed in shard order. Measured on the shared 2-core machine under load
-    #: (load average 4-9): the small CNN step 27-37 ms against 132-338 ms with 2-thread BLAS on
-    #: the whole batch, VGG-11/8 93-126 against 324-652 ms; bench/README.md has the idle table.
-    SHARD_MACS = 4 * 10 ** 6
+    #: gradients are summed in shard order. Measured on the 2-core machine, batch 64, sharded /
+    #: whole (2-thread BLAS), best of 3 interleaved, float32 and float64: VGG-11/8 22.1 / 29.7
+    #: and 33.2 / 45.0 ms, small CNN (17M per shard) 7.9 / 8.4 and 11.2 / 12.7 ms, MLP (8M per
+    #: shard) 1.77 / 1.28 and 2.61 / 2.27 ms: hence the MLP stays whole. Under load (load
+    #: average 4-9) 2-thread BLAS collapses: small CNN 27-37 ms sharded against 132-338 ms.
+    SHARD_MACS = 12 * 10 ** 6
 
     def _shards(self, n: int) -> list:
         """Contiguous example slices of a training batch, one per worker thread (NumPy)."""
