@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,14 +258,18 @@ def _must_raise_row(name, fn_call, rtol, accept=()):
     except Exception as err:  # noqa: BLE001 - any exception is the expected outcome
         return CaseResult(name, None, None, 0.0, rtol, True, f"raised {type(err).__name__}")
     try:
+        # a dict of values (Papyan's) is a Mapping; a tensor is not, though torch.Tensor has a
+        # callable .values (for sparse layouts)
         arr = (np.concatenate([np.ravel(_to_numpy(v)) for v in out.values()])
-               if hasattr(out, "values") and callable(out.values) else _to_numpy(out))
+               if isinstance(out, Mapping) else _to_numpy(out))
         shown = float(np.ravel(arr)[0]) if arr.size else None
         if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.shape[0] > 1:
             arr = arr[~np.eye(arr.shape[0], dtype=bool)]     # a CDNV matrix: its pairs
         nonfinite = bool(arr.size) and not np.all(np.isfinite(arr))
-    except (TypeError, ValueError):
-        shown, nonfinite = None, False
+    except Exception as err:  # noqa: BLE001 - a result that cannot be read is a row, not a crash
+        return CaseResult(name, None, None, float("inf"), rtol, False,
+                          f"returned a {type(out).__name__} that cannot be read as numbers "
+                          f"({_raised(err)}); coinciding class means must raise", (), None)
     if nonfinite:
         ok = NONFINITE_KEY in accept
         return CaseResult(name, shown, None, float("inf"), rtol, ok,
