@@ -151,6 +151,12 @@ def matching_conventions(quantity: str, case, value, reference, rtol: float, *, 
     return tuple(ev.exact), tuple(k for k, e in ev.exact.items() if e <= ev.tol64)
 
 
+def _off64(row) -> bool:
+    """The row is off at float64: it failed, or it passed only as float32 rounding (with
+    ``precision="float32"``), which the diagnosis must still explain."""
+    return not row.passed or row.status == "float32"
+
+
 def _tol(row, bits):
     ev = row.evidence
     return ev.tol64 if bits == 64 else ev.tol32
@@ -218,7 +224,7 @@ class Diagnosis:
         """``value / reference``, when it is one and the same factor (to 1e-12) on every failing
         row with a value: a formula off by a constant, which float32 rounding never is (its
         errors vary from case to case)."""
-        ratios = [r.value / r.reference for r in rows if not r.passed and r.evidence is not None
+        ratios = [r.value / r.reference for r in rows if _off64(r) and r.evidence is not None
                   and isinstance(r.value, float) and isinstance(r.reference, float)
                   and r.reference != 0.0 and np.isfinite(r.value)]
         if len(ratios) < 2 or ratios[0] == 0.0 or not all(abs(q / ratios[0] - 1.0) <= 1e-12
@@ -236,13 +242,13 @@ class Diagnosis:
     def _explain(self, rows, bits):
         """Named keys and unexplained failing cases at precision ``bits``."""
         scored = [r for r in rows if r.evidence is not None]
-        failing = [r for r in rows if not r.passed]
+        failing = [r for r in rows if _off64(r)]
         catalogue = conventions_for(self.quantity)
         exact_keys = [c.key for c in catalogue if not c.unstable]
 
         def consistent(key):
             seen = [r for r in scored if key in r.evidence.exact]
-            return bool(seen) and any(not r.passed for r in seen) and all(
+            return bool(seen) and any(_off64(r) for r in seen) and all(
                 _within(r, r.evidence.exact[key], bits) for r in seen)
 
         def left(keys):
