@@ -91,7 +91,9 @@ class Evidence:
     ``rtol``: the check's tolerance; ``exact``: ``{key: error of the value against that convention}`` for the exact conventions
     (and pairs) that differ from the reference on this case by more than ``tol64``;
     ``rounding``: the rounding conventions that fail this case; ``tol64`` / ``tol32``: the
-    conditioning-scaled tolerances at float64 / float32.
+    conditioning-scaled tolerances at float64 / float32; ``undecided``: exact conventions whose
+    value rounding decides on this case (cosine labels at a large offset), entered in ``exact``
+    with error 0 so that they neither count against nor are credited to a row.
     """
 
     error: float
@@ -100,6 +102,7 @@ class Evidence:
     tol32: float
     exact: dict = field(default_factory=dict)
     rounding: tuple = ()
+    undecided: tuple = ()
 
 
 def _conv_value(conv: Convention, case, key, project):
@@ -324,7 +327,12 @@ class Diagnosis:
                 causes.append(labels.get(key, conv.title))
         if not by_key:          # no designed cases to tell them apart for this quantity
             causes = list(CANCELLATION_CAUSES[:2])
-        causes.append(CANCELLATION_CAUSES[2])
+        # on the label cases tol32 >= 1 marks a case where float32 rounding flips labels (the
+        # NCC evidence computes it): one that agrees rules reduced precision out (a value case
+        # beyond float32 cannot: one key may be computed in float64 and another not)
+        if not any(self.quantity == "ncc" and r.evidence is not None and r.evidence.tol32 >= 1.0
+                   and r.status == "agrees" for r in rows):
+            causes.append(CANCELLATION_CAUSES[2])
         return tuple(causes)
 
     # ------------------------------------------------------------------------------ output

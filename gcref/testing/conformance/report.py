@@ -77,7 +77,7 @@ def scored_row(name, value, reference, evidence, *, precision="float64", accept=
     ev = evidence
     tol = ev.tol64 if precision == "float64" else ev.tol32
     applicable = tuple(ev.exact)
-    matches = tuple(k for k, e in ev.exact.items() if e <= tol)
+    matches = tuple(k for k, e in ev.exact.items() if e <= tol and k not in ev.undecided)
     if ev.error <= ev.rtol:
         status = "agrees"
     elif ev.error <= ev.tol64:
