@@ -45,9 +45,9 @@ in float64. The module is read in one of three ways (:mod:`.structure`):
 Choices, documented once here:
 
 - **Evaluation mode.** gcref computes a module's evaluation-mode function (batch norm with its
-  running statistics, dropout as the identity). A module whose batch norm or dropout is in
-  training mode is converted all the same, with a ``UserWarning`` saying so; the module itself
-  is not changed.
+  running statistics, dropout as the identity, a ``forward`` that reads ``self.training`` as in
+  evaluation mode). A module in training mode (``module.training`` or any submodule's) is
+  converted all the same, with a ``UserWarning`` saying so; the module itself is not changed.
 - **float64.** Parameters and buffers of any real floating dtype are converted to float64
   (float16/bfloat16/float32 values are float64 values: the conversion is exact). The gcref
   network then computes in float64, i.e. it matches ``module.double()``. Complex or integer
