@@ -331,7 +331,7 @@ def test_global_mean_pooling_spellings(expr):
 
         def forward(self, x):
             x = self.conv(x)
-            return self.head(eval(expr))
+            return self.head(eval(expr, {"torch": torch}, {"x": x}))
     model = Net().double().eval()
     net, params = from_torch(model, (2, 6, 6))
     X = np.random.default_rng(1).normal(size=(3, 2, 6, 6))
@@ -356,7 +356,7 @@ def test_scalar_input_scaling_is_one_affine_layer(expr, scale, shift):
             self.fc, self.head = nn.Linear(3, 4), nn.Linear(4, 2)
 
         def forward(self, x):
-            return self.head(torch.tanh(self.fc(eval(expr))))
+            return self.head(torch.tanh(self.fc(eval(expr, {}, {"x": x}))))
     model = Net().double().eval()
     net, params = from_torch(model, (3,))
     affine = net.layers()[0][1]
@@ -387,3 +387,37 @@ def test_in_place_refusal_names_the_in_place_operation():
     with pytest.raises(UnsupportedModuleError, match=r"relu.*in place on 'x'") as err:
         from_torch(M().double().eval(), (1, 4, 4))
     assert "used by 3 operations" not in str(err.value)
+
+
+def _leaf_cases():
+    from gcref.testing.cases import layer_cases
+    return [c for c in layer_cases() if not isinstance(c[1], (gcref.nn.Sequential, gcref.nn.Residual))]
+
+
+@pytest.mark.parametrize("case", _leaf_cases(), ids=lambda c: c[0])
+def test_every_leaf_layer_has_a_torch_module_with_the_same_function(case):
+    """The torch interop cross-check over the layer battery: to_torch's module of each leaf layer
+    (Affine included) computes the layer's function, and from_torch reads it back as that layer."""
+    torch = pytest.importorskip("torch")
+    from gcref.interop.torch.leaves import FROM_TORCH, LEAF_TO_TORCH
+    label, layer, shape = case
+    assert type(layer) in LEAF_TO_TORCH, f"{label}: no torch module in LEAF_TO_TORCH"
+    module = LEAF_TO_TORCH[type(layer)](layer).double().eval()
+    params = {k: np.random.default_rng(0).uniform(0.5, 1.5, v) for k, v in
+              {**layer.param_specs(shape), **layer.buffer_specs(shape)}.items()}
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()}, strict=False)
+    x = np.random.default_rng(1).normal(size=(2,) + tuple(shape))
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(layer.forward(params, x)[0], want, rtol=1e-13, atol=1e-13)
+    assert FROM_TORCH[type(module)]("m", module).describe() == layer.describe()
+
+
+def test_affine_runs_in_jax_as_in_gcref():
+    pytest.importorskip("jax")
+    from gcref.nn import Affine, Linear, Network
+    from gcref.testing import to_jax
+    net = Network([("scale", Affine(2 / 255, -1.0)), ("fc", Linear(3, 4))], ("head", Linear(4, 2)), (3,))
+    params = net.init(0)
+    X = np.random.default_rng(3).uniform(0, 255, size=(4, 3))
+    np.testing.assert_allclose(np.asarray(to_jax(net, params)(X)), net.embed(params, X), rtol=1e-14)
