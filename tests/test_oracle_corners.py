@@ -421,3 +421,20 @@ def test_affine_runs_in_jax_as_in_gcref():
     params = net.init(0)
     X = np.random.default_rng(3).uniform(0, 255, size=(4, 3))
     np.testing.assert_allclose(np.asarray(to_jax(net, params)(X)), net.embed(params, X), rtol=1e-14)
+
+
+def test_cli_wrong_framework_says_which_one(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from gcref.cli import app
+    (tmp_path / "torchcode.py").write_text(
+        "import torch\n"
+        "def nc(Z, y):\n"
+        "    classes = torch.unique(y)\n"
+        "    return torch.stack([Z[y == c].mean(0) for c in classes]).var()\n")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["check", "--against", "torchcode:nc", "--quantity", "nc"])
+    assert res.exit_code == 1
+    text = " ".join(res.output.split())
+    assert "every case raised" in text and "did you mean framework='torch' (`--framework torch`)" in text
