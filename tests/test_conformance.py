@@ -359,7 +359,7 @@ def test_report_rows_table_and_json():
     assert d["passed"] is False and d["diagnosis"] == ["ddof1"]
     assert {"case", "value", "reference", "error", "tolerance", "passed"} <= set(d["rows"][0])
     text = report.table()
-    assert "FAIL ~ ddof1" in text and "matches convention ddof1" in text
+    assert "FAIL ~ ddof1" in text and "matches a known mistake / convention: ddof1" in text
     with pytest.raises(AssertionError, match="ddof1"):
         report.assert_passed()
     must_raise = [r for r in report.rows if "must raise" in r.case]

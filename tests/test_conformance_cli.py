@@ -57,7 +57,7 @@ def test_json_carries_the_verdict(user_module):
     res = run("--against", "usercode2:nc_inf", "--quantity", "nc", "--json", "-")
     payload = json.loads(res.stdout)
     assert payload["diagnosis"] == ["nonfinite_instead_of_raise"]
-    assert payload["precision"] == "float64" and payload["verdict"].startswith("matches conventions")
+    assert payload["precision"] == "float64" and payload["verdict"].startswith("matches a known mistake / convention: ")
 
 
 def test_options_that_do_not_apply_are_one_error_line(user_module):

@@ -277,7 +277,7 @@ def test_not_explained_names_the_worst_rows():
     assert report.verdict == "not explained"
     assert len(d.worst) == min(3, len(d.unexplained))
     assert d.worst[0][1] == max(r.error for r in report.failures)
-    assert "worst: " + d.worst[0][0] in report.summary()
+    assert f"  - {d.worst[0][0]} (error {d.worst[0][1]:.2g})" in report.summary().splitlines()
 
 
 # --------------------------------------------------------------- every convention, alone and in pairs

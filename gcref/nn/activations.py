@@ -24,7 +24,8 @@ from scipy import special
 from .._validation import check_float
 from .base import Layer, PiecewiseLinear
 
-__all__ = ["Elementwise", "ReLU", "Tanh", "GELU", "SiLU", "LeakyReLU", "Sigmoid", "ELU", "Softplus"]
+__all__ = ["Elementwise", "ReLU", "Tanh", "GELU", "SiLU", "LeakyReLU", "Sigmoid", "ELU", "Softplus",
+           "Affine"]
 
 
 class Elementwise(Layer):
@@ -271,3 +272,30 @@ class Softplus(Elementwise):
 
     def describe(self):
         return f"Softplus(beta={self.beta}, threshold={self.threshold})"
+
+
+class Affine(PiecewiseLinear, Elementwise):
+    """``s(x) = scale * x + shift`` with fixed constants (no parameters): input scaling such as
+    ``x / 255 * 2 - 1`` (``scale = 2/255``, ``shift = -1``, what ``from_torch`` reads from a traced
+    ``forward``); ``s' = scale``; linear (``s'' = 0``)."""
+
+    def __init__(self, scale: float = 1.0, shift: float = 0.0):
+        self.scale = check_float(scale, "scale")
+        self.shift = check_float(shift, "shift")
+
+    def s(self, x):
+        return x * self.scale + self.shift
+
+    def ds(self, x, y):
+        return np.full_like(x, self.scale)
+
+    def d2s(self, x, y):
+        return np.zeros_like(x)
+
+    @classmethod
+    def examples(cls):
+        return [("Affine(x / 255 * 2 - 1)", cls(2 / 255, -1.0), (2, 3, 3)),
+                ("Affine(-x + 0.5)", cls(-1.0, 0.5), (5,))]
+
+    def describe(self):
+        return f"Affine(scale={self.scale!r}, shift={self.shift!r})"

@@ -15,7 +15,7 @@ Batch norm is in evaluation mode (an affine map per channel from its running sta
 
 from __future__ import annotations
 
-from .activations import ELU, GELU, Elementwise, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .activations import ELU, GELU, Affine, Elementwise, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .base import Layer, PiecewiseLinear, check_keys
 from .containers import BasicBlock, Residual, Sequential
 from .linear import Conv2d, Linear
@@ -27,5 +27,5 @@ __all__ = [
     "Layer", "PiecewiseLinear", "Elementwise", "check_keys", "Linear", "Conv2d", "ReLU", "Tanh",
     "GELU", "SiLU", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "Sequential", "BasicBlock",
     "AdaptiveAvgPool2d", "Dropout", "Bottleneck", "LeakyReLU", "Sigmoid", "ELU", "Softplus",
-    "BatchNorm1d", "Residual",
+    "BatchNorm1d", "Residual", "Affine",
 ]

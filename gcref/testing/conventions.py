@@ -74,7 +74,7 @@ def feature_conditioning(Z, y) -> float:
 
 __all__ = ["FeatureCase", "Convention", "CONVENTIONS", "conventions_for", "pairs_for", "convention",
            "implementation", "feature_conditioning", "NONFINITE_KEY", "nc4_points", "NCCCase",
-           "BoundCase"]
+           "BoundCase", "CDIST_MM_ROWS", "float32_labels"]
 
 
 @dataclass(frozen=True)
@@ -387,23 +387,50 @@ class NCCCase:
     note: str = ""
 
 
-def _ncc_labels(case, normalise=False, gram=False):
+#: ``torch.cdist`` (p = 2, default ``compute_mode="use_mm_for_euclid_dist_if_necessary"``) takes
+#: its matrix-multiply (Gram-form) path when either side has more than this many rows.
+CDIST_MM_ROWS = 25
+
+
+def _ncc_labels(case, normalise=False, gram=False, raw_means=False, rounded=None, strict=True):
     """Nearest-centre labels of ``case.Z_test`` (gcref's :func:`gcref.metrics.ncc.ncc_fit` centres);
-    ``normalise``: features and centres L2-normalised first (cosine prototypes); ``gram``: squared
-    distances in the Gram form ``||z||^2 + ||mu||^2 - 2 <z, mu>`` (argmin, first on ties)."""
+    ``normalise``: features and centres L2-normalised first (cosine prototypes), or with
+    ``raw_means`` the centres are the means of the raw features, normalised afterwards
+    (SimpleShot); ``gram``: squared distances in the Gram form ``||z||^2 + ||mu||^2 - 2 <z, mu>``
+    (argmin, first on ties), or ``"cdist"`` for that form only where ``torch.cdist`` uses it
+    (:data:`CDIST_MM_ROWS`); ``rounded``: the features rounded to that dtype first (a correct
+    difference-form rule computed in reduced precision, exact after the rounding on designed
+    cases). Cosine labels that rounding decides raise ``ArithmeticError`` unless not ``strict``."""
     from ..metrics.ncc import ncc_fit, ncc_predict
     Ztr, Zte = np.asarray(case.Z_train, dtype=np.float64), np.asarray(case.Z_test, dtype=np.float64)
+    if rounded is not None:
+        Ztr, Zte = Ztr.astype(rounded).astype(np.float64), Zte.astype(rounded).astype(np.float64)
     unit = (lambda A: A / np.where((n := np.linalg.norm(A, axis=1, keepdims=True)) == 0.0, 1.0, n))
     if normalise:                                 # (a zero vector stays zero)
-        Ztr, Zte = unit(Ztr), unit(Zte)
+        Zte = unit(Zte)
+        if not raw_means:
+            Ztr = unit(Ztr)
     centres, classes = ncc_fit(Ztr, case.y_train)
     if normalise:
         centres = unit(centres)
+    if gram == "cdist":
+        gram = max(len(Zte), len(centres)) > CDIST_MM_ROWS
     if gram:
         d2 = (np.sum(Zte * Zte, axis=1)[:, None] + np.sum(centres * centres, axis=1)[None, :]
               - 2.0 * Zte @ centres.T)
         return classes[np.argmin(d2, axis=1)]
-    return ncc_predict(centres, classes, Zte)
+    labels = ncc_predict(centres, classes, Zte)
+    if strict and normalise and np.any(classes[np.argmax(Zte @ centres.T, axis=1)] != labels):
+        # the nearest unit centre and the largest cosine (how published code writes it) differ:
+        # rounding decides these labels, so no implementation can be matched label for label
+        raise ArithmeticError("cosine labels are decided by rounding on this case")
+    return labels
+
+
+def float32_labels(case) -> np.ndarray:
+    """What a correct NCC computed in float32 gives on ``case`` (its features rounded to float32):
+    where these differ from gcref's labels, float32 rounding alone flips labels."""
+    return _ncc_labels(case, rounded=np.float32)
 
 
 _NCC = [
@@ -411,8 +438,16 @@ _NCC = [
                "the nearest-centre rule", "common few-shot code (e.g. cosine classifiers)",
                lambda case: _ncc_labels(case, normalise=True)),
     Convention("gram_distances", "ncc", "Gram-form distances ||z||^2 + ||mu||^2 - 2 <z, mu> "
-               "(torch.cdist's matrix-multiply path; cancels at large feature offsets)", "",
+               "(cancels at large feature offsets)", "sklearn euclidean_distances",
                lambda case: _ncc_labels(case, gram=True), unstable=True),
+    Convention("cosine_raw_means", "ncc", "cosine prototypes from the raw features: class means "
+               "of the unnormalised features, then normalised, against normalised queries",
+               "easyfsl SimpleShot", lambda case: _ncc_labels(case, normalise=True, raw_means=True)),
+    Convention("cdist_mm", "ncc", f"torch.cdist's default compute mode: Gram-form distances (a "
+               f"matrix multiply) when the queries or centres number more than {CDIST_MM_ROWS}, "
+               f"differences otherwise; cancels at large feature offsets",
+               "easyfsl PrototypicalNetworks", lambda case: _ncc_labels(case, gram="cdist"),
+               unstable=True),
 ]
 
 
@@ -557,7 +592,12 @@ def implementation(quantity: str, key: str):
             return {**_papyan(case), **changed}
     elif quantity == "ncc":
         def fn(Z_train, y_train, Z_test):
-            return conv.transform(NCCCase("input", Z_train, y_train, Z_test))
+            case = NCCCase("input", Z_train, y_train, Z_test)
+            try:
+                return conv.transform(case)
+            except ArithmeticError:          # cosine labels decided by rounding: any will do
+                return _ncc_labels(case, normalise=True, raw_means=key == "cosine_raw_means",
+                                   strict=False)
     elif quantity == "few_shot_summary":
         def fn(accuracies):
             out = conv.transform(accuracies)

@@ -31,8 +31,11 @@ Verdict over a report (:class:`Diagnosis`)
 3. If float64 leaves rows unexplained, the same is tried at float32 tolerances; when that explains
    everything and a well-conditioned case shows errors above float64 rounding, the verdict is
    "agrees to float32 precision" (the working precision is float32; also taken from the outputs'
-   dtype when they are float32).
-4. What is still unexplained is reported as "not explained", with the worst rows.
+   dtype when they are float32, and likewise float16 or bfloat16 outputs are compared at their
+   own tolerances). Errors within float16 rounding only get a hint, not a verdict: tolerances
+   that wide would forgive formula slips.
+4. What is still unexplained is reported as "not explained", each case on its own line with its
+   error.
 """
 
 from __future__ import annotations
@@ -44,11 +47,15 @@ import numpy as np
 from .conventions import Convention, conventions_for, pairs_for
 
 __all__ = ["scalar_error", "precision_tolerance", "Evidence", "gather_evidence",
-           "matching_conventions", "diagnose", "Diagnosis", "EPS32", "EPS64", "CONDITIONING_FACTOR",
+           "matching_conventions", "diagnose", "Diagnosis", "EPS32", "EPS64", "PRECISION_EPS",
+           "CONDITIONING_FACTOR",
            "CANCELLATION_CAUSES"]
 
 EPS64 = float(np.finfo(np.float64).eps)
 EPS32 = float(np.finfo(np.float32).eps)
+#: Machine epsilon of each working precision the diagnosis can name (bfloat16: 8 significand bits).
+PRECISION_EPS = {"float64": EPS64, "float32": EPS32, "float16": float(np.finfo(np.float16).eps),
+                 "bfloat16": 2.0 ** -7}
 #: Rounding error of an honest implementation, in units of ``eps * kappa`` (summation orders and a
 #: handful of operations per value; measured float32 errors on the suite's cases stay below 4).
 CONDITIONING_FACTOR = 16.0
@@ -84,7 +91,9 @@ class Evidence:
     ``rtol``: the check's tolerance; ``exact``: ``{key: error of the value against that convention}`` for the exact conventions
     (and pairs) that differ from the reference on this case by more than ``tol64``;
     ``rounding``: the rounding conventions that fail this case; ``tol64`` / ``tol32``: the
-    conditioning-scaled tolerances at float64 / float32.
+    conditioning-scaled tolerances at float64 / float32; ``undecided``: exact conventions whose
+    value rounding decides on this case (cosine labels at a large offset), entered in ``exact``
+    with error 0 so that they neither count against nor are credited to a row.
     """
 
     error: float
@@ -93,6 +102,7 @@ class Evidence:
     tol32: float
     exact: dict = field(default_factory=dict)
     rounding: tuple = ()
+    undecided: tuple = ()
 
 
 def _conv_value(conv: Convention, case, key, project):
@@ -151,16 +161,26 @@ def matching_conventions(quantity: str, case, value, reference, rtol: float, *, 
     return tuple(ev.exact), tuple(k for k, e in ev.exact.items() if e <= ev.tol64)
 
 
-def _tol(row, bits):
+def _off64(row) -> bool:
+    """The row is off at float64: it failed, or it passed only as float32 rounding (with
+    ``precision="float32"``), which the diagnosis must still explain."""
+    return not row.passed or row.status == "float32"
+
+
+def _tol(row, precision):
+    """The row's tolerance at ``precision``: ``tol64``, ``tol32``, or for a half precision
+    ``tol32`` scaled by its epsilon (``16 eps kappa`` as the others)."""
     ev = row.evidence
-    return ev.tol64 if bits == 64 else ev.tol32
+    if precision == "float64":
+        return ev.tol64
+    return ev.tol32 * PRECISION_EPS[precision] / EPS32
 
 
-def _within(row, error, bits) -> bool:
-    """``error`` is rounding at ``bits``: within the tolerance, or any value at all (even inf or
-    nan) on a case beyond float32 precision (``tol32 >= 1``)."""
-    tol = _tol(row, bits)
-    return error <= tol or (bits == 32 and tol >= 1.0)
+def _within(row, error, precision) -> bool:
+    """``error`` is rounding at ``precision``: within the tolerance, or any value at all (even
+    inf or nan) on a case beyond that precision (tolerance ``>= 1``)."""
+    tol = _tol(row, precision)
+    return error <= tol or (precision != "float64" and tol >= 1.0)
 
 
 class Diagnosis:
@@ -192,16 +212,23 @@ class Diagnosis:
         rows = list(rows)
         self.precision, self.precision_source = "float64", ""
         self.cancellation = ()
-        if dtype == "float32":
-            self.precision, self.precision_source = "float32", "dtype"
-        keys, unexplained = self._explain(rows, 64 if self.precision == "float64" else 32)
+        self.hint = ""
+        if dtype in PRECISION_EPS and dtype != "float64":
+            self.precision, self.precision_source = dtype, "dtype"
+        keys, unexplained = self._explain(rows, self.precision)
         if unexplained and self.precision == "float64":
-            keys32, unexplained32 = self._explain(rows, 32)
+            keys32, unexplained32 = self._explain(rows, "float32")
             shows = any(r.evidence is not None and not r.ill_conditioned
                         and self._residual(r, keys32) > r.evidence.tol64 for r in rows)
             if not unexplained32 and shows and self._constant_factor(rows) is None:
                 self.precision, self.precision_source = "float32", "errors"
                 keys, unexplained = keys32, unexplained32
+            elif unexplained32 and not self._explain(rows, "float16")[1] \
+                    and self._constant_factor(rows) is None:
+                # only a hint: float16 tolerances are wide enough to forgive formula slips
+                self.hint = ("every failing value is within float16 rounding of its case: if your "
+                             "code computes in float16 or bfloat16 (autocast, .half()), that alone "
+                             "can explain it; gcref's cases are given in float64")
         self.keys = tuple(keys)
         by_name = {r.case: r for r in rows}
         if unexplained and all(by_name[c].ill_conditioned for c in unexplained):
@@ -218,7 +245,7 @@ class Diagnosis:
         """``value / reference``, when it is one and the same factor (to 1e-12) on every failing
         row with a value: a formula off by a constant, which float32 rounding never is (its
         errors vary from case to case)."""
-        ratios = [r.value / r.reference for r in rows if not r.passed and r.evidence is not None
+        ratios = [r.value / r.reference for r in rows if _off64(r) and r.evidence is not None
                   and isinstance(r.value, float) and isinstance(r.reference, float)
                   and r.reference != 0.0 and np.isfinite(r.value)]
         if len(ratios) < 2 or ratios[0] == 0.0 or not all(abs(q / ratios[0] - 1.0) <= 1e-12
@@ -233,17 +260,18 @@ class Diagnosis:
         errs = [ev.error] + [ev.exact[k] for k in keys if k in ev.exact]
         return min(errs)
 
-    def _explain(self, rows, bits):
-        """Named keys and unexplained failing cases at precision ``bits``."""
+    def _explain(self, rows, precision):
+        """Named keys and unexplained failing cases at precision ``precision`` (a key of
+        :data:`PRECISION_EPS`)."""
         scored = [r for r in rows if r.evidence is not None]
-        failing = [r for r in rows if not r.passed]
+        failing = [r for r in rows if _off64(r)]
         catalogue = conventions_for(self.quantity)
         exact_keys = [c.key for c in catalogue if not c.unstable]
 
         def consistent(key):
             seen = [r for r in scored if key in r.evidence.exact]
-            return bool(seen) and any(not r.passed for r in seen) and all(
-                _within(r, r.evidence.exact[key], bits) for r in seen)
+            return bool(seen) and any(_off64(r) for r in seen) and all(
+                _within(r, r.evidence.exact[key], precision) for r in seen)
 
         def left(keys):
             out = []
@@ -252,9 +280,9 @@ class Diagnosis:
                     if not any(k in r.matches for k in keys) or r.applicable is None:
                         out.append(r)
                     continue
-                if _within(r, r.evidence.error, bits):
+                if _within(r, r.evidence.error, precision):
                     continue
-                if any(_within(r, r.evidence.exact.get(k, np.inf), bits) for k in keys):
+                if any(_within(r, r.evidence.exact.get(k, np.inf), precision) for k in keys):
                     continue
                 out.append(r)
             return out
@@ -299,7 +327,12 @@ class Diagnosis:
                 causes.append(labels.get(key, conv.title))
         if not by_key:          # no designed cases to tell them apart for this quantity
             causes = list(CANCELLATION_CAUSES[:2])
-        causes.append(CANCELLATION_CAUSES[2])
+        # on the label cases tol32 >= 1 marks a case where float32 rounding flips labels (the
+        # NCC evidence computes it): one that agrees rules reduced precision out (a value case
+        # beyond float32 cannot: one key may be computed in float64 and another not)
+        if not any(self.quantity == "ncc" and r.evidence is not None and r.evidence.tol32 >= 1.0
+                   and r.status == "agrees" for r in rows):
+            causes.append(CANCELLATION_CAUSES[2])
         return tuple(causes)
 
     # ------------------------------------------------------------------------------ output
@@ -309,28 +342,35 @@ class Diagnosis:
         by_key = {c.key: c for c in conventions_for(self.quantity) + pairs_for(self.quantity)}
         return tuple(by_key[k] for k in self.keys)
 
-    def lines(self) -> list[str]:
+    def lines(self, errors: dict | None = None) -> list[str]:
+        """The diagnosis in words, one finding a line; ``errors`` (``{case: error}``, the
+        report's) puts each unexplained case's error beside it."""
         out = []
-        if self.precision == "float32":
-            how = "its outputs are float32" if self.precision_source == "dtype" else \
-                "its errors are float32 rounding"
+        p = self.precision
+        if p != "float64":
+            how = f"its outputs are {p}" if self.precision_source == "dtype" else \
+                f"its errors are {p} rounding"
             if self.unexplained:
-                out.append(f"works in float32 ({how}); compared at float32 tolerances")
+                out.append(f"works in {p} ({how}); compared at {p} tolerances")
             else:
-                out.append(f"agrees to float32 precision ({how}), not to float64"
+                out.append(f"agrees to {p} precision ({how}), not to float64"
                            + (" once the conventions below are accounted for" if self.keys else ""))
-        out += [f"matches convention {c.describe()}" for c in self.conventions]
+        out += [f"matches a known mistake / convention: {c.describe()}" for c in self.conventions]
         if self.cancellation:
             causes = list(self.cancellation)
             text = causes[0] if len(causes) == 1 else ", ".join(causes[:-1]) + " or " + causes[-1]
             out.append(f"fails only where cancellation matters ({', '.join(self.unexplained)}): "
                        f"{text}; these cases cannot tell them apart")
         elif self.unexplained:
-            worst = ", ".join(f"{c} (error {e:.2g})" for c, e in self.worst)
-            out.append("not explained by a known convention: " + ", ".join(self.unexplained)
-                       + (f"; worst: {worst}" if worst else ""))
+            errors = errors or dict(self.worst)
+            n = len(self.unexplained)
+            out.append(f"not explained by a known convention ({n} case{'s' if n > 1 else ''}):")
+            out += [f"  - {c}" + (f" (error {errors[c]:.2g})" if c in errors else "")
+                    for c in self.unexplained]
             if self.factor is not None:
                 out.append(f"every failing value is gcref's times the same factor {self.factor:.15g}")
+        if self.hint:
+            out.append(self.hint)
         return out
 
     def __str__(self) -> str:

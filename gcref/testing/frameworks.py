@@ -130,6 +130,8 @@ def _jax_layer(layer, p):
             return jnp.stack([jnp.stack([jnp.mean(x[:, :, hs:he, ws:we], axis=(2, 3)) for ws, we in cols],
                                         axis=-1) for hs, he in rows], axis=-2)
         return adaptive
+    if isinstance(layer, L.Affine):
+        return lambda x: x * layer.scale + layer.shift
     if isinstance(layer, L.Dropout):                       # evaluation mode
         return lambda x: x
     if isinstance(layer, L.Flatten):
@@ -140,8 +142,8 @@ def _jax_layer(layer, p):
                             / np.sqrt(p["running_var"] + layer.eps))[None, :, None, None]
         return lambda x: x * scale + shift
     raise TypeError(f"to_jax: layer {layer.describe()} is not supported; supported: Linear, Conv2d, "
-                    "ReLU, Tanh, GELU, SiLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, "
-                    "Flatten, BatchNorm2d, BasicBlock, Bottleneck, Sequential")
+                    "ReLU, Tanh, GELU, SiLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Affine, "
+                    "Dropout, Flatten, BatchNorm2d, BasicBlock, Bottleneck, Sequential")
 
 
 def _relu(jnp, x):

@@ -22,7 +22,10 @@ in float64. The module is read in one of three ways (:mod:`.structure`):
 - **Modules of your own** (any other class with its own ``forward``) are read through their
   traced graph (``torch.fx``, :mod:`.trace`): calls of supported modules and the functional
   calls ``F.relu``/``gelu``/``silu``/``leaky_relu``/``elu``/``softplus``, ``torch.tanh``/
-  ``sigmoid``, ``F.max_pool2d``/``avg_pool2d``/``adaptive_avg_pool2d``, ``torch.flatten(x, 1)``,
+  ``sigmoid``, ``F.max_pool2d``/``avg_pool2d``/``adaptive_avg_pool2d``, ``x.mean((2, 3))``
+  (global average pooling: ``AdaptiveAvgPool2d(1)`` and a ``Flatten``), ``+ - * /`` with a
+  number (input scaling such as ``x / 255 * 2 - 1``: consecutive ones are one
+  :class:`~gcref.nn.Affine`), ``torch.flatten(x, 1)``,
   ``x.view(x.size(0), -1)``/``reshape``, and residual ``+`` (``out += identity``, with or
   without a downsample branch: a :class:`~gcref.nn.Residual`); loops over an ``nn.ModuleList``
   unroll. Concatenation, data-dependent control flow and unsupported operations are refused
@@ -45,9 +48,9 @@ in float64. The module is read in one of three ways (:mod:`.structure`):
 Choices, documented once here:
 
 - **Evaluation mode.** gcref computes a module's evaluation-mode function (batch norm with its
-  running statistics, dropout as the identity). A module whose batch norm or dropout is in
-  training mode is converted all the same, with a ``UserWarning`` saying so; the module itself
-  is not changed.
+  running statistics, dropout as the identity, a ``forward`` that reads ``self.training`` as in
+  evaluation mode). A module in training mode (``module.training`` or any submodule's) is
+  converted all the same, with a ``UserWarning`` saying so; the module itself is not changed.
 - **float64.** Parameters and buffers of any real floating dtype are converted to float64
   (float16/bfloat16/float32 values are float64 values: the conversion is exact). The gcref
   network then computes in float64, i.e. it matches ``module.double()``. Complex or integer

@@ -170,15 +170,18 @@ def from_torch(module, input_shape, embedding: str | None = None) -> tuple[Netwo
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     shape = _input_shape(input_shape)
-    # Training mode changes the function only where batch norm or dropout sits.
+    # Training mode changes the function wherever batch norm or dropout sits, and wherever a
+    # forward reads self.training (F.dropout(x, p, self.training)), which no module type shows:
+    # so any module in training mode warns, naming the mode-dependent modules where there are.
     training = [n or "module" for n, m in module.named_modules()
                 if m.training and isinstance(m, _MODE_DEPENDENT)]
-    if training:
-        warnings.warn(f"module is in training mode ({training[0]}"
-                      f"{' and others' if len(training) > 1 else ''}); gcref converts its "
-                      f"evaluation-mode function (batch norm with running statistics, dropout as "
-                      f"the identity). Call module.eval() to silence this.", UserWarning,
-                      stacklevel=2)
+    if any(m.training for m in module.modules()):
+        where = (f" ({training[0]}{' and others' if len(training) > 1 else ''})" if training
+                 else "")
+        warnings.warn(f"module is in training mode{where}; gcref converts its evaluation-mode "
+                      f"function (batch norm with running statistics, dropout as the identity, "
+                      f"a forward that reads self.training as in eval mode). Call module.eval() "
+                      f"to silence this.", UserWarning, stacklevel=2)
     # a module that is itself a leaf (nn.Linear) has the path "": named by its type instead
     chain = [(name or type(module).__name__.lower(), layer)
              for name, layer in flatten_module(module, "")]

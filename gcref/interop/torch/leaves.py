@@ -9,14 +9,29 @@ import operator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ...nn import layers as L
 from ._common import UnsupportedModuleError
 
 __all__ = ["FROM_TORCH", "LEAF_TO_TORCH", "SUPPORTED", "FUNCTIONS", "METHODS", "AfterHead", "SizeCheck",
-           "FUNCTION_NAMES",
+           "FUNCTION_NAMES", "AffineModule", "affine_of", "global_mean_of",
            "unsupported", "single", "is_add"]
+
+
+class AffineModule(nn.Module):
+    """``x * scale + shift`` with fixed constants: the torch module of gcref's
+    :class:`~gcref.nn.Affine` (input scaling such as ``x / 255 * 2 - 1``)."""
+
+    def __init__(self, scale: float = 1.0, shift: float = 0.0):
+        super().__init__()
+        self.scale, self.shift = float(scale), float(shift)
+
+    def forward(self, x):
+        return x * self.scale + self.shift
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale!r}, shift={self.shift!r}"
 
 
 class AfterHead:
@@ -165,6 +180,7 @@ FROM_TORCH: dict[type, object] = {
     nn.ELU: lambda path, m: L.ELU(m.alpha),
     nn.Softplus: lambda path, m: L.Softplus(m.beta, m.threshold),
     nn.BatchNorm1d: _batchnorm_from(L.BatchNorm1d),
+    AffineModule: lambda path, m: L.Affine(m.scale, m.shift),
     nn.LogSoftmax: _softmax_from,
     nn.Softmax: _softmax_from,
 }
@@ -188,6 +204,7 @@ LEAF_TO_TORCH: dict[type, object] = {
     L.ELU: lambda layer: nn.ELU(layer.alpha),
     L.Softplus: lambda layer: nn.Softplus(layer.beta, layer.threshold),
     L.BatchNorm1d: lambda layer: nn.BatchNorm1d(layer.num_features, eps=layer.eps),
+    L.Affine: lambda layer: AffineModule(layer.scale, layer.shift),
 }
 
 #: the torch modules ``from_torch`` converts (besides the containers)
@@ -258,7 +275,85 @@ def is_add(node) -> bool:
         pass
     else:
         return False
-    return len(node.args) == 2 and not node.kwargs
+    return len(node.args) == 2 and not node.kwargs and all(isinstance(a, fx.Node) for a in node.args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arithmetic with a number (input scaling: x / 255 * 2 - 1) and global mean pooling
+# ---------------------------------------------------------------------------------------------
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: ``(scale, shift)`` of ``x op c`` and of ``c op x`` for a number ``c`` (``None``: not affine)
+_AFFINE_OPS = {
+    "add": (lambda c: (1.0, c), lambda c: (1.0, c)),
+    "sub": (lambda c: (1.0, -c), lambda c: (-1.0, c)),
+    "mul": (lambda c: (c, 0.0), lambda c: (c, 0.0)),
+    "div": (lambda c: (1.0 / c, 0.0), None),
+}
+_AFFINE_FUNCTIONS = {operator.add: "add", operator.iadd: "add", torch.add: "add",
+                     operator.sub: "sub", operator.isub: "sub", torch.sub: "sub",
+                     operator.mul: "mul", operator.imul: "mul", torch.mul: "mul",
+                     operator.truediv: "div", operator.itruediv: "div", torch.div: "div",
+                     torch.true_divide: "div"}
+_AFFINE_METHODS = {"add": "add", "add_": "add", "sub": "sub", "sub_": "sub", "mul": "mul",
+                   "mul_": "mul", "div": "div", "div_": "div", "true_divide": "div"}
+
+
+def affine_of(node, cur):
+    """``(scale, shift)`` when ``node`` is ``cur`` combined with a number by ``+ - * /`` (either
+    side, except ``c / x``) or negated; ``None`` when it is not such a node; ``ValueError`` (the
+    reason) when it is arithmetic on ``cur`` that is not affine in it."""
+    if node.op == "call_function" and node.target in (operator.neg, torch.neg):
+        return (-1.0, 0.0) if node.args == (cur,) and not node.kwargs else None
+    if node.op == "call_method" and node.target in ("neg", "neg_"):
+        return (-1.0, 0.0) if node.args == (cur,) and not node.kwargs else None
+    if node.op == "call_function":
+        kind = _AFFINE_FUNCTIONS.get(node.target)
+    elif node.op == "call_method":
+        kind = _AFFINE_METHODS.get(node.target)
+    else:
+        kind = None
+    if kind is None or len(node.args) != 2:
+        return None
+    a, b = node.args
+    if a is cur and _number(b):
+        make, c = _AFFINE_OPS[kind][0], b
+    elif b is cur and _number(a):
+        make, c = _AFFINE_OPS[kind][1], a
+    else:
+        return None
+    if node.kwargs:
+        raise ValueError(f"the arguments {sorted(node.kwargs)}")
+    if make is None:
+        raise ValueError("a number divided by the tensor (not affine in it)")
+    if kind == "div" and c == 0:
+        raise ValueError("a division by 0")
+    return make(float(c))
+
+
+def global_mean_of(node, cur):
+    """``keepdim`` when ``node`` is ``cur.mean((2, 3))`` / ``torch.mean(cur, (-2, -1))`` (any
+    spelling of the two spatial axes of an ``(N, C, H, W)`` batch); ``None`` when it is not a
+    mean; ``ValueError`` (the reason) for a mean over other axes."""
+    if not ((node.op == "call_method" and node.target == "mean")
+            or (node.op == "call_function" and node.target is torch.mean)):
+        return None
+    if not node.args or node.args[0] is not cur:
+        return None
+    kwargs = dict(node.kwargs)
+    dims = node.args[1] if len(node.args) > 1 else kwargs.pop("dim", None)
+    keepdim = node.args[2] if len(node.args) > 2 else kwargs.pop("keepdim", False)
+    if kwargs or len(node.args) > 3:
+        raise ValueError(f"the arguments {sorted(kwargs) or node.args[3:]}")
+    axes = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if not all(isinstance(d, int) for d in axes) or sorted(d % 4 for d in axes) != [2, 3] \
+            or not isinstance(keepdim, bool):
+        raise ValueError(f"dim={dims!r} (only the mean over the spatial axes (2, 3) of an "
+                         f"(N, C, H, W) batch, global average pooling, is supported)")
+    return keepdim
 
 
 class SizeCheck:
@@ -275,6 +370,8 @@ class SizeCheck:
 #: how refusals list what a traced forward may call
 FUNCTION_NAMES = ("F.relu, F.gelu, F.silu, F.leaky_relu, F.elu, F.softplus, torch.tanh, "
                   "torch.sigmoid (and the Tensor methods relu, tanh, sigmoid), F.max_pool2d, "
-                  "F.avg_pool2d, F.adaptive_avg_pool2d, torch.flatten(x, 1), x.view/reshape to "
-                  "(batch, -1), F.dropout(training=False), F.log_softmax/F.softmax after the "
-                  "head, and + between two branches from one tensor (a residual connection)")
+                  "F.avg_pool2d, F.adaptive_avg_pool2d, x.mean((2, 3)) (global average "
+                  "pooling), torch.flatten(x, 1), x.view/reshape to (batch, -1), + - * / with a "
+                  "number (input scaling: x / 255 * 2 - 1), F.dropout(training=False), "
+                  "F.log_softmax/F.softmax after the head, and + between two branches from one "
+                  "tensor (a residual connection)")

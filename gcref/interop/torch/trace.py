@@ -38,7 +38,8 @@ from torch import fx
 from ...nn import layers as L
 from ...nn.containers import Sequential
 from ._common import UnsupportedModuleError, join
-from .leaves import FROM_TORCH, FUNCTION_NAMES, FUNCTIONS, METHODS, SizeCheck, is_add
+from .leaves import (FROM_TORCH, FUNCTION_NAMES, FUNCTIONS, METHODS, SizeCheck, affine_of,
+                     global_mean_of, is_add)
 
 __all__ = ["trace_chain"]
 
@@ -177,18 +178,28 @@ class _Reader:
         items = []
         while True:
             users = self.users(cur)
+            in_place = [u for u in users if self._in_place(u) and u.args and u.args[0] is cur]
+            if in_place and len(users) > 1:
+                # torch overwrites cur, which another operation also reads: the traced graph (which
+                # records no mutation) would compute something else
+                others = [u.name for u in users if u is not in_place[0]]
+                raise self.unsupported_op(in_place[0], f"{_describe_target(in_place[0])} in place "
+                                                       f"on '{cur.name}', which {', '.join(others)} "
+                                                       f"also use{'s' if len(others) == 1 else ''}, "
+                                                       f"is not supported (the graph does not "
+                                                       f"record the overwrite)")
             outputs = [u for u in users if u.op == "output"]
             if outputs:
                 if len(users) > 1 or outputs[0].args[0] is not cur:
                     raise self.refuse(outputs[0], "forward must return one tensor, computed by a "
                                                   "chain of operations (not a tuple, list or dict, "
                                                   "nor a tensor also used elsewhere)")
-                return items, cur, None
+                return _merge_affine(items), cur, None
             if not users:
                 raise self.refuse(cur, "its result is not used")
             if len(users) == 1:
                 if is_add(users[0]):
-                    return items, cur, users[0]
+                    return _merge_affine(items), cur, users[0]
                 items.extend(self.convert(users[0], cur))
                 cur = users[0]
                 continue
@@ -274,16 +285,21 @@ class _Reader:
         if node.op == "call_method":
             return node.target.endswith("_") and not node.target.startswith("_")
         name = getattr(node.target, "__name__", "")
-        return bool(node.kwargs.get("inplace", False)) or (name.endswith("_") and name != "_")
+        return bool(node.kwargs.get("inplace", False)) or (name.endswith("_") and name != "_") \
+            or node.target in _IN_PLACE_OPERATORS
 
     def convert(self, node, cur):
         """The items of one operation whose input is ``cur``: ``[(name, layer, module paths)]``."""
-        if self._in_place(node) and len(self.users(cur)) > 1:
-            # torch overwrites cur, which another operation also reads: the traced graph (which
-            # records no mutation) would compute something else
-            raise self.unsupported_op(node, f"{_describe_target(node)} in place on '{cur.name}', "
-                                            f"which another operation also uses, is not supported "
-                                            f"(the graph does not record the overwrite)")
+        try:
+            affine, keepdim = affine_of(node, cur), global_mean_of(node, cur)
+        except ValueError as err:
+            raise self.unsupported_op(node, f"{_describe_target(node)} with {err}") from None
+        if affine is not None:
+            return [(self.virtual(node), L.Affine(*affine), ())]
+        if keepdim is not None:                  # global average pooling
+            name = self.virtual(node)
+            pool = [(name, L.AdaptiveAvgPool2d(1), ())]
+            return pool if keepdim else pool + [(name + ".flatten", L.Flatten(), ())]
         if node.op == "call_module":
             if node.args != (cur,) or node.kwargs:
                 raise self.unsupported_op(node, f"module '{node.target}' called with arguments "
@@ -350,6 +366,26 @@ class _Reader:
                                              (src.op == "call_function" or src.args[1:] == ())):
                 return "batch"
         return None
+
+
+#: ``x += ...``, ``x *= ...``: overwrite their first operand
+_IN_PLACE_OPERATORS = (operator.iadd, operator.isub, operator.imul, operator.itruediv)
+
+
+def _merge_affine(items):
+    """Consecutive :class:`~gcref.nn.Affine` items as one (``x / 255 * 2 - 1`` is one layer),
+    named by the first: ``a2 (a1 x + b1) + b2 = (a2 a1) x + (a2 b1 + b2)``."""
+    out = []
+    for item in items:
+        name, layer, mods = item
+        if out and type(layer) is L.Affine and type(out[-1][1]) is L.Affine:
+            first = out[-1][1]
+            item = (out[-1][0], L.Affine(layer.scale * first.scale,
+                                         layer.scale * first.shift + layer.shift), ())
+            out[-1] = item
+            continue
+        out.append(item)
+    return out
 
 
 def _nodes_in(value) -> list:

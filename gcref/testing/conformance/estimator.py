@@ -78,8 +78,12 @@ def run_estimator_case(case: NetworkCase, fn, framework: str, *, method=None, dr
                                "no standard error reported", (), None, status="n/a"))
         return rows
     rms_se = float(np.sqrt(np.mean(ses ** 2)))
-    if not np.all(np.isfinite(ses)) or np.any(ses < 0):
+    detail = "RMS reported stderr vs SD of the values"
+    bad = int(np.sum(~np.isfinite(ses) | (ses < 0)))
+    if bad:
         ratio_err = float("inf")
+        detail = (f"a reported standard error is not finite or negative ({bad} of {draws} draws, "
+                  f"e.g. {float(ses[~np.isfinite(ses) | (ses < 0)][0])})")
     elif sd <= floor and rms_se <= floor:
         ratio_err = 0.0
     elif sd <= floor or rms_se <= floor:
@@ -88,7 +92,7 @@ def run_estimator_case(case: NetworkCase, fn, framework: str, *, method=None, dr
         r = rms_se / sd
         ratio_err = max(r, 1.0 / r) - 1.0
     rows.append(CaseResult(f"{case.name}: stderr calibrated", rms_se, sd, ratio_err, se_rtol,
-                           ratio_err <= se_rtol, "RMS reported stderr vs SD of the values", (), None))
+                           ratio_err <= se_rtol, detail, (), None))
     return rows
 
 

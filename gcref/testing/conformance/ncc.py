@@ -29,7 +29,7 @@ import numpy as np
 from ...metrics.bounds import ncc_error_bound
 from ...metrics.collapse import class_stats
 from ...metrics.ncc import few_shot_episodes, ncc_fit, ncc_predict, summarize_episodes
-from ..conventions import BoundCase, NCCCase, conventions_for
+from ..conventions import CDIST_MM_ROWS, BoundCase, NCCCase, conventions_for, float32_labels
 from ..diagnosis import Evidence, gather_evidence
 from ..frameworks import as_framework_input, check_framework
 from .design import OFFSET, _design, _etf, _quantized
@@ -43,6 +43,23 @@ __all__ = ["ncc_cases", "few_shot_cases", "summary_cases", "bound_cases", "FewSh
 
 
 # ------------------------------------------------------------------------------------- cases
+#
+# Size- and device-dependent kernels in the code users call (looked for in torch 2.13, JAX and
+# NumPy; the cases are sized so that the switches that change the *formula* are on both sides):
+#
+# * torch.cdist (p = 2, default compute_mode "use_mm_for_euclid_dist_if_necessary") computes
+#   ||x||^2 + ||y||^2 - 2 x.y with a matrix multiply when either side has more than 25 rows, and
+#   differences below: easyfsl's PrototypicalNetworks runs the Gram form on a 5-way 15-query
+#   episode (75 rows) only. Hence the offset cases with 30 queries / 75 queries beside those
+#   with 24 and 12, and the convention cdist_mm (conventions.CDIST_MM_ROWS).
+# * No other formula switch by size was found: NumPy's sum/mean (pairwise summation in blocks
+#   of 128) and torch's CPU reductions (cascade sums) change only the rounding, with the size,
+#   never the formula; scipy's cdist always takes differences, sklearn's euclidean_distances
+#   always the Gram form (float32 upcast in blocks); jnp has no cdist.
+# * Device switches, not size switches: float32 matrix multiplies and convolutions may run in
+#   TF32 on NVIDIA GPUs (JAX's default matmul precision; torch.backends.cudnn.allow_tf32, on by
+#   default for convolutions), about 1e-3 relative; the suite's inputs are float64 on the host,
+#   so it sees them only if the user's code casts and moves them.
 
 def _blobs(rng, labels, sizes, p, spread=1.0, scale=3.0):
     means = scale * rng.normal(size=(len(labels), p))
@@ -78,7 +95,32 @@ def ncc_cases() -> list[NCCCase]:
     Zte = mu[rng.integers(0, 3, 24)] + 1.2 * _quantized(rng, (24, 3))
     cases.append(NCCCase("offset 1e8", Ztr + OFFSET, ytr, Zte + OFFSET, ill_conditioned=True,
                          note="exact for difference-vector distances; ||z||^2 - 2<z, mu> cancels"))
+    # appended, so the cases above keep their random draws
+    Ztr, ytr = _design(mu, np.array([1.0, 0.5, 1.5]), [10, 10, 10], rng=rng, quantize=True)
+    Zte = mu[rng.integers(0, 3, 30)] + 1.2 * _quantized(rng, (30, 3))
+    cases.append(NCCCase("offset 1e8, 30 supports and 30 queries", Ztr + OFFSET, ytr, Zte + OFFSET,
+                         ill_conditioned=True, note=f"above torch.cdist's {CDIST_MM_ROWS}-row switch "
+                                                    f"to its Gram-form path"))
+    cases.append(_float32_grid_case())
     return cases
+
+
+#: ``1e4`` and its float32 spacing ``2^-10``: the designed float32 cases sit on this grid
+_GRID_BASE, _GRID_STEP = 1e4, 2.0 ** -10
+
+
+def _float32_grid_case() -> NCCCase:
+    """1-shot supports and queries at ``1e4`` whose labels float32 rounding alone flips (a
+    support 0.3 grid steps off the float32 grid rounds onto it, and queries 0.1 steps on gcref's
+    side of a bisector round to the other side), while float64 Gram-form distances keep every
+    label (their rounding, ~1e-7, is below the smallest margin, 5e-7). Well-conditioned in
+    float64: it tells float32 working precision from Gram-form distances."""
+    support = np.array([[0.3, 0], [9, 0], [40, 3]])
+    query = np.array([[4.6, 0], [4.62, 0.1], [4.58, -0.1], [0, 0], [1, 0], [8, 0], [12, 1],
+                      [30, 2], [41, 3], [38.2, -1], [25, 1.4], [2, 0.2]])
+    return NCCCase("float32 grid at 1e4 (1-shot)", _GRID_BASE + _GRID_STEP * support,
+                   np.array([0, 1, 2]), _GRID_BASE + _GRID_STEP * query,
+                   note="float32 rounding flips 3 labels; Gram-form float64 none")
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +165,19 @@ def few_shot_cases() -> list[FewShotCase]:
     Z = np.concatenate([m + _quantized(rng, (10, 3)) for m in mu]) + OFFSET
     cases.append(FewShotCase("offset 1e8 pool, 3-way 2-shot", Z, np.repeat(np.arange(4), 10),
                              3, 2, 4, 10, seed=3, ill_conditioned=True))
+    # appended, so the pools above keep their random draws
+    mu = np.array([[0.0, 1, 2], [3, -1, 0], [1, 2, -2], [-2, 0, 1], [2, 3, 1], [-1, -2, -1]])
+    Z = np.concatenate([m + _quantized(rng, (24, 3)) for m in mu]) + OFFSET
+    cases.append(FewShotCase("offset 1e8 pool, 5-way 5-shot 15-query", Z, np.repeat(np.arange(6), 24),
+                             5, 5, 15, 4, seed=4, ill_conditioned=True,
+                             note=f"the standard episode: 75 queries, above torch.cdist's "
+                                  f"{CDIST_MM_ROWS}-row switch to its Gram-form path"))
+    pts = [[[0.3, 0]] * 10, [[9, 0]] * 10, [[40, 3]] * 10, [[4.6, 0]] * 5 + [[60, 1]] * 5]
+    Z = _GRID_BASE + _GRID_STEP * np.concatenate([np.array(p) for p in pts])
+    cases.append(FewShotCase("float32 grid pool at 1e4, 3-way 1-shot", Z, np.repeat(np.arange(4), 10),
+                             3, 1, 4, 30, seed=4,
+                             note="as the NCC case 'float32 grid at 1e4': float32 rounding flips "
+                                  "labels in some episodes, Gram-form float64 in none"))
     return cases
 
 
@@ -193,14 +248,25 @@ def _label_evidence(cases_and_labels, rtol):
     """Evidence over one or more NCC cases: the fraction of points wrong (ties excluded) against
     gcref, against each exact convention, and which rounding conventions fail here."""
     total = wrong = ties = 0
-    conv_wrong, applies, rounding = {}, set(), set()
+    conv_wrong, applies, rounding, undecided, decided = {}, set(), set(), set(), set()
+    flips32 = False             # float32 rounding alone flips a label here: any label may differ
     for case, labels in cases_and_labels:
         reference, t, w = tie_aware_labels(labels, case)
         total += len(reference)
         wrong += int(w.sum())
         ties += int(t.sum())
+        flips32 = flips32 or bool(tie_aware_labels(float32_labels(case), case)[2].any())
         for conv in conventions_for("ncc"):
-            cl = conv.transform(case)
+            try:
+                cl = conv.transform(case)
+            except ArithmeticError:
+                # rounding decides the convention's labels here: any labels are consistent with
+                # it (it is named from the cases where it is decided)
+                applies.add(conv.key)
+                undecided.add(conv.key)
+                conv_wrong.setdefault(conv.key, 0)
+                continue
+            decided.add(conv.key)
             _, _, off = tie_aware_labels(cl, case)
             if conv.unstable:
                 if off.any():
@@ -210,7 +276,10 @@ def _label_evidence(cases_and_labels, rtol):
                 applies.add(conv.key)
             conv_wrong[conv.key] = conv_wrong.get(conv.key, 0) + int(np.sum(labels != cl))
     exact = {k: conv_wrong[k] / total for k in applies}
-    return Evidence(wrong / total, rtol, rtol, rtol, exact, tuple(sorted(rounding))), ties, wrong, total
+    tol32 = 1.0 if flips32 else rtol
+    undecided = tuple(sorted(undecided - decided))   # (over episodes: credited where decided)
+    return Evidence(wrong / total, rtol, rtol, tol32, exact, tuple(sorted(rounding)),
+                    undecided), ties, wrong, total
 
 
 def _label_row(name, evidence, ties, wrong, total, accept, ill_conditioned, value, reference):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,10 @@ __all__ = ["CaseResult", "ConformanceReport", "DEFAULT_RTOL", "NONFINITE_KEY", "
 DEFAULT_RTOL = 1e-9
 
 PRECISIONS = ("float64", "float32")
+#: words in an exception's message that name a framework's arrays (the likely cause when every
+#: case raised: the code was given another framework's arrays)
+_FRAMEWORK_WORDS = {"numpy": ("ndarray", "numpy"), "torch": ("tensor", "torch"),
+                    "jax": ("jax", "jnp", "tracer")}
 #: Quantities diagnosed with another quantity's conventions.
 DIAGNOSED_AS = {"estimator": "gc", "few_shot": "ncc"}
 
@@ -72,7 +77,7 @@ def scored_row(name, value, reference, evidence, *, precision="float64", accept=
     ev = evidence
     tol = ev.tol64 if precision == "float64" else ev.tol32
     applicable = tuple(ev.exact)
-    matches = tuple(k for k, e in ev.exact.items() if e <= tol)
+    matches = tuple(k for k, e in ev.exact.items() if e <= tol and k not in ev.undecided)
     if ev.error <= ev.rtol:
         status = "agrees"
     elif ev.error <= ev.tol64:
@@ -138,8 +143,9 @@ class ConformanceReport:
 
     @property
     def verdict(self) -> str:
-        """One line: ``"agrees"``, ``"agrees to float32 precision"``, ``"matches conventions
-        K, ..."``, ``"fails only where cancellation matters"`` or ``"not explained"``."""
+        """One line: ``"agrees"``, ``"agrees to float32 precision"``, ``"matches a known mistake /
+        convention: K, ..."``, ``"partly explained: ..."``, ``"fails only where cancellation
+        matters"``, ``"every case raised ..."`` or ``"not explained"``."""
         d = self.diagnosis
         if self.passed and not any(r.status == "float32" for r in self.rows):
             conditioned = [r.case for r in self.rows if r.status == "agrees within conditioning"]
@@ -147,16 +153,46 @@ class ConformanceReport:
             return ("agrees" + (f" (within float64 rounding on the ill-conditioned {', '.join(conditioned)})"
                                 if conditioned else "")
                     + (f"; accepted conventions: {', '.join(accepted)}" if accepted else ""))
+        raised = self._raised()
+        if raised:
+            return f"every case raised ({', '.join(raised)}): no value to compare"
         if d is None:
             return "fails"
-        if d.precision == "float32" and not d.keys and not d.unexplained:
-            return "agrees to float32 precision"
+        at = f" (at {d.precision} precision)" if d.precision != "float64" else ""
+        if d.precision != "float64" and not d.keys and not d.unexplained:
+            return f"agrees to {d.precision} precision"
+        named = "matches a known mistake / convention: " + ", ".join(d.keys)
         if d.keys and not d.unexplained:
-            return "matches conventions " + ", ".join(d.keys) + (
-                " (at float32 precision)" if d.precision == "float32" else "")
+            return named + at
+        if d.keys:
+            n = len(d.unexplained)
+            return f"partly explained: {named}{at}; {n} case{'s' if n > 1 else ''} not explained"
         if d.cancellation:
             return "fails only where cancellation matters"
         return "not explained"
+
+    def _raised(self) -> list[str]:
+        """The exception types, when every case raised (a must-raise case passing by raising
+        included) and the report failed; else ``[]``."""
+        if self.passed or not self.rows or not all(
+                r.value is None and r.detail.startswith("raised ") for r in self.rows):
+            return []
+        return sorted({r.detail[len("raised "):].split(":")[0] for r in self.rows})
+
+    def _raise_cause(self) -> str:
+        """The likely cause of every case raising, read from the messages: arrays of another
+        framework than the code expects."""
+        text = " ".join(r.detail for r in self.rows).lower()
+        mentioned = [f for f, words in _FRAMEWORK_WORDS.items() if any(w in text for w in words)]
+        wants = [f for f in mentioned if f != self.framework] or (
+            [f for f in _FRAMEWORK_WORDS if f != self.framework] if self.framework in mentioned else [])
+        if not wants:
+            return ("every case raised: check your function's signature and what it returns "
+                    "(each row shows its message)")
+        given = {"numpy": "NumPy arrays", "torch": "torch tensors", "jax": "JAX arrays"}
+        options = " or ".join(f"framework='{w}' (`--framework {w}`)" for w in wants)
+        return (f"your function was given {given.get(self.framework, 'inputs')} "
+                f"(framework='{self.framework}'): did you mean {options}?")
 
     def summary(self) -> str:
         n_fail = len(self.failures)
@@ -165,7 +201,10 @@ class ConformanceReport:
         head = (f"{self.implementation} ({self.quantity}, {self.framework}): "
                 f"{len(self.rows) - n_fail} passed, {n_fail} failed"
                 + (f" ({n_32} only to float32 precision)" if n_32 else "") + f": {self.verdict}")
-        lines = [head] + (self.diagnosis.lines() if self.diagnosis and (n_fail or n_32) else [])
+        if self._raised():
+            return "\n".join([head, self._raise_cause()])
+        errors = {r.case: r.error for r in self.rows}
+        lines = [head] + (self.diagnosis.lines(errors) if self.diagnosis and (n_fail or n_32) else [])
         return "\n".join(lines)
 
     def table(self, failures_only: bool = False) -> str:
@@ -208,13 +247,25 @@ def _to_numpy(value):
     return np.asarray(value, dtype=np.float64)
 
 
+#: reduced working precisions read from an output's dtype, lowest first
+_REDUCED = ("bfloat16", "float16", "float32")
+
+
+def _lowest(dtypes) -> str:
+    """The lowest reduced precision among ``dtypes`` (``""`` when none is reduced)."""
+    return next((t for t in _REDUCED if t in dtypes), "")
+
+
 def _dtype(value) -> str:
-    """``"float32"`` when the user's output is single (or half) precision, else ``""``."""
+    """``"float32"``, ``"float16"`` or ``"bfloat16"`` when the user's output is in that reduced
+    precision (a dict: its lowest), else ``""``."""
     if isinstance(value, dict):
-        return "float32" if any(_dtype(v) for v in value.values()) else ""
-    dt = getattr(value, "dtype", None)
-    name = str(dt) if dt is not None else ""
-    return "float32" if any(t in name for t in ("float32", "float16", "bfloat16")) else ""
+        return _lowest({_dtype(v) for v in value.values()})
+    try:
+        name = str(getattr(value, "dtype", "") or "")
+    except Exception:  # noqa: BLE001 - an odd object: no dtype to read
+        return ""
+    return next((t for t in _REDUCED if name.endswith(t)), "")
 
 
 def _name(fn) -> str:
@@ -257,14 +308,18 @@ def _must_raise_row(name, fn_call, rtol, accept=()):
     except Exception as err:  # noqa: BLE001 - any exception is the expected outcome
         return CaseResult(name, None, None, 0.0, rtol, True, f"raised {type(err).__name__}")
     try:
+        # a dict of values (Papyan's) is a Mapping; a tensor is not, though torch.Tensor has a
+        # callable .values (for sparse layouts)
         arr = (np.concatenate([np.ravel(_to_numpy(v)) for v in out.values()])
-               if hasattr(out, "values") and callable(out.values) else _to_numpy(out))
+               if isinstance(out, Mapping) else _to_numpy(out))
         shown = float(np.ravel(arr)[0]) if arr.size else None
         if arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.shape[0] > 1:
             arr = arr[~np.eye(arr.shape[0], dtype=bool)]     # a CDNV matrix: its pairs
         nonfinite = bool(arr.size) and not np.all(np.isfinite(arr))
-    except (TypeError, ValueError):
-        shown, nonfinite = None, False
+    except Exception as err:  # noqa: BLE001 - a result that cannot be read is a row, not a crash
+        return CaseResult(name, None, None, float("inf"), rtol, False,
+                          f"returned a {type(out).__name__} that cannot be read as numbers "
+                          f"({_raised(err)}); coinciding class means must raise", (), None)
     if nonfinite:
         ok = NONFINITE_KEY in accept
         return CaseResult(name, shown, None, float("inf"), rtol, ok,
@@ -276,7 +331,7 @@ def _must_raise_row(name, fn_call, rtol, accept=()):
 
 def _report(quantity, fn, framework, rows, label=None):
     diag_q = DIAGNOSED_AS.get(quantity, quantity)
-    dtype = "float32" if any(r.dtype == "float32" for r in rows) else None
+    dtype = _lowest({r.dtype for r in rows}) or None
     return ConformanceReport(quantity, label or _name(fn), framework, tuple(rows),
                              Diagnosis(diag_q, rows, dtype=dtype))
 
