@@ -56,22 +56,26 @@ CONFIGS = {
         {"label": "digits 5 source / 5 target classes / MLP 64-128-128-32",
          "config": {"dataset": "digits", "num_source": 5, "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32],
                     "lr": 0.05, "batch_size": 32, "l2": 5e-4, "until_train_acc": 0.99, "epochs": 200,
-                    "eval_every": 20, "eval_size": 300, "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
+                    "eval_every": 20, "eval_early": 2, "eval_size": 300, "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
          "sweeps": {"lr": [0.01, 0.02, 0.05, 0.1, 0.2], "batch_size": [8, 16, 32, 64, 128],
                     "l2": [0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3]}},
         {"label": "Fashion-MNIST 5 source / 5 target classes / MLP 784-128-64-32",
          "config": {"dataset": "fashion_mnist", "max_per_class": 300, "num_source": 5, "split_seed": 0,
                     "arch": "mlp", "hidden": [128, 64, 32], "lr": 0.05, "batch_size": 32, "l2": 5e-4,
-                    "until_train_acc": 0.99, "epochs": 200, "eval_every": 20, "eval_size": 300,
+                    "until_train_acc": 0.99, "epochs": 200, "eval_every": 20, "eval_early": 2, "eval_size": 300,
                     "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
          "sweeps": {"lr": [0.01, 0.05, 0.2], "batch_size": [8, 32, 128], "l2": [0.0, 5e-4, 5e-3]}},
         {"label": "glyphs 64 source / 20 target classes / MLP 784-128-128-32",
          "config": {"dataset": "glyphs", "dataset_options": {"class_split": [64, 16, 20], "n_per_class": 100},
                     "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32], "lr": 0.05, "batch_size": 32,
-                    "l2": 5e-4, "until_train_acc": 0.99, "epochs": 100, "eval_every": 100, "eval_size": 300,
+                    "l2": 5e-4, "until_train_acc": 0.99, "epochs": 100, "eval_every": 100, "eval_early": 2, "eval_size": 300,
                     "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
          "sweeps": {"lr": [0.02, 0.05, 0.1, 0.2], "batch_size": [16, 32, 64, 128],
-                    "l2": [0.0, 5e-4, 2e-3, 5e-3]}}]},
+                    "l2": [0.0, 5e-4, 2e-3, 5e-3]},
+         # Not part of the verdict (added after the L2 5e-4 results, issue 31): the same lr sweep
+         # without weight decay, the regime of the fixed-budget runs where lr -> GC failed.
+         "diagnostics": [{"label": "lr sweep at L2 = 0", "override": {"l2": 0.0},
+                          "sweeps": {"lr": [0.02, 0.05, 0.1, 0.2]}}]}]},
     "paper": {"seeds": [0, 1, 2], "settings": [{
         "label": "CIFAR-FS / ResNet-18",
         "config": {"dataset": "cifar_fs", "arch": "resnet18", "width": 1.0, "lr": 0.01, "batch_size": 128,
@@ -306,7 +310,7 @@ def _with_source_count(config: dict, k: int) -> dict:
 def run(args, t0):
     cfg = common.resolve_config(CONFIGS, args, FIXED_BUDGET)
     B = training.load_backend(args.backend)
-    parts, hp_rows, setting_runs, infos, matched_all = [], [], [], [], []
+    parts, hp_rows, setting_runs, infos, matched_all, diagnostics = [], [], [], [], [], []
     with training.work_dir(args, "claim4") as work:
         for si, st in enumerate(cfg["settings"]):
             lab = training.lab_config(st["config"], args)
@@ -325,6 +329,24 @@ def run(args, t0):
             hp_rows += rows
             matched_all.append(matched(st["label"], records, st["sweeps"]))
             setting_runs.append((st["label"], st["sweeps"], records))
+            for di, diag in enumerate(st.get("diagnostics", [])):
+                dcfg = {**lab["config"], **diag["override"]}
+                drecs = []
+                for hp, values in diag["sweeps"].items():
+                    common.log(args, f"{st['label']}: diagnostic '{diag['label']}' ({hp} over {values})")
+                    recs = training.sweep(dcfg, {hp: values}, cfg["seeds"],
+                                          os.path.join(str(work), f"s{si}-diag{di}-{hp}"), jobs=args.jobs,
+                                          transfer=True)
+                    for r in recs:
+                        r["swept"] = hp
+                    drecs += recs
+                dlabel = f"{st['label']} [{diag['label']}]"
+                dparts, drows = analyse(dlabel, drecs, diag["sweeps"])
+                diagnostics.append({"setting": st["label"], "label": diag["label"], "override": diag["override"],
+                                    "parts": dparts, "per_hyperparameter": drows,
+                                    "matched_fit": matched(dlabel, drecs, diag["sweeps"]),
+                                    "runs": [{"swept": r["swept"], "hp": r["hp"], "seed": r["seed"],
+                                              "status": r["status"], "final": r["final"]} for r in drecs]})
         ablation_rows = []
         abl = cfg.get("ablation")
         if abl:
@@ -390,6 +412,7 @@ def run(args, t0):
         verdict=verdict, reason=reason, parts=parts, backend=B.describe(), data=infos, config=cfg,
         runtime_s=time.time() - t0,
         extra={"per_hyperparameter": hp_rows, "setting_verdicts": setting_verdicts, "ablation": ablation_rows,
+               "diagnostics": diagnostics,
                "matched_fit": matched_all,
                "figures": ["claim4.png", "claim4_hyperparameters.png"] + (["claim4_ablation.png"] if ablation_rows else []),
                "runs": [{"setting": lab, "swept": r["swept"], "hp": r["hp"], "seed": r["seed"], "status": r["status"],
