@@ -160,9 +160,8 @@ def _final(r, key):
 
 def analyse(label, records, sweeps):
     ok = [r for r in records if r["status"] in training.TRAINED]
-    gc = [_final(r, "gc") for r in ok]
-    t_nc = verdicts.spearman_test(gc, [_final(r, "target_nc") for r in ok], seed=1)
-    t_fs = verdicts.spearman_test(gc, [_final(r, "few_shot_accuracy") for r in ok], seed=2)
+    t_nc = verdicts.correlate(ok, lambda r: _final(r, "gc"), lambda r: _final(r, "target_nc"), seed=1)
+    t_fs = verdicts.correlate(ok, lambda r: _final(r, "gc"), lambda r: _final(r, "few_shot_accuracy"), seed=2)
     parts = [{"name": f"{label}: source GC -> target NC", "setting": label, "statistic": "Spearman rho",
               "value": t_nc.rho, **t_nc.describe(), **verdicts.direction_verdict(t_nc, +1)},
              {"name": f"{label}: source GC -> 5-shot accuracy", "setting": label, "statistic": "Spearman rho",
@@ -170,10 +169,10 @@ def analyse(label, records, sweeps):
     rows = []
     for hp, values in sweeps.items():
         rs = [r for r in ok if r["swept"] == hp]
-        x = [r["hp"][hp] for r in rs]
         for metric, sign in (("gc", HP_EXPECTED[hp]), ("target_nc", HP_EXPECTED[hp]),
                              ("few_shot_accuracy", -HP_EXPECTED[hp])):
-            t = verdicts.spearman_test(x, [_final(r, metric) for r in rs], seed=len(rows) + 3)
+            t = verdicts.correlate(rs, lambda r, hp=hp: r["hp"][hp], lambda r, m=metric: _final(r, m),
+                                   seed=len(rows) + 3)
             rows.append({"name": f"{label}: {hp} -> {metric}", "hyperparameter": hp, "metric": metric,
                          "expected_sign": sign, **t.describe(), **verdicts.direction_verdict(t, sign)})
     return parts, rows
@@ -192,11 +191,8 @@ def matched(label, records, sweeps):
         mf = verdicts.matched_fit_tests(rs, lambda r, _row, hp=hp: r["hp"][hp], ("gc", "target_nc", "few_shot_accuracy"),
                                         {"gc": HP_EXPECTED[hp], "target_nc": HP_EXPECTED[hp],
                                          "few_shot_accuracy": -HP_EXPECTED[hp]}, f"{label}: {hp}")
-        epochs = {}
-        for r in records:
-            if r["swept"] == hp and r["final"].get("epoch") is not None:
-                epochs.setdefault(r["hp"][hp], []).append(r["final"]["epoch"])
-        mf.update(hyperparameter=hp, epochs_median={f"{v:g}": float(np.median(e)) for v, e in sorted(epochs.items())})
+        mf.update(hyperparameter=hp, epochs_to_criterion=verdicts.epochs_to_criterion(
+            [r for r in records if r["swept"] == hp], lambda r, hp=hp: r["hp"][hp]))
         out["hyperparameters"].append(mf)
     return out
 
@@ -206,14 +202,15 @@ def describe_matched(m) -> str:
     if g["level"] is None:
         return ""
     text = (f"{_short(m['setting'])}: at train loss {reporting.fmt(g['level'])} (epochs "
-            f"{reporting.fmt(g['epochs_range'][0])}-{reporting.fmt(g['epochs_range'][1])}) source GC -> "
+            f"{reporting.fmt(g['epochs_range'][0])}-{reporting.fmt(g['epochs_range'][1])}{reporting.far_below_note(g)}) source GC -> "
             + ", ".join(f"{t['metric']} rho={reporting.fmt(t['spearman_rho'], 2)} (p={reporting.fmt(t['p_value_permutation'], 2)}, "
                         f"{t['direction']})" for t in g["tests"]))
     for h in m["hyperparameters"]:
-        text += (f"; {h['hyperparameter']} (level {reporting.fmt(h['level'])}) -> "
+        text += (f"; {h['hyperparameter']} (level {reporting.fmt(h['level'])}{reporting.far_below_note(h)}) -> "
                  + ", ".join(f"{t['metric']} {reporting.fmt(t['spearman_rho'], 2)} ({t['expected_sign']:+d}, "
                              f"p={reporting.fmt(t['p_value_permutation'], 2)})" for t in h["tests"])
-                 + "; epochs to the criterion (median) " + ", ".join(f"{k}: {reporting.fmt(v)}" for k, v in h["epochs_median"].items()))
+                 + "; epochs to the criterion (median of the converged runs) "
+                 + reporting.describe_epochs(h["epochs_to_criterion"]))
     return text
 
 
@@ -393,6 +390,14 @@ def run(args, t0):
     reason += ". Per hyperparameter (value -> metric: rho, expected sign) -- " + "; ".join(
         f"{_short(r['name'])} {r['name'].split(': ', 1)[1]}: {reporting.fmt(r['spearman_rho'], 2)} "
         f"({r['expected_sign']:+d}, p={reporting.fmt(r['p_value_permutation'], 2)})" for r in hp_rows)
+    for d in diagnostics:
+        reason += (f". Diagnostic (not in the verdict), {_short(d['setting'])} {d['label']}: source GC -> "
+                   + ", ".join(f"{p['name'].split(' -> ')[-1]} rho={reporting.fmt(p['spearman_rho'], 2)} "
+                               f"(p={reporting.fmt(p['p_value_permutation'], 2)}, {p['direction']})" for p in d["parts"])
+                   + "; " + "; ".join(f"{r['hyperparameter']} -> {r['metric']}: {reporting.fmt(r['spearman_rho'], 2)} "
+                                      f"({r['expected_sign']:+d}, p={reporting.fmt(r['p_value_permutation'], 2)}, "
+                                      f"{r['direction']})" for r in d["per_hyperparameter"])
+                   + (f"; matched fit: {describe_matched(d['matched_fit'])}" if describe_matched(d["matched_fit"]) else ""))
     mtext = [t for t in (describe_matched(m) for m in matched_all) if t]
     if mtext:
         reason += (". Matched fit (not in the verdict; each run read at the first record where its training "
