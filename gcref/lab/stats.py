@@ -183,14 +183,17 @@ def _draw_null(cx, cy, size: int, rng) -> np.ndarray:
 
 
 def block_permutation_test(x, y, blocks=None, *, alpha: float = ALPHA, seed=0, n_permutations: int = 20000,
-                           max_permutations: int = 1_000_000) -> PermutationResult:
+                           max_permutations: int = 1_000_000, exact_max_n: int = EXACT_MAX_N) -> PermutationResult:
     """``rho_w`` of ``(x, y)`` within ``blocks`` and its two-sided within-block permutation p-value.
 
     Exact when every block has at most :data:`EXACT_MAX_N` pairs; otherwise Monte Carlo with
     ``n_permutations`` draws from ``as_generator(seed)``, doubled up to ``max_permutations``
     while ``|p - alpha| < Z_BORDERLINE * sqrt(p (1 - p) / B)`` (see the module docstring).
     Values must be finite (callers drop missing pairs). ``p`` is nan when ``rho_w`` is.
+    ``exact_max_n`` (at most :data:`EXACT_MAX_N`) lowers the largest block enumerated exactly
+    (tests compare the Monte Carlo p-value with the exact one).
     """
+    exact_max_n = check_int(exact_max_n, "exact_max_n", minimum=1, maximum=EXACT_MAX_N)
     alpha = check_probability(alpha, "alpha")
     n_permutations = check_int(n_permutations, "n_permutations", minimum=1)
     max_permutations = check_int(max_permutations, "max_permutations", minimum=n_permutations)
@@ -201,7 +204,7 @@ def block_permutation_test(x, y, blocks=None, *, alpha: float = ALPHA, seed=0, n
             or not np.all(np.isfinite(np.asarray(y, float))):
         return PermutationResult(rho, float("nan"), "exact", n, nb, 0, 0.0, False, None)
     t = abs(t_obs)
-    if max(i.size for i in idx) <= EXACT_MAX_N:
+    if max(i.size for i in idx) <= exact_max_n:
         support, prob = _exact_null(cx, cy)
         a = np.abs(support)
         levels = np.unique(a)                              # P0(|T*| >= v) for each attainable v
