@@ -37,8 +37,9 @@ def direction_verdict(test: CorrelationTest, expected_sign: int, alpha: float = 
 
 
 def run_key(record) -> str:
-    """A run's identity: its full settings (seed included), as sorted JSON."""
-    return json.dumps(record["hp"], sort_keys=True, default=str)
+    """A run's identity: its full settings (seed included), as sorted JSON (a record without
+    settings is a run of its own)."""
+    return json.dumps(record["hp"], sort_keys=True, default=str) if "hp" in record else f"record {id(record)}"
 
 
 def distinct_runs(records) -> list:
@@ -57,7 +58,7 @@ def correlate(records, x, y, *, seed: int) -> CorrelationTest:
     """:func:`gcref.lab.stats.spearman_test` of ``x(record)`` and ``y(record)`` over the distinct
     runs of ``records`` (:func:`distinct_runs`), blocked by each run's seed."""
     rs = distinct_runs(records)
-    return spearman_test([x(r) for r in rs], [y(r) for r in rs], blocks=[r["seed"] for r in rs], seed=seed)
+    return spearman_test([x(r) for r in rs], [y(r) for r in rs], blocks=[r.get("seed") for r in rs], seed=seed)
 
 
 def epochs_to_criterion(records, value) -> dict:
