@@ -198,5 +198,5 @@ def test_the_transfer_table_does_not_call_an_insignificant_rho_a_direction(capsy
     summary = {"kind": "transfer", "dir": "x", "runs": runs, "correlations": corr, "base_config": {},
                "counts": {"completed": 6, "diverged": 0, "error": 0}}
     commands._print_sweep(summary)
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "oppositely" not in out and "no clear association between source GC and target NC at n = 6" in out

@@ -564,7 +564,7 @@ def _print_sweep(summary):
                              ("gc_vs_target_nc", "source GC and target NC", +1)):
         v = corr.get(key)
         if v and v["rho"] is not None:      # a direction only where p < 0.05 (gcref.lab.stats.direction)
-            console.print(describe_association(v, words, sign), highlight=False, soft_wrap=True)
+            console.print(describe_association(v, words, sign), highlight=False)
     counts = summary["counts"]
     until = ", ".join(f"{k}={v:g}" for k, v in _until_of(summary.get("base_config") or {}).items())
     console.print((f"{counts.get('converged', 0)} converged ({until}), {counts.get('cap', 0)} reached the cap "
