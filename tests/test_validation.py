@@ -325,3 +325,27 @@ def test_the_converged_protocol_is_the_primary_configuration():
     assert common.default_out("small", protocol="fixed-budget") == common.RESULTS / "fixed_budget"
     with pytest.raises(SystemExit, match="one protocol"):
         _module(6).main(["--scale", "smoke", "--protocol", "fixed-budget", "--quiet"])
+
+
+def test_reanalyse_recomputes_the_statistics_from_the_stored_runs(tmp_path):
+    """--reanalyse trains nothing: the same runs give the same parts; a stored final value
+    changed by hand changes the recomputed rho; the figure and the matched fit stay."""
+    out = tmp_path / "r"
+    first = _module(5).main(["--scale", "smoke", "--out", str(out), "--jobs", "1", "--quiet"])
+    png = (out / "claim5.png").read_bytes()
+    again = _module(5).main(["--scale", "smoke", "--out", str(out), "--jobs", "1", "--quiet", "--reanalyse"])
+    def numbers(summary):
+        return json.dumps([[p["spearman_rho"], p["p_value_permutation"], p["n"]] for p in summary["parts"]])
+    assert numbers(again) == numbers(first)
+    stored = json.loads((out / "claim5.json").read_text())
+    assert (out / "claim5.png").read_bytes() == png and "reanalysed" in stored
+    gcs = [r["final"]["gc"] for r in stored["runs"]]
+    for r in stored["runs"]:                 # GC now rises with lambda_GC: rho flips sign
+        r["final"]["gc"] = 1.0 + r["hp"]["gc_reg"] + 1e-3 * r["seed"]
+        r["status"] = "converged"
+    (out / "claim5.json").write_text(json.dumps(stored))
+    flipped = _module(5).main(["--scale", "smoke", "--out", str(out), "--jobs", "1", "--quiet", "--reanalyse"])
+    assert flipped["parts"][0]["metric"] == "gc" and flipped["parts"][0]["spearman_rho"] == 1.0
+    assert gcs != [r["final"]["gc"] for r in flipped["runs"]]
+    with pytest.raises(SystemExit, match="not found"):
+        _module(5).main(["--scale", "smoke", "--out", str(tmp_path / "none"), "--quiet", "--reanalyse"])
