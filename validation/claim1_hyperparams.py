@@ -216,29 +216,17 @@ def run(args, t0):
         for si, st in enumerate(cfg["settings"]):
             lab = training.lab_config(st["config"], args)
             data_infos.append(training.lab_data_info(lab["config"], lab["note"]))
-            records = []
-            for hp, values in st["sweeps"].items():
-                common.log(args, f"{st['label']}: sweep {hp} over {values} x {len(cfg['seeds'])} seeds (gcref.lab)")
-                recs = training.sweep(lab["config"], {hp: values}, cfg["seeds"],
-                                    os.path.join(str(work), f"s{si}-{hp}"), jobs=args.jobs)
-                for r in recs:
-                    r["swept"] = hp
-                records += recs
+            records = training.one_dimensional_sweeps(args, st["label"], lab["config"], st["sweeps"], cfg["seeds"],
+                                                      os.path.join(str(work), f"s{si}"))
             parts, gcnc = analyse(st["label"], records, st["sweeps"])
             matched_all += matched(st["label"], records, st["sweeps"])
             all_parts += parts
             gcnc_all.append({"setting": st["label"], **gcnc.describe()})
             setting_runs.append((st["label"], st["sweeps"], records))
             for di, diag in enumerate(st.get("diagnostics", [])):
-                dcfg = {**lab["config"], **diag["override"]}
-                drecs = []
-                for hp, values in diag["sweeps"].items():
-                    common.log(args, f"{st['label']}: diagnostic '{diag['label']}' ({hp} over {values})")
-                    recs = training.sweep(dcfg, {hp: values}, cfg["seeds"],
-                                        os.path.join(str(work), f"s{si}-diag{di}-{hp}"), jobs=args.jobs)
-                    for r in recs:
-                        r["swept"] = hp
-                    drecs += recs
+                drecs = training.one_dimensional_sweeps(args, f"{st['label']} [{diag['label']}]",
+                                                        {**lab["config"], **diag["override"]}, diag["sweeps"],
+                                                        cfg["seeds"], os.path.join(str(work), f"s{si}-diag{di}"))
                 dparts, _ = analyse(f"{st['label']} [{diag['label']}]", drecs, diag["sweeps"])
                 diagnostics.append({"setting": st["label"], "label": diag["label"], "override": diag["override"],
                                     "parts": dparts})

@@ -312,32 +312,18 @@ def run(args, t0):
         for si, st in enumerate(cfg["settings"]):
             lab = training.lab_config(st["config"], args)
             infos.append(training.lab_data_info(lab["config"], lab["note"]))
-            records = []
-            for hp, values in st["sweeps"].items():
-                common.log(args, f"{st['label']}: sweep {hp} over {values} x {len(cfg['seeds'])} seeds "
-                                 "(gcref.lab.run_transfer)")
-                recs = training.sweep(lab["config"], {hp: values}, cfg["seeds"],
-                                    os.path.join(str(work), f"s{si}-{hp}"), jobs=args.jobs, transfer=True)
-                for r in recs:
-                    r["swept"] = hp
-                records += recs
+            records = training.one_dimensional_sweeps(args, st["label"], lab["config"], st["sweeps"], cfg["seeds"],
+                                                      os.path.join(str(work), f"s{si}"), transfer=True)
             p, rows = analyse(st["label"], records, st["sweeps"])
             parts += p
             hp_rows += rows
             matched_all.append(matched(st["label"], records, st["sweeps"]))
             setting_runs.append((st["label"], st["sweeps"], records))
             for di, diag in enumerate(st.get("diagnostics", [])):
-                dcfg = {**lab["config"], **diag["override"]}
-                drecs = []
-                for hp, values in diag["sweeps"].items():
-                    common.log(args, f"{st['label']}: diagnostic '{diag['label']}' ({hp} over {values})")
-                    recs = training.sweep(dcfg, {hp: values}, cfg["seeds"],
-                                          os.path.join(str(work), f"s{si}-diag{di}-{hp}"), jobs=args.jobs,
-                                          transfer=True)
-                    for r in recs:
-                        r["swept"] = hp
-                    drecs += recs
                 dlabel = f"{st['label']} [{diag['label']}]"
+                drecs = training.one_dimensional_sweeps(args, dlabel, {**lab["config"], **diag["override"]},
+                                                        diag["sweeps"], cfg["seeds"],
+                                                        os.path.join(str(work), f"s{si}-diag{di}"), transfer=True)
                 dparts, drows = analyse(dlabel, drecs, diag["sweeps"])
                 diagnostics.append({"setting": st["label"], "label": diag["label"], "override": diag["override"],
                                     "parts": dparts, "per_hyperparameter": drows,
@@ -357,15 +343,9 @@ def run(args, t0):
                     recs = [r for r in setting_runs[si0][2]
                             if r["hp"][r["swept"]] in abl["sweeps"].get(r["swept"], [])]
                 else:
-                    recs = []
-                    for hp, values in abl["sweeps"].items():
-                        common.log(args, f"ablation {lab_k}: sweep {hp} over {values}")
-                        rr = training.sweep(_with_source_count(base, k), {hp: values}, cfg["seeds"],
-                                          os.path.join(str(work), f"ablation{k}-{hp}"), jobs=args.jobs,
-                                          transfer=True)
-                        for r in rr:
-                            r["swept"] = hp
-                        recs += rr
+                    recs = training.one_dimensional_sweeps(args, f"ablation {lab_k}", _with_source_count(base, k),
+                                                           abl["sweeps"], cfg["seeds"],
+                                                           os.path.join(str(work), f"ablation{k}"), transfer=True)
                 p, rows = analyse(lab_k, recs, abl["sweeps"])
                 ablation_rows.append({"num_source": int(k), "label": lab_k, "parts": p, "per_hyperparameter": rows,
                                       "runs": [{"swept": r["swept"], "hp": r["hp"], "seed": r["seed"],

@@ -384,6 +384,23 @@ def sweep(base: dict, grid: dict, seeds, out_dir, *, jobs: int = 1, transfer: bo
     return out
 
 
+def one_dimensional_sweeps(args, label: str, base: dict, sweeps: dict, seeds, folder, *,
+                           transfer: bool = False) -> list[dict]:
+    """Each sweep of ``sweeps`` (``{hp: values}``) around ``base``, one at a time, into
+    ``folder + "-" + hp`` (:func:`sweep`); every record gets ``swept = hp``. The records of all
+    the sweeps, in order (a base point shared by two sweeps appears in both: the statistics
+    count it once, :func:`verdicts.distinct_runs`)."""
+    records = []
+    for hp, values in sweeps.items():
+        common.log(args, f"{label}: sweep {hp} over {values} x {len(seeds)} seeds "
+                         f"(gcref.lab.{'run_transfer' if transfer else 'run_sweep'})")
+        recs = sweep(base, {hp: values}, seeds, f"{folder}-{hp}", jobs=args.jobs, transfer=transfer)
+        for r in recs:
+            r["swept"] = hp
+        records += recs
+    return records
+
+
 def excluded_runs(records) -> dict:
     """How many runs are left out of a statistic: ``diverged_runs`` and ``cap_runs`` (reached
     the cap without meeting the criterion); only :data:`TRAINED` runs are compared."""
