@@ -55,11 +55,13 @@ def test_exact_p_equals_scipys_exact_permutation_test(seed):
     assert lab.spearman(list(x), list(y))["pvalue"] == stats.spearman_exact_p(x, y)
 
 
-def test_beyond_the_exact_range_the_asymptotic_p_is_floored_at_the_exact_minimum():
+def test_beyond_the_exact_range_the_p_value_is_a_seeded_permutation_one_never_zero():
     n = stats.EXACT_MAX_N + 1
     r = lab.spearman(list(range(n)), list(range(n)))
-    assert r["rho"] == 1.0 and r["pvalue_method"] == "asymptotic"
-    assert r["pvalue"] == 2 / math.factorial(n)
+    assert r["rho"] == 1.0 and r["pvalue_method"] == "permutation"
+    # no draw of 20,000 reaches |rho| = 1 (each has probability 2 / 10!): p = 1 / (1 + B)
+    assert r["n_permutations"] == 20000 and r["pvalue"] == 1 / 20001
+    assert lab.spearman(list(range(n)), list(range(n))) == r              # seeded
     with pytest.raises(ValueError, match="at most 9"):
         stats.spearman_exact_p(range(n), range(n))
 

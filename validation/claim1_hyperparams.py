@@ -148,17 +148,16 @@ def analyse(label, records, sweeps):
     parts = []
     for hp, values in sweeps.items():
         rs = [r for r in records if r["swept"] == hp and r["status"] in training.TRAINED]
-        x = [r["hp"][hp] for r in rs]
         for metric in METRICS:
-            y = [_num(r["final"].get(metric)) for r in rs]
-            t = verdicts.spearman_test(x, y, seed=len(parts))
+            t = verdicts.correlate(rs, lambda r, hp=hp: r["hp"][hp], lambda r, m=metric: _num(r["final"].get(m)),
+                                   seed=len(parts))
             v = verdicts.direction_verdict(t, EXPECTED[hp])
             parts.append({"name": f"{label}: {hp} -> {metric}", "setting": label, "hyperparameter": hp,
                           "metric": metric, "expected_sign": EXPECTED[hp], **t.describe(), **v,
                           "statistic": "Spearman rho (value, final metric)", "value": t.rho,
                           **training.excluded_runs([r for r in records if r["swept"] == hp])})
     ok = [r for r in records if r["status"] in training.TRAINED]
-    gcnc = verdicts.spearman_test([_num(r["final"].get("gc")) for r in ok], [_num(r["final"].get("nc")) for r in ok])
+    gcnc = verdicts.correlate(ok, lambda r: _num(r["final"].get("gc")), lambda r: _num(r["final"].get("nc")), seed=0)
     return parts, gcnc
 
 
@@ -170,12 +169,8 @@ def matched(label, records, sweeps):
         rs = [r for r in records if r["swept"] == hp and r["status"] in training.TRAINED]
         mf = verdicts.matched_fit_tests(rs, lambda r, _row, hp=hp: r["hp"][hp], METRICS, EXPECTED[hp],
                                         f"{label}: {hp}")
-        by_value = {}
-        for r in records:
-            if r["swept"] == hp and r["final"].get("epoch") is not None:
-                by_value.setdefault(r["hp"][hp], []).append(r["final"]["epoch"])
-        mf.update(hyperparameter=hp, setting=label,
-                  epochs_median={f"{v:g}": float(np.median(e)) for v, e in sorted(by_value.items())})
+        mf.update(hyperparameter=hp, setting=label, epochs_to_criterion=verdicts.epochs_to_criterion(
+            [r for r in records if r["swept"] == hp], lambda r, hp=hp: r["hp"][hp]))
         out.append(mf)
     return out
 
@@ -186,7 +181,8 @@ def describe_matched(matched_rows) -> str:
         f"{reporting.fmt((m['epochs_range'] or [None])[0])}-{reporting.fmt((m['epochs_range'] or [None, None])[1])}): "
         + ", ".join(f"{t['metric']} rho={reporting.fmt(t['spearman_rho'], 2)} (p={reporting.fmt(t['p_value_permutation'], 2)}, "
                     f"{t['direction']})" for t in m["tests"])
-        + "; epochs to the criterion (median) " + ", ".join(f"{k}: {reporting.fmt(v)}" for k, v in m["epochs_median"].items())
+        + reporting.far_below_note(m) + "; epochs to the criterion (median of the converged runs) "
+        + reporting.describe_epochs(m["epochs_to_criterion"])
         for m in matched_rows)
 
 
@@ -220,29 +216,17 @@ def run(args, t0):
         for si, st in enumerate(cfg["settings"]):
             lab = training.lab_config(st["config"], args)
             data_infos.append(training.lab_data_info(lab["config"], lab["note"]))
-            records = []
-            for hp, values in st["sweeps"].items():
-                common.log(args, f"{st['label']}: sweep {hp} over {values} x {len(cfg['seeds'])} seeds (gcref.lab)")
-                recs = training.sweep(lab["config"], {hp: values}, cfg["seeds"],
-                                    os.path.join(str(work), f"s{si}-{hp}"), jobs=args.jobs)
-                for r in recs:
-                    r["swept"] = hp
-                records += recs
+            records = training.one_dimensional_sweeps(args, st["label"], lab["config"], st["sweeps"], cfg["seeds"],
+                                                      os.path.join(str(work), f"s{si}"))
             parts, gcnc = analyse(st["label"], records, st["sweeps"])
             matched_all += matched(st["label"], records, st["sweeps"])
             all_parts += parts
             gcnc_all.append({"setting": st["label"], **gcnc.describe()})
             setting_runs.append((st["label"], st["sweeps"], records))
             for di, diag in enumerate(st.get("diagnostics", [])):
-                dcfg = {**lab["config"], **diag["override"]}
-                drecs = []
-                for hp, values in diag["sweeps"].items():
-                    common.log(args, f"{st['label']}: diagnostic '{diag['label']}' ({hp} over {values})")
-                    recs = training.sweep(dcfg, {hp: values}, cfg["seeds"],
-                                        os.path.join(str(work), f"s{si}-diag{di}-{hp}"), jobs=args.jobs)
-                    for r in recs:
-                        r["swept"] = hp
-                    drecs += recs
+                drecs = training.one_dimensional_sweeps(args, f"{st['label']} [{diag['label']}]",
+                                                        {**lab["config"], **diag["override"]}, diag["sweeps"],
+                                                        cfg["seeds"], os.path.join(str(work), f"s{si}-diag{di}"))
                 dparts, _ = analyse(f"{st['label']} [{diag['label']}]", drecs, diag["sweeps"])
                 diagnostics.append({"setting": st["label"], "label": diag["label"], "override": diag["override"],
                                     "parts": dparts})

@@ -56,22 +56,26 @@ CONFIGS = {
         {"label": "digits 5 source / 5 target classes / MLP 64-128-128-32",
          "config": {"dataset": "digits", "num_source": 5, "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32],
                     "lr": 0.05, "batch_size": 32, "l2": 5e-4, "until_train_acc": 0.99, "epochs": 200,
-                    "eval_every": 20, "eval_size": 300, "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
+                    "eval_every": 20, "eval_early": 2, "eval_size": 300, "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
          "sweeps": {"lr": [0.01, 0.02, 0.05, 0.1, 0.2], "batch_size": [8, 16, 32, 64, 128],
                     "l2": [0.0, 1e-4, 5e-4, 1e-3, 2e-3, 5e-3]}},
         {"label": "Fashion-MNIST 5 source / 5 target classes / MLP 784-128-64-32",
          "config": {"dataset": "fashion_mnist", "max_per_class": 300, "num_source": 5, "split_seed": 0,
                     "arch": "mlp", "hidden": [128, 64, 32], "lr": 0.05, "batch_size": 32, "l2": 5e-4,
-                    "until_train_acc": 0.99, "epochs": 200, "eval_every": 20, "eval_size": 300,
+                    "until_train_acc": 0.99, "epochs": 200, "eval_every": 20, "eval_early": 2, "eval_size": 300,
                     "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
          "sweeps": {"lr": [0.01, 0.05, 0.2], "batch_size": [8, 32, 128], "l2": [0.0, 5e-4, 5e-3]}},
         {"label": "glyphs 64 source / 20 target classes / MLP 784-128-128-32",
          "config": {"dataset": "glyphs", "dataset_options": {"class_split": [64, 16, 20], "n_per_class": 100},
                     "split_seed": 0, "arch": "mlp", "hidden": [128, 128, 32], "lr": 0.05, "batch_size": 32,
-                    "l2": 5e-4, "until_train_acc": 0.99, "epochs": 100, "eval_every": 100, "eval_size": 300,
+                    "l2": 5e-4, "until_train_acc": 0.99, "epochs": 100, "eval_every": 100, "eval_early": 2, "eval_size": 300,
                     "ways": 5, "shots": 5, "queries": 15, "episodes": 200},
          "sweeps": {"lr": [0.02, 0.05, 0.1, 0.2], "batch_size": [16, 32, 64, 128],
-                    "l2": [0.0, 5e-4, 2e-3, 5e-3]}}]},
+                    "l2": [0.0, 5e-4, 2e-3, 5e-3]},
+         # Not part of the verdict (added after the L2 5e-4 results, issue 31): the same lr sweep
+         # without weight decay, the regime of the fixed-budget runs where lr -> GC failed.
+         "diagnostics": [{"label": "lr sweep at L2 = 0", "override": {"l2": 0.0},
+                          "sweeps": {"lr": [0.02, 0.05, 0.1, 0.2]}}]}]},
     "paper": {"seeds": [0, 1, 2], "settings": [{
         "label": "CIFAR-FS / ResNet-18",
         "config": {"dataset": "cifar_fs", "arch": "resnet18", "width": 1.0, "lr": 0.01, "batch_size": 128,
@@ -156,9 +160,8 @@ def _final(r, key):
 
 def analyse(label, records, sweeps):
     ok = [r for r in records if r["status"] in training.TRAINED]
-    gc = [_final(r, "gc") for r in ok]
-    t_nc = verdicts.spearman_test(gc, [_final(r, "target_nc") for r in ok], seed=1)
-    t_fs = verdicts.spearman_test(gc, [_final(r, "few_shot_accuracy") for r in ok], seed=2)
+    t_nc = verdicts.correlate(ok, lambda r: _final(r, "gc"), lambda r: _final(r, "target_nc"), seed=1)
+    t_fs = verdicts.correlate(ok, lambda r: _final(r, "gc"), lambda r: _final(r, "few_shot_accuracy"), seed=2)
     parts = [{"name": f"{label}: source GC -> target NC", "setting": label, "statistic": "Spearman rho",
               "value": t_nc.rho, **t_nc.describe(), **verdicts.direction_verdict(t_nc, +1)},
              {"name": f"{label}: source GC -> 5-shot accuracy", "setting": label, "statistic": "Spearman rho",
@@ -166,10 +169,10 @@ def analyse(label, records, sweeps):
     rows = []
     for hp, values in sweeps.items():
         rs = [r for r in ok if r["swept"] == hp]
-        x = [r["hp"][hp] for r in rs]
         for metric, sign in (("gc", HP_EXPECTED[hp]), ("target_nc", HP_EXPECTED[hp]),
                              ("few_shot_accuracy", -HP_EXPECTED[hp])):
-            t = verdicts.spearman_test(x, [_final(r, metric) for r in rs], seed=len(rows) + 3)
+            t = verdicts.correlate(rs, lambda r, hp=hp: r["hp"][hp], lambda r, m=metric: _final(r, m),
+                                   seed=len(rows) + 3)
             rows.append({"name": f"{label}: {hp} -> {metric}", "hyperparameter": hp, "metric": metric,
                          "expected_sign": sign, **t.describe(), **verdicts.direction_verdict(t, sign)})
     return parts, rows
@@ -188,11 +191,8 @@ def matched(label, records, sweeps):
         mf = verdicts.matched_fit_tests(rs, lambda r, _row, hp=hp: r["hp"][hp], ("gc", "target_nc", "few_shot_accuracy"),
                                         {"gc": HP_EXPECTED[hp], "target_nc": HP_EXPECTED[hp],
                                          "few_shot_accuracy": -HP_EXPECTED[hp]}, f"{label}: {hp}")
-        epochs = {}
-        for r in records:
-            if r["swept"] == hp and r["final"].get("epoch") is not None:
-                epochs.setdefault(r["hp"][hp], []).append(r["final"]["epoch"])
-        mf.update(hyperparameter=hp, epochs_median={f"{v:g}": float(np.median(e)) for v, e in sorted(epochs.items())})
+        mf.update(hyperparameter=hp, epochs_to_criterion=verdicts.epochs_to_criterion(
+            [r for r in records if r["swept"] == hp], lambda r, hp=hp: r["hp"][hp]))
         out["hyperparameters"].append(mf)
     return out
 
@@ -202,14 +202,15 @@ def describe_matched(m) -> str:
     if g["level"] is None:
         return ""
     text = (f"{_short(m['setting'])}: at train loss {reporting.fmt(g['level'])} (epochs "
-            f"{reporting.fmt(g['epochs_range'][0])}-{reporting.fmt(g['epochs_range'][1])}) source GC -> "
+            f"{reporting.fmt(g['epochs_range'][0])}-{reporting.fmt(g['epochs_range'][1])}{reporting.far_below_note(g)}) source GC -> "
             + ", ".join(f"{t['metric']} rho={reporting.fmt(t['spearman_rho'], 2)} (p={reporting.fmt(t['p_value_permutation'], 2)}, "
                         f"{t['direction']})" for t in g["tests"]))
     for h in m["hyperparameters"]:
-        text += (f"; {h['hyperparameter']} (level {reporting.fmt(h['level'])}) -> "
+        text += (f"; {h['hyperparameter']} (level {reporting.fmt(h['level'])}{reporting.far_below_note(h)}) -> "
                  + ", ".join(f"{t['metric']} {reporting.fmt(t['spearman_rho'], 2)} ({t['expected_sign']:+d}, "
                              f"p={reporting.fmt(t['p_value_permutation'], 2)})" for t in h["tests"])
-                 + "; epochs to the criterion (median) " + ", ".join(f"{k}: {reporting.fmt(v)}" for k, v in h["epochs_median"].items()))
+                 + "; epochs to the criterion (median of the converged runs) "
+                 + reporting.describe_epochs(h["epochs_to_criterion"]))
     return text
 
 
@@ -306,25 +307,29 @@ def _with_source_count(config: dict, k: int) -> dict:
 def run(args, t0):
     cfg = common.resolve_config(CONFIGS, args, FIXED_BUDGET)
     B = training.load_backend(args.backend)
-    parts, hp_rows, setting_runs, infos, matched_all = [], [], [], [], []
+    parts, hp_rows, setting_runs, infos, matched_all, diagnostics = [], [], [], [], [], []
     with training.work_dir(args, "claim4") as work:
         for si, st in enumerate(cfg["settings"]):
             lab = training.lab_config(st["config"], args)
             infos.append(training.lab_data_info(lab["config"], lab["note"]))
-            records = []
-            for hp, values in st["sweeps"].items():
-                common.log(args, f"{st['label']}: sweep {hp} over {values} x {len(cfg['seeds'])} seeds "
-                                 "(gcref.lab.run_transfer)")
-                recs = training.sweep(lab["config"], {hp: values}, cfg["seeds"],
-                                    os.path.join(str(work), f"s{si}-{hp}"), jobs=args.jobs, transfer=True)
-                for r in recs:
-                    r["swept"] = hp
-                records += recs
+            records = training.one_dimensional_sweeps(args, st["label"], lab["config"], st["sweeps"], cfg["seeds"],
+                                                      os.path.join(str(work), f"s{si}"), transfer=True)
             p, rows = analyse(st["label"], records, st["sweeps"])
             parts += p
             hp_rows += rows
             matched_all.append(matched(st["label"], records, st["sweeps"]))
             setting_runs.append((st["label"], st["sweeps"], records))
+            for di, diag in enumerate(st.get("diagnostics", [])):
+                dlabel = f"{st['label']} [{diag['label']}]"
+                drecs = training.one_dimensional_sweeps(args, dlabel, {**lab["config"], **diag["override"]},
+                                                        diag["sweeps"], cfg["seeds"],
+                                                        os.path.join(str(work), f"s{si}-diag{di}"), transfer=True)
+                dparts, drows = analyse(dlabel, drecs, diag["sweeps"])
+                diagnostics.append({"setting": st["label"], "label": diag["label"], "override": diag["override"],
+                                    "parts": dparts, "per_hyperparameter": drows,
+                                    "matched_fit": matched(dlabel, drecs, diag["sweeps"]),
+                                    "runs": [{"swept": r["swept"], "hp": r["hp"], "seed": r["seed"],
+                                              "status": r["status"], "final": r["final"]} for r in drecs]})
         ablation_rows = []
         abl = cfg.get("ablation")
         if abl:
@@ -338,15 +343,9 @@ def run(args, t0):
                     recs = [r for r in setting_runs[si0][2]
                             if r["hp"][r["swept"]] in abl["sweeps"].get(r["swept"], [])]
                 else:
-                    recs = []
-                    for hp, values in abl["sweeps"].items():
-                        common.log(args, f"ablation {lab_k}: sweep {hp} over {values}")
-                        rr = training.sweep(_with_source_count(base, k), {hp: values}, cfg["seeds"],
-                                          os.path.join(str(work), f"ablation{k}-{hp}"), jobs=args.jobs,
-                                          transfer=True)
-                        for r in rr:
-                            r["swept"] = hp
-                        recs += rr
+                    recs = training.one_dimensional_sweeps(args, f"ablation {lab_k}", _with_source_count(base, k),
+                                                           abl["sweeps"], cfg["seeds"],
+                                                           os.path.join(str(work), f"ablation{k}"), transfer=True)
                 p, rows = analyse(lab_k, recs, abl["sweeps"])
                 ablation_rows.append({"num_source": int(k), "label": lab_k, "parts": p, "per_hyperparameter": rows,
                                       "runs": [{"swept": r["swept"], "hp": r["hp"], "seed": r["seed"],
@@ -371,6 +370,14 @@ def run(args, t0):
     reason += ". Per hyperparameter (value -> metric: rho, expected sign) -- " + "; ".join(
         f"{_short(r['name'])} {r['name'].split(': ', 1)[1]}: {reporting.fmt(r['spearman_rho'], 2)} "
         f"({r['expected_sign']:+d}, p={reporting.fmt(r['p_value_permutation'], 2)})" for r in hp_rows)
+    for d in diagnostics:
+        reason += (f". Diagnostic (not in the verdict), {_short(d['setting'])} {d['label']}: source GC -> "
+                   + ", ".join(f"{p['name'].split(' -> ')[-1]} rho={reporting.fmt(p['spearman_rho'], 2)} "
+                               f"(p={reporting.fmt(p['p_value_permutation'], 2)}, {p['direction']})" for p in d["parts"])
+                   + "; " + "; ".join(f"{r['hyperparameter']} -> {r['metric']}: {reporting.fmt(r['spearman_rho'], 2)} "
+                                      f"({r['expected_sign']:+d}, p={reporting.fmt(r['p_value_permutation'], 2)}, "
+                                      f"{r['direction']})" for r in d["per_hyperparameter"])
+                   + (f"; matched fit: {describe_matched(d['matched_fit'])}" if describe_matched(d["matched_fit"]) else ""))
     mtext = [t for t in (describe_matched(m) for m in matched_all) if t]
     if mtext:
         reason += (". Matched fit (not in the verdict; each run read at the first record where its training "
@@ -390,6 +397,7 @@ def run(args, t0):
         verdict=verdict, reason=reason, parts=parts, backend=B.describe(), data=infos, config=cfg,
         runtime_s=time.time() - t0,
         extra={"per_hyperparameter": hp_rows, "setting_verdicts": setting_verdicts, "ablation": ablation_rows,
+               "diagnostics": diagnostics,
                "matched_fit": matched_all,
                "figures": ["claim4.png", "claim4_hyperparameters.png"] + (["claim4_ablation.png"] if ablation_rows else []),
                "runs": [{"setting": lab, "swept": r["swept"], "hp": r["hp"], "seed": r["seed"], "status": r["status"],

@@ -118,7 +118,9 @@ def run(args, t0):
             x = [r["hp"]["gc_reg"] for r in ok]
             for metric in METRICS:
                 y = [np.nan if r["final"].get(metric) is None else r["final"][metric] for r in ok]
-                t = verdicts.spearman_test(x, y, seed=len(parts))
+                t = verdicts.correlate(ok, lambda r: r["hp"]["gc_reg"],
+                                       lambda r, m=metric: np.nan if r["final"].get(m) is None else r["final"][m],
+                                       seed=len(parts))
                 means = {f"{lam:g}": float(np.nanmean([yy for xx, yy in zip(x, y) if xx == lam]))
                          for lam in st["gc_reg"]}
                 parts.append({"name": f"{st['label']}: lambda_GC -> {metric}", "setting": st["label"],
@@ -127,11 +129,7 @@ def run(args, t0):
                               "mean_by_lambda": means,
                               **training.excluded_runs(recs)})
             mf = verdicts.matched_fit_tests(ok, lambda r, _row: r["hp"]["gc_reg"], METRICS, -1, st["label"] + ": lambda_GC")
-            epochs = {}
-            for r in recs:
-                if r["final"].get("epoch") is not None:
-                    epochs.setdefault(r["hp"]["gc_reg"], []).append(r["final"]["epoch"])
-            mf["epochs_median"] = {f"{lam:g}": float(np.median(e)) for lam, e in sorted(epochs.items())}
+            mf["epochs_to_criterion"] = verdicts.epochs_to_criterion(recs, lambda r: r["hp"]["gc_reg"])
             matched.append(mf)
     verdict = verdicts.combine_verdicts(parts)
     reason = "; ".join(f"{p['metric']}: rho={reporting.fmt(p['spearman_rho'], 2)} (p={reporting.fmt(p['p_value_permutation'], 2)}), "
@@ -144,8 +142,9 @@ def run(args, t0):
                        f"{reporting.fmt(m['epochs_range'][0])}-{reporting.fmt(m['epochs_range'][1])}): "
                        + ", ".join(f"{t['metric']} rho={reporting.fmt(t['spearman_rho'], 2)} "
                                    f"(p={reporting.fmt(t['p_value_permutation'], 2)}, {t['direction']})" for t in m["tests"])
-                       + "; epochs to the criterion (median) by lambda_GC "
-                       + ", ".join(f"{k}: {reporting.fmt(v)}" for k, v in m["epochs_median"].items()))
+                       + reporting.far_below_note(m)
+                       + "; epochs to the criterion (median of the converged runs) by lambda_GC "
+                       + reporting.describe_epochs(m["epochs_to_criterion"]))
     cap = sum(p["cap_runs"] for p in parts if p["metric"] == "gc")
     if cap:
         reason += f". {cap} run(s) reached the cap without meeting the criterion: left out of the correlations"

@@ -87,6 +87,10 @@ def parse_args(argv=None, *, claim: int, description: str) -> argparse.Namespace
                          "to the claim's criterion (e.g. >= 99%% training accuracy) with a cap; "
                          "fixed-budget (the ablation): the earlier fixed number of steps without "
                          "weight decay at the base, results in fixed_budget/ (claims 1, 3, 4, 5)")
+    ap.add_argument("--reanalyse", action="store_true",
+                    help="train nothing: recompute the statistics and verdicts from the per-run final "
+                         "values stored in --out's claimN.json (its figure and its matched fit, which "
+                         "need the histories, are kept as they were and said to be)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     args = ap.parse_args(argv)
     args.claim = claim

@@ -202,3 +202,17 @@ def fmt(x, digits=3) -> str:
     if ax != 0 and (ax < 1e-3 or ax >= 1e4):
         return f"{x:.{max(digits - 1, 1)}e}"
     return f"{x:.{digits}g}"
+
+
+def describe_epochs(epochs: dict) -> str:
+    """``"0.01: 52 (1 at the cap), 0.05: 15"``: :func:`verdicts.epochs_to_criterion` in words
+    (medians over the runs that met the criterion)."""
+    return ", ".join(f"{k}: {fmt(e['median'])}" + (f" ({e['cap']} at the cap)" if e["cap"] else "")
+                     for k, e in epochs.items())
+
+
+def far_below_note(m: dict) -> str:
+    """`` (2 run(s) read below 0.5x the level: left out)`` for a matched-fit result with runs
+    marked ``far_below`` (:func:`verdicts.matched_fit`), else ``""``."""
+    k = m.get("far_below") or 0
+    return f" ({k} run(s) read below {m['far_below_fraction']:g}x the level: left out)" if k else ""

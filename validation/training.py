@@ -12,6 +12,7 @@ compared; :func:`excluded_runs` counts the others).
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 
 from gcref.lab.run import TRAINED, blas_threads, engine_for  # noqa: F401 - TRAINED used by the claims
 from gcref.lab.config import as_config
+from gcref.nn import atomic_write
 from gcref.train.fit import UNTIL_KEYS
 
 import common
@@ -315,6 +317,42 @@ def lab_data_info(cfg: dict, note: str = "") -> dict:
     return out
 
 
+#: The runs of a claim JSON that :func:`sweep` returns instead of training (``--reanalyse``).
+_STORED: list | None = None
+
+
+def _stored_records(base: dict, grid: dict, seeds) -> list[dict]:
+    """The records of ``grid`` x ``seeds`` from the stored runs (:data:`_STORED`), matched on the
+    full settings (``{**base, hp: value, "seed": seed}``); a missing one is an error."""
+    index = {json.dumps(r["hp"], sort_keys=True, default=str): r for r in _STORED}
+    out = []
+    for hp, values in grid.items():
+        for v in values:
+            for s in seeds:
+                settings = {hp: v, "seed": s}
+                key = json.dumps({**base, **settings}, sort_keys=True, default=str)
+                if key not in index:
+                    raise SystemExit(f"--reanalyse: the stored JSON has no run {settings} of this setting "
+                                     "(its configuration differs from the script's): train it instead")
+                r = index[key]
+                step = r.get("converged_step")
+                out.append({"name": None, "hp": r["hp"], "settings": settings, "seed": s, "status": r["status"],
+                            "message": "", "final": r["final"],
+                            "history": [{"step": step, "converged": True}] if step is not None else []})
+    return out
+
+
+@contextlib.contextmanager
+def stored_runs(runs):
+    """Within the block, :func:`sweep` returns ``runs`` (a claim JSON's ``runs``) instead of training."""
+    global _STORED
+    _STORED = list(runs)
+    try:
+        yield
+    finally:
+        _STORED = None
+
+
 def sweep(base: dict, grid: dict, seeds, out_dir, *, jobs: int = 1, transfer: bool = False,
           progress=None) -> list[dict]:
     """Run a grid of settings x seeds with :func:`gcref.lab.run_sweep` (or
@@ -325,6 +363,8 @@ def sweep(base: dict, grid: dict, seeds, out_dir, *, jobs: int = 1, transfer: bo
     points in ``jobs`` processes (joblib's loky; ``sequential`` for one job) and resumes an
     interrupted sweep from ``out_dir``.
     """
+    if _STORED is not None:
+        return _stored_records(base, grid, seeds)
     from gcref.lab.sweep import run_sweep, sweep_histories
     from gcref.lab.transfer import run_transfer
     fn = run_transfer if transfer else run_sweep
@@ -344,6 +384,23 @@ def sweep(base: dict, grid: dict, seeds, out_dir, *, jobs: int = 1, transfer: bo
     return out
 
 
+def one_dimensional_sweeps(args, label: str, base: dict, sweeps: dict, seeds, folder, *,
+                           transfer: bool = False) -> list[dict]:
+    """Each sweep of ``sweeps`` (``{hp: values}``) around ``base``, one at a time, into
+    ``folder + "-" + hp`` (:func:`sweep`); every record gets ``swept = hp``. The records of all
+    the sweeps, in order (a base point shared by two sweeps appears in both: the statistics
+    count it once, :func:`verdicts.distinct_runs`)."""
+    records = []
+    for hp, values in sweeps.items():
+        common.log(args, f"{label}: sweep {hp} over {values} x {len(seeds)} seeds "
+                         f"(gcref.lab.{'run_transfer' if transfer else 'run_sweep'})")
+        recs = sweep(base, {hp: values}, seeds, f"{folder}-{hp}", jobs=args.jobs, transfer=transfer)
+        for r in recs:
+            r["swept"] = hp
+        records += recs
+    return records
+
+
 def excluded_runs(records) -> dict:
     """How many runs are left out of a statistic: ``diverged_runs`` and ``cap_runs`` (reached
     the cap without meeting the criterion); only :data:`TRAINED` runs are compared."""
@@ -358,6 +415,36 @@ def script_main(run, argv, *, claim: int, description: str):
     t0 = args.t0 = time.time()
     if args.backend == "cuda" and load_backend("cuda").device == "gpu":   # fails early, clearly
         args.jobs = 1                 # one device: every run in this process (on NumPy: --jobs)
+    if args.reanalyse:
+        return _reanalyse(run, args, t0)
     with limit_threads(1):
         summary = run(args, t0)
+    return summary
+
+
+def _reanalyse(run, args, t0):
+    """``--reanalyse``: ``run`` on the runs stored in ``--out``'s claim JSON; that JSON's figure
+    and matched fit (they need the histories) are kept, and the reason says so."""
+    import reporting
+    path = Path(args.out) / f"claim{args.claim}.json"
+    if not path.is_file():
+        raise SystemExit(f"--reanalyse reads {path}: not found")
+    old = json.loads(path.read_text())
+    if "runs" not in old:
+        raise SystemExit(f"--reanalyse: {path} stores no per-run values (train the claim instead)")
+    png = Path(args.out) / f"claim{args.claim}.png"
+    figure = png.read_bytes() if png.is_file() else None
+    with stored_runs(old["runs"]), limit_threads(1):
+        summary = run(args, t0)
+    if figure is not None:                  # the curves need the histories: the earlier figure stays
+        atomic_write(png, lambda fh: fh.write(figure))
+    summary["matched_fit"] = old.get("matched_fit")
+    summary["reanalysed"] = {"from": old.get("versions", {}).get("git"), "runtime_s_of_the_runs": old.get("runtime_s"),
+                             "note": "statistics recomputed from the stored per-run final values (--reanalyse); "
+                                     "the matched fit and the figure are those of the earlier analysis (pooled "
+                                     "p-values, no seed blocks): the JSON stores no histories"}
+    summary["runtime_s"] = old.get("runtime_s")
+    summary["reason"] += (". Recomputed from the stored per-run values with the within-seed statistics; "
+                          "the matched fit (kept from the earlier analysis) is not")
+    reporting.write_json(path, summary)
     return summary

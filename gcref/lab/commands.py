@@ -38,6 +38,7 @@ from ..nn.params_io import FolderLocked
 from ..train.checkpoint import record_line, training_columns
 from . import config as lab_config
 from .config import PROTOCOL_DEFAULTS
+from .stats import describe_association
 from .transfer import DEFAULT_TRANSFER_SEEDS, TRANSFER_DEFAULTS
 
 __all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
@@ -554,16 +555,16 @@ def _print_sweep(summary):
         rho = "n/a" if v["rho"] is None else f"{v['rho']:+.3f}"
         rows.append((f"{v['x']} vs {v['y']}", rho + ("" if v["rho"] is not None else f" ({v.get('note', '')})"),
                      _fmt(v["pvalue"], 2), str(v["n"])))
-    c = _table("Spearman rank correlations (done or converged runs; cap and diverged runs left out)",
+    c = _table("Spearman rank correlations within seeds, within-seed permutation p (done or converged runs; "
+               "cap and diverged runs left out)",
                [("x vs y", False), ("rho", False), ("p-value", True), ("n", True)], rows)
     console.print(c)
-    for key, words in (("gc_vs_nc", "GC and NC"), ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy"),
-                       ("gc_vs_target_nc", "source GC and target NC")):
+    for key, words, sign in (("gc_vs_nc", "GC and NC", +1),
+                             ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy", -1),
+                             ("gc_vs_target_nc", "source GC and target NC", +1)):
         v = corr.get(key)
-        if v and v["rho"] is not None:
-            sign = "move together" if v["rho"] > 0 else ("move oppositely" if v["rho"] < 0 else "are unrelated")
-            console.print(f"measured: {words} {sign} (Spearman rho = {v['rho']:+.2f}, n = {v['n']})",
-                          highlight=False)
+        if v and v["rho"] is not None:      # a direction only where p < 0.05 (gcref.lab.stats.direction)
+            console.print(describe_association(v, words, sign), highlight=False)
     counts = summary["counts"]
     until = ", ".join(f"{k}={v:g}" for k, v in _until_of(summary.get("base_config") or {}).items())
     console.print((f"{counts.get('converged', 0)} converged ({until}), {counts.get('cap', 0)} reached the cap "

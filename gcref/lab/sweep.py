@@ -570,7 +570,9 @@ def summarize_sweep(out_dir, errors=None) -> dict:
     or converged to the criterion; runs that reached the cap, diverged or are unfinished are
     listed and counted, not correlated; ``correlated_statuses`` says which):
     ``"<x>_vs_<y>"`` for the pairs of :data:`METRIC_PAIRS` and for each swept numeric setting
-    against :data:`SETTING_TARGETS`.
+    against :data:`SETTING_TARGETS`, each :func:`gcref.lab.stats.spearman` within the runs' seeds
+    as blocks (Spearman's rho within each seed, its within-seed permutation p-value; one seed:
+    plain Spearman with its exact p-value up to 9 runs).
     """
     out_dir = os.fspath(out_dir)
     with open(os.path.join(out_dir, SWEEP_FILE)) as fh:
@@ -592,11 +594,12 @@ def summarize_sweep(out_dir, errors=None) -> dict:
             row = {"name": p["name"], "settings": p["settings"], "status": "pending", "final": {}}
         rows.append(row)
     ok = [r for r in rows if r["status"] in TRAINED]
+    seeds = [r["settings"].get("seed", plan["base_config"].get("seed")) for r in ok]   # the blocks
     correlations = {}
     for a, b in METRIC_PAIRS:
         if any(a in r["final"] for r in ok) and any(b in r["final"] for r in ok):
             correlations[f"{a}_vs_{b}"] = {"x": a, "y": b, **spearman(
-                [r["final"].get(a) for r in ok], [r["final"].get(b) for r in ok])}
+                [r["final"].get(a) for r in ok], [r["final"].get(b) for r in ok], seeds)}
     swept = [k for k in plan["grid"] if k != "seed"]
     for k in swept:
         values = [r["settings"].get(k) for r in ok]
@@ -604,7 +607,8 @@ def summarize_sweep(out_dir, errors=None) -> dict:
             continue
         for b in SETTING_TARGETS:
             if any(b in r["final"] for r in ok):
-                correlations[f"{k}_vs_{b}"] = {"x": k, "y": b, **spearman(values, [r["final"].get(b) for r in ok])}
+                correlations[f"{k}_vs_{b}"] = {"x": k, "y": b, **spearman(values, [r["final"].get(b) for r in ok],
+                                                                          seeds)}
     summary = {"kind": plan.get("kind", "sweep"), "dir": out_dir, "grid": plan["grid"],
                "seeds": plan.get("seeds"), "base_config": plan["base_config"],
                "counts": {s: sum(r["status"] == s for r in rows)
