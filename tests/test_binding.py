@@ -182,3 +182,79 @@ def test_history_not_utf8_names_the_file(tmp_path):
     path.write_bytes(path.read_bytes() + b"\xff\n")
     with pytest.raises(ValueError, match=r"history.jsonl: line 4 is not valid UTF-8"):
         load_history(path)
+
+
+# ---------------------------------------------------------------------------- item 2
+
+TRANSFER = dict(TINY, dataset="digits", l2=0.005, until_train_acc=None, source_classes=[0, 1, 2, 3, 4],
+                target_classes=[5, 6, 7, 8, 9], episodes=4, queries=5)
+
+
+@pytest.fixture(scope="module")
+def transfer_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("transfer") / "t"
+    summary = lab.run_transfer(TRANSFER, {"lr": [0.05, 0.2]}, seeds=[0, 1], out_dir=out,
+                               backend="sequential")
+    return out, summary
+
+
+def _drawn(monkeypatch):
+    """The figures plot_run_or_sweep draws, by file name (kept open)."""
+    from gcref.lab import plots
+    figures = {}
+    real_save = plots._save
+
+    def keep(fig, path):
+        figures[os.path.basename(path)] = fig
+        real_save(fig, path)
+    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots._pyplot(), "close", lambda fig=None: None)
+    return figures
+
+
+def test_unfinished_run_is_not_drawn_as_a_result(tmp_path, transfer_sweep, monkeypatch):
+    ref_dir, ref = transfer_sweep
+    out = _copy_sweep(ref_dir, tmp_path / "t")
+    cut = out / "lr=0.2_seed=1"
+    os.unlink(cut / "done.json")
+    lines = (cut / "history.jsonl").read_text().splitlines(keepends=True)
+    (cut / "history.jsonl").write_text("".join(lines[:2]))          # stopped at step 10 of 20
+    figures = _drawn(monkeypatch)
+    paths = lab.plot_run_or_sweep(out)
+    assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "fig4.png", "final.png",
+                                                          "transfer.png"]
+    want = ("unfinished (no done.json that checks out; left out of final values, open grey "
+            "markers): lr=0.2_seed=1")
+    assert want in paths.notes
+    for name in ("fig4.png", "transfer.png", "final.png"):
+        assert any(want in t.get_text() for t in figures[name].texts), name
+    gc = {r["name"]: r["final"]["gc"] for r in ref["runs"]}
+    mean_line = figures["fig4.png"].axes[0].lines[0]          # mean ± s.d. of source GC
+    assert list(mean_line.get_xdata()) == [0.05, 0.2]
+    assert list(mean_line.get_ydata()) == [pytest.approx((gc["lr=0.05_seed=0"] + gc["lr=0.05_seed=1"]) / 2),
+                                           pytest.approx(gc["lr=0.2_seed=0"])]
+    assert len(figures["transfer.png"].axes[0].collections) == 3 + 1     # 3 runs, 1 open marker
+
+
+def test_every_run_at_the_cap_says_nothing_to_draw(tmp_path, monkeypatch):
+    out = tmp_path / "t"
+    lab.run_transfer(dict(TRANSFER, until_train_acc=1.0), {"lr": [0.05, 0.2]}, seeds=[0],
+                     out_dir=out, backend="sequential")
+    figures = _drawn(monkeypatch)
+    paths = lab.plot_run_or_sweep(out)
+    assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "fig4.png", "final.png",
+                                                          "transfer.png"]
+    assert "nothing to draw: no run finished as asked (completed or converged)" in paths.notes
+    assert any("nothing to draw" in t.get_text() for t in figures["transfer.png"].texts)
+
+
+def test_cli_plot_says_what_was_left_out(tmp_path, transfer_sweep):
+    from typer.testing import CliRunner
+    from gcref.cli import app
+    ref_dir, _ = transfer_sweep
+    out = _copy_sweep(ref_dir, tmp_path / "t")
+    os.unlink(out / "lr=0.05_seed=0" / "done.json")
+    result = CliRunner().invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0
+    assert ("Note: unfinished (no done.json that checks out; left out of final values, open grey "
+            "markers): lr=0.05_seed=0") in " ".join(result.stderr.split())      # rich wraps lines
