@@ -258,3 +258,24 @@ def test_cli_plot_says_what_was_left_out(tmp_path, transfer_sweep):
     assert result.exit_code == 0
     assert ("Note: unfinished (no done.json that checks out; left out of final values, open grey "
             "markers): lr=0.05_seed=0") in " ".join(result.stderr.split())      # rich wraps lines
+
+
+def test_cli_train_sweep_plot_on_a_done_json_that_is_not_utf8(tmp_path):
+    """Replay: each gave ``Error: 'utf-8' codec can't decode...`` (no file named) or, for the
+    sweep, a traceback with rc 1; a damaged done.json is an unfinished run."""
+    from typer.testing import CliRunner
+    from gcref.cli import app
+    opts = ["--steps", "20", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
+            "--batch-size", "16"]
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", *opts, "--out", str(tmp_path / "r")]).exit_code == 0
+    (tmp_path / "r" / "done.json").write_bytes(b"\xff\xfe")
+    result = runner.invoke(app, ["train", *opts, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0 and "redone: done.json cannot be read" in " ".join(result.stdout.split())
+    (tmp_path / "r" / "done.json").write_bytes(b"\xff\xfe")
+    assert runner.invoke(app, ["plot", str(tmp_path / "r")]).exit_code == 0
+    sweep = ["sweep", *opts, "--param", "lr=0.05,0.2", "--seeds", "0", "--n-jobs", "1", "--out", str(tmp_path / "s")]
+    assert runner.invoke(app, sweep).exit_code == 0
+    (tmp_path / "s" / "lr=0.05_seed=0" / "done.json").write_bytes(b"\xff\xfe")
+    result = runner.invoke(app, sweep)
+    assert result.exit_code == 0 and "1 run now, 1 already finished" in " ".join(result.stdout.split())

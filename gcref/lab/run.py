@@ -79,14 +79,20 @@ def _stored_config(out_dir):
 
 def read_done(out_dir) -> dict | None:
     """The summary a finished run left in ``done.json``, or ``None`` if it has not finished."""
+    return _read_done(out_dir)[0]
+
+
+def _read_done(out_dir) -> tuple:
+    """``(done, "")``, or ``(None, why)`` when ``done.json`` is absent or cannot be read (a
+    damaged marker counts as unfinished: the run is resumed)."""
     path = os.path.join(os.fspath(out_dir), DONE_FILE)
     if not os.path.exists(path):
-        return None
+        return None, "no done.json"
     try:
         done = read_json(path)
-    except (OSError, ValueError):
-        return None          # a damaged marker counts as unfinished: the run is resumed
-    return done if isinstance(done, dict) else None
+    except (OSError, ValueError) as err:
+        return None, f"done.json cannot be read ({err})"
+    return (done, "") if isinstance(done, dict) else (None, "done.json holds no summary (a damaged file)")
 
 
 def _settings_difference(stored, cfg: TrainConfig) -> tuple:
@@ -124,9 +130,9 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     docstring says what running it again does).
     """
     out_dir = os.fspath(out_dir)
-    done = read_done(out_dir)
+    done, reason = _read_done(out_dir)
     if done is None:
-        return None, "no done.json"
+        return None, reason
     if done.get("status") not in FINISHED:
         return None, f"done.json has status {done.get('status')!r}"
     reason = _check_outputs(out_dir, done)
@@ -234,7 +240,7 @@ def run_summary(out_dir, cfg: TrainConfig | None = None) -> dict:
     done, reason = verify_finished(out_dir, cfg)
     if done is None:
         done = {"status": "unfinished",
-                "message": "" if read_done(out_dir) is None else f"not finished: {reason}"}
+                "message": "" if not os.path.exists(os.path.join(out_dir, DONE_FILE)) else f"not finished: {reason}"}
     try:
         history = load_history(out_dir)
         config = read_json(os.path.join(out_dir, CONFIG_FILE))
