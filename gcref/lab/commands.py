@@ -648,7 +648,7 @@ def plot(
 ):
     """Draw PNG figures of a run or a sweep (training curves, final values, transfer scatter).
 
-    curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy; fig4.png (transfer sweeps): the paper's Fig. 4 layout, source GC, target NC and few-shot accuracy against each swept setting (seeds as error bars). Runs that reached the cap of --until-* without converging are left out of the final values and drawn as red open markers in fig4.png.
+    curves.png: GC, NC, geometric collapse and loss over the steps, one curve per setting; final.png: final GC and NC against the swept setting and NC vs GC; transfer.png: source GC vs target NC and vs few-shot accuracy; fig4.png (transfer sweeps): the paper's Fig. 4 layout, source GC, target NC and few-shot accuracy against each swept setting (seeds as error bars). The final values draw finished runs only: runs that reached the cap of --until-* without converging (red) and unfinished runs (grey) are drawn as open markers in fig4.png and transfer.png, and a Note says what was left out (or that there is nothing to draw).
     """
     from .plots import _load, plot_run_or_sweep
     if not os.path.isdir(run_dir):
@@ -667,10 +667,11 @@ def plot(
     except OSError as err:
         _fail(f"cannot write the figures: {err}", as_json)
     if as_json:
-        _emit_json({"figures": paths})
+        _emit_json({"figures": list(paths), "notes": paths.notes})
     else:
         for p in paths:
             Console().print(f"wrote {p}", highlight=False)
+    _say_notes(paths.notes)             # what the final values left out, and why
 
 
 def register(app) -> None:

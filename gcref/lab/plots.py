@@ -10,24 +10,29 @@
   swept setting: final source GC, target NC and few-shot accuracy against the setting's values
   (mean over seeds, error bars one standard deviation over seeds, the seeds as dots).
 
+The final-value panels draw finished runs only, as the sweep summary correlates them: those
+whose files check out (:func:`gcref.lab.run.verify_finished`, against the settings of the
+sweep's plan) and that were trained as asked (completed, or converged to their criterion).
 Diverged runs are drawn in the curves up to their divergence (marked with an x) and left out of
-the final-value panels, as in the sweep summary; runs that reached the cap of a criterion
-without meeting it (``done.json`` status ``cap``) are left out of the final values too and
-drawn in ``fig4.png`` as red open markers; every figure names both in a red note.
+the final values; runs that reached the cap of a criterion without meeting it (``done.json``
+status ``cap``) and unfinished runs (no ``done.json`` that checks out) are left out too and drawn
+in ``fig4.png`` and ``transfer.png`` as open markers (red: the cap; grey: unfinished, their last
+record). Every figure says in a red note what was left out and why, ``nothing to draw`` when no
+run finished as asked; :func:`plot_run_or_sweep` returns the same notes.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 
-from ..nn.params_io import atomic_write
+from ..nn.params_io import atomic_write, read_json
 from ..train.fit import CONFIG_FILE, HISTORY_FILE, load_history
-from .run import verify_finished
-from .sweep import SWEEP_FILE, spearman, sweep_histories
+from .config import as_config
+from .run import TRAINED, verify_finished
+from .sweep import SWEEP_FILE, load_sweep, spearman, sweep_histories
 
-__all__ = ["plot_run_or_sweep", "FIGURES"]
+__all__ = ["plot_run_or_sweep", "FIGURES", "Figures"]
 
 FIGURES = ("curves.png", "final.png", "transfer.png", "fig4.png")
 
@@ -35,6 +40,17 @@ _LABELS = {"gc": "embedding GC", "nc": "NC (CDNV)", "geometric_collapse": "geome
            "loss": "training loss", "target_nc": "target NC (CDNV)",
            "few_shot_accuracy": "few-shot NCC accuracy", "lr": "learning rate",
            "batch_size": "batch size", "l2": "L2 strength", "gc_reg": "GC regularization"}
+#: How the final-value panels mark runs left out of them, by status (``None``: unfinished).
+_OPEN_MARKERS = {"cap": ("tab:red", "reached the cap"), None: ("tab:grey", "unfinished (last record)")}
+
+
+class Figures(list):
+    """The PNG paths :func:`plot_run_or_sweep` wrote, with ``notes``: what the figures left
+    out and why (the red notes on them), ``[]`` when nothing was."""
+
+    def __init__(self, paths=(), notes=()):
+        super().__init__(paths)
+        self.notes = list(notes)
 
 
 def _pyplot():
@@ -72,8 +88,7 @@ def _load(run_or_sweep):
     """``(kind, runs, swept)``: runs as ``[(name, settings, history)]``."""
     d = os.fspath(run_or_sweep)
     if os.path.exists(os.path.join(d, SWEEP_FILE)):
-        with open(os.path.join(d, SWEEP_FILE)) as fh:
-            plan = json.load(fh)
+        plan = load_sweep(d)
         runs = sweep_histories(d)
         if not runs:
             raise ValueError(f"{d}: the sweep has no run with a history yet ({HISTORY_FILE})")
@@ -82,8 +97,7 @@ def _load(run_or_sweep):
     if os.path.exists(os.path.join(d, HISTORY_FILE)):
         settings = {}
         if os.path.exists(os.path.join(d, CONFIG_FILE)):
-            with open(os.path.join(d, CONFIG_FILE)) as fh:
-                cfg = json.load(fh)
+            cfg = read_json(os.path.join(d, CONFIG_FILE))
             settings = {k: cfg.get(k) for k in ("lr", "batch_size", "l2", "gc_reg", "seed")}
         return "run", [(os.path.basename(os.path.normpath(d)), settings, load_history(d))], []
     raise FileNotFoundError(f"{d} holds neither a run ({HISTORY_FILE}) nor a sweep ({SWEEP_FILE}); "
@@ -103,11 +117,14 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
 
     Returns
     -------
-    list of str
+    Figures
         The files written (``curves.png`` always; ``final.png`` for a sweep over a numeric
-        setting; ``transfer.png`` when the runs measured target classes).
+        setting; ``transfer.png`` when the runs measured target classes, and ``fig4.png`` for
+        a transfer sweep over a numeric setting, also when no run finished as asked), a list
+        with ``notes``: what the final values left out and why (module docstring).
     """
     kind, runs, swept = _load(run_or_sweep_dir)
+    status = _statuses(run_or_sweep_dir, kind, [name for name, _, _ in runs])
     out_dir = os.path.join(os.fspath(run_or_sweep_dir), "figures") if out_dir is None else os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     plt = _pyplot()
@@ -136,8 +153,18 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
                 if x:
                     ax.plot(x[-1:], y[-1:], marker="x", ms=9, mew=2, color="tab:red", ls="")
     diverged = [name for name, _, history in runs if any(r.get("diverged") for r in history)]
-    note = (f"diverged (x: last record; left out of final values): {', '.join(diverged)}"
-            if diverged else None)
+    capped = [name for name, _, _ in runs if status[name] == "cap"]
+    unfinished = [name for name, _, _ in runs if status[name] is None and name not in diverged]
+    finals = [(name, settings, _last(history)) for name, settings, history in runs
+              if status[name] in TRAINED and name not in diverged]
+    notes = [f"{why}: {', '.join(names)}" for why, names in (
+        ("diverged (x: last record; left out of final values)", diverged),
+        ("reached the cap without meeting the criterion (left out of final values)", capped),
+        ("unfinished (no done.json that checks out; left out of final values, open grey markers)",
+         unfinished)) if names]
+    if not finals:
+        notes.append("nothing to draw: no run finished as asked (completed or converged)")
+    note = "; ".join(notes) or None
     for ax, key in zip(axes, keys):
         ax.set_title(_LABELS[key])
         ax.set_xlabel("step")
@@ -153,15 +180,10 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
     plt.close(fig)
     written.append(path)
 
-    # diverged runs are drawn in the curves but left out of the final-value panels (as in the
-    # summary), and so are runs that reached the cap without meeting their criterion
-    status = {name: _status(run_or_sweep_dir, kind, name) for name, _, _ in runs}
-    capped = [name for name, _, _ in runs if status[name] == "cap"]
-    if capped:
-        note = "; ".join(filter(None, [note, "reached the cap without meeting the criterion (left out of "
-                                              f"final values): {', '.join(capped)}"]))
-    finals = [(settings, _last(history)) for name, settings, history in runs
-              if not any(r.get("diverged") for r in history) and status[name] != "cap"]
+    # the final-value panels: finished runs only (module docstring); the others are open markers
+    left_out = [(name, settings, _last(history)) for name, settings, history in runs
+                if name in capped or name in unfinished]
+    finals = [(settings, last) for _, settings, last in finals]
 
     # ---- finals against the swept setting
     numeric = [k for k in swept if all(isinstance(s.get(k), (int, float)) and not isinstance(s.get(k), bool)
@@ -205,7 +227,7 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
         written.append(path)
 
     # ---- transfer
-    if any(f.get("few_shot_accuracy") is not None for _, f in finals):
+    if any(_last(history).get("few_shot_accuracy") is not None for _, _, history in runs):
         fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), layout="constrained")
         for settings, f in finals:
             c = colour[_setting_label(settings, swept)]
@@ -214,6 +236,8 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
             if f.get("few_shot_accuracy") is not None and f.get("gc") is not None:
                 axes[1].errorbar(f["gc"], f["few_shot_accuracy"], yerr=f.get("few_shot_ci95") or 0,
                                  fmt="o", color=c, capsize=3)
+        for ax, key in zip(axes, ("target_nc", "few_shot_accuracy")):
+            _open_markers(ax, [(status[name], last.get("gc"), last.get(key)) for name, _, last in left_out])
         gcs = [f.get("gc") for _, f in finals]
         axes[0].set_title("target NC vs source GC\n"
                           f"{_rho(spearman(gcs, [f.get('target_nc') for _, f in finals]))}", fontsize=10)
@@ -236,7 +260,7 @@ def plot_run_or_sweep(run_or_sweep_dir, out_dir=None) -> list:
             path = os.path.join(out_dir, "fig4.png")
             _plot_fig4(plt, runs, status, numeric, note, path)
             written.append(path)
-    return written
+    return Figures(written, notes)
 
 
 _FIG4 = (("gc", "source GC"), ("target_nc", "target NC (CDNV)"), ("few_shot_accuracy", "few-shot NCC accuracy"))
@@ -245,7 +269,8 @@ _FIG4 = (("gc", "source GC"), ("target_nc", "target NC (CDNV)"), ("few_shot_accu
 def _plot_fig4(plt, runs, status, numeric, note, path):
     """The paper's Fig. 4 layout: for each swept setting (a row), final source GC, target NC and
     few-shot accuracy against its values; mean over the seeds' runs trained as asked, error bars
-    one sample standard deviation, the seeds as dots; runs at the cap as red open markers."""
+    one sample standard deviation, the seeds as dots; runs at the cap and unfinished runs as
+    open markers (:data:`_OPEN_MARKERS`)."""
     import numpy as np
     fig, axes = plt.subplots(len(numeric), 3, figsize=(12.5, 3.2 * len(numeric)), squeeze=False,
                              layout="constrained")
@@ -254,15 +279,15 @@ def _plot_fig4(plt, runs, status, numeric, note, path):
     for i, k in enumerate(numeric):
         for j, (key, label) in enumerate(_FIG4):
             ax = axes[i, j]
-            groups, cap_pts = {}, []
+            groups, open_pts = {}, []
             for name, settings, last in finals:
                 if last.get(key) is None:
                     continue
                 x, y = settings[k], last[key]
-                if status[name] == "cap":
-                    cap_pts.append((x, y))
-                else:
+                if status[name] in TRAINED:
                     groups.setdefault(x, []).append(y)
+                elif status[name] in _OPEN_MARKERS:
+                    open_pts.append((status[name], x, y))
             xs = sorted(groups)
             means = [float(np.mean(groups[x])) for x in xs]
             sds = [float(np.std(groups[x], ddof=1)) if len(groups[x]) > 1 else 0.0 for x in xs]
@@ -270,10 +295,8 @@ def _plot_fig4(plt, runs, status, numeric, note, path):
                         label="mean ± s.d. over seeds")
             for x in xs:
                 ax.scatter([x] * len(groups[x]), groups[x], s=10, color="k", alpha=0.45, zorder=3)
-            if cap_pts:
-                ax.scatter([p[0] for p in cap_pts], [p[1] for p in cap_pts], s=40, facecolors="none",
-                           edgecolors="tab:red", linewidths=1.5, zorder=4, label="reached the cap")
-            allx = xs + [p[0] for p in cap_pts]
+            _open_markers(ax, open_pts)
+            allx = xs + [p[1] for p in open_pts]
             if allx and min(allx) > 0 and max(allx) / min(allx) >= 10:
                 ax.set_xscale("log")
             ax.set_xlabel(_LABELS.get(k, k))
@@ -287,11 +310,27 @@ def _plot_fig4(plt, runs, status, numeric, note, path):
     plt.close(fig)
 
 
-def _status(root, kind, name):
-    """How a run ended (``done.json``, as :func:`gcref.lab.run.verify_finished` accepts it: the
-    same judgement as the sweep summary's), or ``None`` if it has not finished."""
-    done = verify_finished(os.path.join(os.fspath(root), name) if kind == "sweep" else root)[0]
-    return None if done is None else done.get("status")
+def _open_markers(ax, points):
+    """Runs left out of the final values, ``[(status, x, y)]``, as open markers of their status's
+    colour (:data:`_OPEN_MARKERS`), one legend entry per status."""
+    for status, (colour, label) in _OPEN_MARKERS.items():
+        pts = [(x, y) for s, x, y in points if s == status and x is not None and y is not None]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=40, facecolors="none",
+                       edgecolors=colour, linewidths=1.5, zorder=4, label=label)
+
+
+def _statuses(root, kind, names) -> dict:
+    """How each run ended (``done.json``, as :func:`gcref.lab.run.verify_finished` accepts it,
+    a sweep's runs against the settings of its plan: the same judgement as the sweep summary's),
+    ``None`` for a run that has not finished."""
+    root = os.fspath(root)
+    if kind == "sweep":
+        configs = {r["name"]: r["config"] for r in load_sweep(root)["runs"]}
+        done = {n: verify_finished(os.path.join(root, n), as_config(configs[n]))[0] for n in names}
+    else:
+        done = {n: verify_finished(root)[0] for n in names}
+    return {n: None if d is None else d.get("status") for n, d in done.items()}
 
 
 def _note(fig, note):

@@ -11,10 +11,19 @@ A process writes a run folder only while it holds the folder's exclusive lock
 with a message naming the holder. A run counts as finished only when its files agree
 (:func:`verify_finished`): ``done.json``, the last record of ``history.jsonl`` and the
 checkpoint all carry the step count and the settings fingerprint of ``config.json``, whose
-settings are the ones asked for, and the outputs (``params.npz``, ``checkpoint.npz``) have the
-size and SHA-256 recorded in ``done.json``. A finished run whose outputs do not match is resumed
-from its checkpoint and its outputs written again (the summary's ``redone`` says why); a
-damaged checkpoint is refused, naming the file and how to start afresh.
+settings are the ones asked for, and every file a result is read from (``params.npz``,
+``checkpoint.npz``, ``history.jsonl``, ``config.json``) has the size and SHA-256 recorded in
+``done.json``. A run whose files do not check out is not finished: its summary says
+``unfinished`` (with the reason), and running it again resumes it from its checkpoint when the
+checkpoint vouches for the history (it records the digest of the records up to its step), else
+trains it again from step 0; the summary's ``redone`` says why. An unreadable file (not UTF-8,
+not JSON) counts as a file that does not check out.
+
+Folders of an older gcref: a ``done.json`` without the checksum of ``history.jsonl`` and
+``config.json``, or a checkpoint without the history's digest, cannot tell its own history from
+another run's; such a run counts as unfinished and is trained again from step 0 (the settings'
+fingerprint is unchanged, so the folder is recognised as the same run). A damaged checkpoint is
+refused, naming the file and how to start afresh.
 """
 
 from __future__ import annotations
@@ -24,8 +33,9 @@ import json
 import os
 import time
 
-from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, load_params, save_params
-from ..train.checkpoint import check_folder_kind, checkpoint_info, settings_fingerprint
+from ..nn.params_io import (FolderLock, atomic_write, clean_stale_temporaries, load_params, read_json,
+                            save_params)
+from ..train.checkpoint import check_folder_kind, checkpoint_info, history_digest, settings_fingerprint
 from ..train.fit import CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE, fit, load_history
 from .config import (SettingError, TrainConfig, build_network, describe_differences,
                      few_shot_protocol, load_run_data, validate_config)
@@ -36,8 +46,9 @@ __all__ = ["run_training", "run_summary", "final_record", "read_done", "verify_f
 DONE_FILE = "done.json"
 PARAMS_FILE = "params.npz"
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, CHECKPOINT_FILE, PARAMS_FILE, DONE_FILE)
-#: The outputs whose size and SHA-256 ``done.json`` records (:func:`verify_finished`).
-OUTPUT_FILES = (PARAMS_FILE, CHECKPOINT_FILE)
+#: The files whose size and SHA-256 ``done.json`` records (:func:`verify_finished`): every file
+#: a finished run's results are read from.
+OUTPUT_FILES = (PARAMS_FILE, CHECKPOINT_FILE, HISTORY_FILE, CONFIG_FILE)
 
 #: The metrics a run's summary reports (from its last history record), in display order.
 FINAL_METRICS = ("loss", "gc", "nc", "geometric_collapse", "train_accuracy", "test_accuracy",
@@ -61,22 +72,27 @@ def _stored_config(out_dir):
     if not os.path.exists(path):
         return None
     try:
-        with open(path) as fh:
-            return json.load(fh).get("lab_config")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        return read_json(path).get("lab_config")
+    except (OSError, ValueError, AttributeError):
         return None
 
 
 def read_done(out_dir) -> dict | None:
     """The summary a finished run left in ``done.json``, or ``None`` if it has not finished."""
+    return _read_done(out_dir)[0]
+
+
+def _read_done(out_dir) -> tuple:
+    """``(done, "")``, or ``(None, why)`` when ``done.json`` is absent or cannot be read (a
+    damaged marker counts as unfinished: the run is resumed)."""
     path = os.path.join(os.fspath(out_dir), DONE_FILE)
     if not os.path.exists(path):
-        return None
+        return None, "no done.json"
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, json.JSONDecodeError):
-        return None          # a damaged marker counts as unfinished: the run is resumed
+        done = read_json(path)
+    except (OSError, ValueError) as err:
+        return None, f"done.json cannot be read ({err})"
+    return (done, "") if isinstance(done, dict) else (None, "done.json holds no summary (a damaged file)")
 
 
 def _settings_difference(stored, cfg: TrainConfig) -> tuple:
@@ -109,19 +125,21 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     divergence marker one step after ``done.json``'s steps); the checkpoint is at the last
     recorded step; ``params.npz`` and ``checkpoint.npz`` have the size and SHA-256 that
     ``done.json`` records (``outputs``) and ``params.npz`` loads with the recorded shapes
-    (``param_shapes``). A ``done.json`` written before gcref recorded checksums has no
-    ``outputs``: such a run counts as unfinished, so the next run resumes it from its final
-    checkpoint (no step is trained again) and writes the checksums.
+    (``param_shapes``); so do ``history.jsonl`` and ``config.json``, which are checked first. A
+    ``done.json`` written before gcref recorded these checksums counts as unfinished (the module
+    docstring says what running it again does).
     """
     out_dir = os.fspath(out_dir)
-    done = read_done(out_dir)
+    done, reason = _read_done(out_dir)
     if done is None:
-        return None, "no done.json"
+        return None, reason
     if done.get("status") not in FINISHED:
         return None, f"done.json has status {done.get('status')!r}"
+    reason = _check_outputs(out_dir, done)
+    if reason:
+        return None, reason
     try:
-        with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
-            config = json.load(fh)
+        config = read_json(os.path.join(out_dir, CONFIG_FILE))
         history = load_history(out_dir)
     except (OSError, ValueError) as err:
         return None, f"unreadable run files ({err})"
@@ -152,9 +170,6 @@ def verify_finished(out_dir, cfg: TrainConfig | None = None) -> tuple:
     if info is None or info["sha256"] != sha or info["step"] != recorded:
         return None, (f"checkpoint.npz (step {None if info is None else info['step']}) does not "
                       f"match the history (last record at step {recorded}) and settings")
-    reason = _check_outputs(out_dir, done)
-    if reason:
-        return None, reason
     return done, ""
 
 
@@ -186,7 +201,9 @@ def _check_outputs(out_dir, done) -> str:
         return "done.json records no checksums of the outputs (written by an older gcref)"
     for name in OUTPUT_FILES:
         path = os.path.join(out_dir, name)
-        want = outputs.get(name) or {}
+        want = outputs.get(name)
+        if not isinstance(want, dict):
+            return f"done.json was written by an older gcref and does not bind {name}"
         if not os.path.isfile(path):
             return f"{name} is missing"
         have = _file_record(path)
@@ -220,14 +237,17 @@ def run_summary(out_dir, cfg: TrainConfig | None = None) -> dict:
     when a ``done.json`` is there but its files disagree).
     """
     out_dir = os.fspath(out_dir)
-    history = load_history(out_dir)
-    last = final_record(history)
     done, reason = verify_finished(out_dir, cfg)
     if done is None:
         done = {"status": "unfinished",
-                "message": "" if read_done(out_dir) is None else f"not finished: {reason}"}
-    with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
-        config = json.load(fh)
+                "message": "" if not os.path.exists(os.path.join(out_dir, DONE_FILE)) else f"not finished: {reason}"}
+    try:
+        history = load_history(out_dir)
+        config = read_json(os.path.join(out_dir, CONFIG_FILE))
+    except (OSError, ValueError) as err:       # unfinished (verify_finished read them)
+        history, config = [], {}
+        done["message"] = f"not finished: {err}"
+    last = final_record(history)
     return {
         "dir": out_dir,
         "status": done.get("status", "unfinished"),
@@ -331,10 +351,7 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
         clean_stale_temporaries(out_dir)
         check_folder_kind(out_dir, "run")
         if overwrite:
-            for name in RUN_FILES:
-                path = os.path.join(out_dir, name)
-                if os.path.exists(path):
-                    os.unlink(path)
+            remove_run_files(out_dir)
         else:
             _check_same_run(out_dir, cfg)
             if resume:
@@ -345,12 +362,43 @@ def run_training(config=None, out_dir=None, *, progress=None, resume: bool = Tru
                     return summary
                 if os.path.exists(os.path.join(out_dir, DONE_FILE)):
                     redone = reason
+                unbound = _unvouched_history(out_dir)
+                if unbound:          # nothing vouches for the history: train again from step 0
+                    redone = "; ".join(filter(None, [redone, f"{unbound}: trained again from step 0"]))
+                    remove_run_files(out_dir)
         if os.path.exists(os.path.join(out_dir, DONE_FILE)):
             os.unlink(os.path.join(out_dir, DONE_FILE))        # about to run again: not finished
         summary = _train(cfg, data, out_dir, progress, resume)
         if redone:
             summary["redone"] = redone
         return summary
+
+
+def remove_run_files(out_dir) -> None:
+    """Delete the files of :data:`RUN_FILES` in ``out_dir`` (held locked by the caller)."""
+    for name in RUN_FILES:
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def _unvouched_history(out_dir) -> str:
+    """Why the checkpoint of ``out_dir`` does not vouch for its history (``""`` if it does, or
+    there is no readable checkpoint to resume from): it records no digest of the history (an
+    older gcref), or the records up to its step are not those it was written with."""
+    info = checkpoint_info(os.path.join(out_dir, CHECKPOINT_FILE))
+    if info is None or info["sha256"] is None:       # fresh, or refused by fit naming the file
+        return ""
+    if info["history_sha256"] is None:
+        return "checkpoint.npz was written by an older gcref and does not bind history.jsonl"
+    try:
+        history = [r for r in load_history(out_dir) if r.get("step", 0) <= info["step"]]
+    except (OSError, ValueError) as err:
+        return f"history.jsonl cannot be read ({err})"
+    if history_digest(history) != info["history_sha256"]:
+        return (f"history.jsonl is not the history checkpoint.npz was written with (records up "
+                f"to step {info['step']})")
+    return ""
 
 
 def _eval_every(cfg: TrainConfig, n_train: int):
@@ -394,8 +442,7 @@ def _train(cfg: TrainConfig, data, out_dir, progress, resume) -> dict:
         return {"dir": None, **done, "network": net.name, "num_params": net.num_params(),
                 "config": cfg.to_dict(), "final": {k: last.get(k) for k in FINAL_METRICS if k in last},
                 "skipped": False, "resumed_from": None, "history": result.history}
-    with open(os.path.join(out_dir, CONFIG_FILE)) as fh:
-        done["config_sha256"] = settings_fingerprint(json.load(fh))
+    done["config_sha256"] = settings_fingerprint(read_json(os.path.join(out_dir, CONFIG_FILE)))
     save_params(os.path.join(out_dir, PARAMS_FILE), result.params)
     done.update(_outputs_record(out_dir, result.params))
     atomic_write(os.path.join(out_dir, DONE_FILE),

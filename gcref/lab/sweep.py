@@ -35,7 +35,7 @@ import time
 import uuid
 import warnings
 
-from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, write_guard
+from ..nn.params_io import FolderLock, atomic_write, clean_stale_temporaries, read_json, write_guard
 from ..train.checkpoint import SWEEP_FILE, check_folder_kind
 from ..train.fit import CONFIG_FILE, HISTORY_FILE, load_history
 from .config import (FIELDS, SettingError, SettingWarning, TrainConfig, as_config, describe_differences,
@@ -317,8 +317,7 @@ def _planned_steps(point, run_dir) -> int:
     if point.get("steps") is not None:
         return int(point["steps"])
     try:
-        with open(os.path.join(run_dir, CONFIG_FILE)) as fh:
-            return int(json.load(fh)["steps"])
+        return int(read_json(os.path.join(run_dir, CONFIG_FILE))["steps"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     cfg = point["config"] if isinstance(point.get("config"), TrainConfig) else as_config(point["config"])
@@ -335,8 +334,7 @@ def sweep_progress(out_dir, points=None) -> tuple:
     """
     out_dir = os.fspath(out_dir)
     if points is None:
-        with open(os.path.join(out_dir, SWEEP_FILE)) as fh:
-            points = json.load(fh)["runs"]
+        points = load_sweep(out_dir)["runs"]
     done_steps = total = finished = 0
     for p in points:
         run_dir = os.path.join(out_dir, p["name"])
@@ -503,8 +501,7 @@ def _check_same_plan(out_dir, plan):
     if not os.path.exists(path):
         return
     try:
-        with open(path) as fh:
-            old = json.load(fh)
+        old = read_json(path)
         same = old.get("kind") == plan["kind"] and _plan_key(old) == _plan_key(plan)
     except (OSError, ValueError, KeyError, TypeError):
         same = False
@@ -575,8 +572,7 @@ def summarize_sweep(out_dir, errors=None) -> dict:
     plain Spearman with its exact p-value up to 9 runs).
     """
     out_dir = os.fspath(out_dir)
-    with open(os.path.join(out_dir, SWEEP_FILE)) as fh:
-        plan = json.load(fh)
+    plan = load_sweep(out_dir)
     errors = {os.path.basename(os.path.normpath(e["dir"])): e for e in (errors or [])}
     rows = []
     for p in plan["runs"]:
@@ -668,9 +664,13 @@ def _csv(v):
 
 
 def load_sweep(out_dir) -> dict:
-    """The plan (``sweep.json``) of a sweep folder."""
-    with open(os.path.join(os.fspath(out_dir), SWEEP_FILE)) as fh:
-        return json.load(fh)
+    """The plan (``sweep.json``) of a sweep folder (a damaged one raises ``ValueError`` naming
+    it)."""
+    plan = read_json(os.path.join(os.fspath(out_dir), SWEEP_FILE))
+    if not isinstance(plan, dict) or not isinstance(plan.get("runs"), list):
+        raise ValueError(f"{os.path.join(os.fspath(out_dir), SWEEP_FILE)} is not a sweep plan "
+                         "(no list of runs): a damaged file")
+    return plan
 
 
 def sweep_histories(out_dir) -> list:

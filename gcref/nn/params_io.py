@@ -32,7 +32,7 @@ try:                       # POSIX; on other systems folders are not locked (see
 except ImportError:        # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["save_params", "load_params", "atomic_write", "clean_stale_temporaries", "FolderLock",
+__all__ = ["save_params", "load_params", "read_json", "atomic_write", "clean_stale_temporaries", "FolderLock",
            "FolderLocked", "lock_folder", "lock_holder", "write_guard", "TEMP_PREFIX", "LOCK_FILE"]
 
 #: Prefix of the temporary files :func:`atomic_write` creates beside their target.
@@ -96,6 +96,20 @@ def atomic_write(path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_json(path):
+    """The JSON document in the file ``path``. A file that is not UTF-8 or not JSON raises one
+    ``ValueError`` naming it and the cause; ``OSError`` (a missing file) passes through."""
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not valid UTF-8 (byte {err.start}): a damaged file") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): a damaged or truncated file") from None
 
 
 def clean_stale_temporaries(folder) -> list:

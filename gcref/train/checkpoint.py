@@ -7,7 +7,10 @@
   ``config.json`` of the run without the settings that change nothing in the result
   (:data:`NON_RESULT_SETTINGS`) — and the settings themselves. A resume whose settings differ is
   refused with a message listing what differs; a history that ends before the checkpoint is
-  refused as inconsistent. ``fit``'s own ``steps`` and ``eval_every`` are not bound (the
+  refused as inconsistent. Every checkpoint also stores the SHA-256 of the history up to its
+  step (:func:`history_digest`), so a resume on another run's history, or on edited records,
+  is refused naming ``history.jsonl`` (a checkpoint written before gcref recorded it has none:
+  :func:`gcref.train.fit` then trusts the history as before; the lab reruns such a run). ``fit``'s own ``steps`` and ``eval_every`` are not bound (the
   parameters of step ``t`` do not depend on them, so a run may be extended and recorded at other
   steps, as ``validation/`` does), but a checkpoint past ``steps`` is refused; a lab run binds
   its whole ``lab_config``, steps and ``eval_every`` included.
@@ -30,7 +33,8 @@ import numpy as np
 
 from ..nn.params_io import FolderLock, clean_stale_temporaries, load_params
 
-__all__ = ["NON_RESULT_SETTINGS", "shown", "settings_fingerprint", "binding_arrays", "check_binding",
+__all__ = ["NON_RESULT_SETTINGS", "shown", "settings_fingerprint", "binding_arrays", "check_binding", "history_text",
+           "history_digest",
            "read_checkpoint", "checkpoint_info", "folder_kind", "check_folder_kind", "SWEEP_FILE", "check_resumed_history", "open_run_folder", "managed_run",
            "ProgressBar"]
 
@@ -42,6 +46,7 @@ NON_RESULT_SETTINGS = ("threads", "data_root")
 _UNBOUND = ("steps", "eval_every")
 _SHA_KEY = "__config_sha256__"
 _CONFIG_KEY = "__config__"
+_HISTORY_KEY = "__history_sha256__"
 
 
 def _canonical(config) -> dict:
@@ -64,10 +69,25 @@ def settings_fingerprint(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def binding_arrays(config: dict) -> dict:
-    """The entries a checkpoint stores to bind it to ``config`` (fingerprint and settings)."""
+def history_text(records) -> str:
+    """``history.jsonl`` as gcref writes it: one JSON record a line, keys sorted."""
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+
+
+def history_digest(records) -> str:
+    """SHA-256 (hex) of :func:`history_text` of ``records`` (a record read back gives the same
+    text: JSON numbers round-trip exactly)."""
+    return hashlib.sha256(history_text(records).encode()).hexdigest()
+
+
+def binding_arrays(config: dict, history=None) -> dict:
+    """The entries a checkpoint stores to bind it to ``config`` (fingerprint and settings) and,
+    when given, to ``history``, the records up to its step (:func:`history_digest`)."""
     text = json.dumps(_canonical(config), sort_keys=True)
-    return {_SHA_KEY: np.array(settings_fingerprint(config)), _CONFIG_KEY: np.array(text)}
+    out = {_SHA_KEY: np.array(settings_fingerprint(config)), _CONFIG_KEY: np.array(text)}
+    if history is not None:
+        out[_HISTORY_KEY] = np.array(history_digest(history))
+    return out
 
 
 def _flatten(d, prefix=""):
@@ -99,9 +119,11 @@ def _differences(stored: dict, now: dict) -> str:
     return "; ".join(parts)
 
 
-def check_binding(path, arrays: dict, config: dict) -> None:
+def check_binding(path, arrays: dict, config: dict) -> str | None:
     """Pop the binding entries of a loaded checkpoint and refuse it unless it was made with
-    ``config`` (``ValueError`` naming the file and what differs)."""
+    ``config`` (``ValueError`` naming the file and what differs); return the digest of the
+    history it was written with (``None``: a checkpoint of an older gcref)."""
+    history = arrays.pop(_HISTORY_KEY, None)
     sha = arrays.pop(_SHA_KEY, None)
     stored = arrays.pop(_CONFIG_KEY, None)
     if sha is None:
@@ -117,6 +139,7 @@ def check_binding(path, arrays: dict, config: dict) -> None:
                 pass
         raise ValueError(f"{path} was made with other settings ({detail}); refusing to resume "
                          "it: use another output folder or start afresh (overwrite=True, --overwrite)")
+    return None if history is None else str(history)
 
 
 def read_checkpoint(path) -> dict:
@@ -145,21 +168,22 @@ def _reason(err, path) -> str:
 
 
 def checkpoint_info(path) -> dict | None:
-    """``{"step", "sha256"}`` of the checkpoint file ``path`` (``sha256`` is ``None`` for an
-    unbound one), or ``None`` if there is no readable checkpoint."""
+    """``{"step", "sha256", "history_sha256"}`` of the checkpoint file ``path`` (the digests are
+    ``None`` for a checkpoint of an older gcref), or ``None`` if there is no readable one."""
     try:
         with np.load(path, allow_pickle=False) as data:
             step = int(data["__step__"])
-            sha = str(data[_SHA_KEY]) if _SHA_KEY in data.files else None
+            sha, history = (str(data[k]) if k in data.files else None for k in (_SHA_KEY, _HISTORY_KEY))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    return {"step": step, "sha256": sha}
+    return {"step": step, "sha256": sha, "history_sha256": history}
 
 
-def check_resumed_history(history: list, start: int, steps: int, out_dir) -> None:
-    """Refuse to resume from step ``start`` past ``steps``, or when the history has no record
+def check_resumed_history(history: list, start: int, steps: int, out_dir, digest=None) -> None:
+    """Refuse to resume from step ``start`` past ``steps``, when the history has no record
     of that step (a history cut back after the checkpoint was written cannot be continued
-    faithfully)."""
+    faithfully), or when its records up to ``start`` are not those the checkpoint was written
+    with (``digest``, :func:`history_digest`; ``None``: not recorded, not checked)."""
     if start > steps:
         raise ValueError(f"{out_dir} holds a checkpoint at step {start}, past steps={steps}; "
                          "use another output folder or start afresh (overwrite=True, --overwrite)")
@@ -167,6 +191,10 @@ def check_resumed_history(history: list, start: int, steps: int, out_dir) -> Non
         last = history[-1]["step"] if history else None
         raise ValueError(f"{out_dir} is inconsistent: the checkpoint is at step {start} but "
                          f"history.jsonl {'ends at step ' + str(last) if history else 'is empty'}; "
+                         "start afresh (overwrite=True, --overwrite)")
+    if digest is not None and history_digest(history) != digest:
+        raise ValueError(f"{os.path.join(out_dir, 'history.jsonl')} is not the history checkpoint.npz "
+                         f"was written with (another run's, or edited records up to step {start}); "
                          "start afresh (overwrite=True, --overwrite)")
 
 

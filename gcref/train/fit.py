@@ -159,9 +159,12 @@ def load_history(path) -> list[dict]:
     if os.path.isdir(path):
         path = os.path.join(path, HISTORY_FILE)
     records = []
-    with open(path) as fh:
-        for i, line in enumerate(fh, 1):
-            line = line.strip()
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}: line {i} is not valid UTF-8 (a damaged file)") from None
             if line:
                 try:
                     records.append(json.loads(line))
@@ -171,27 +174,28 @@ def load_history(path) -> list[dict]:
 
 
 def _write_history(out_dir, history):
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in history)
+    text = _ckpt.history_text(history)
     atomic_write(os.path.join(out_dir, HISTORY_FILE), lambda fh: fh.write(text.encode()))
 
 
-def _write_checkpoint(out_dir, params, state, step, config, dtype="float64"):
-    """Parameters and momentum in the run's compute dtype (exactly the trainer's values)."""
+def _write_checkpoint(out_dir, params, state, step, config, dtype="float64", history=()):
+    """Parameters and momentum in the run's compute dtype (exactly the trainer's values), bound
+    to the settings and to the history up to ``step``."""
     arrays = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
     arrays.update({_MOMENTUM_PREFIX + k: np.asarray(v, dtype=dtype) for k, v in state.items()})
     arrays["__step__"] = np.array(step)
-    arrays.update(_ckpt.binding_arrays(config))
+    arrays.update(_ckpt.binding_arrays(config, [r for r in history if r["step"] <= step]))
     atomic_write(os.path.join(out_dir, CHECKPOINT_FILE), lambda fh: np.savez(fh, **arrays))
 
 
 def _read_checkpoint(out_dir, net, config):
     path = os.path.join(out_dir, CHECKPOINT_FILE)
     arrays = _ckpt.read_checkpoint(path)          # the safe loader: one error naming the file
-    _ckpt.check_binding(path, arrays, config)
+    digest = _ckpt.check_binding(path, arrays, config)
     step = int(arrays.pop("__step__"))
     state = {k[len(_MOMENTUM_PREFIX):]: arrays.pop(k) for k in list(arrays) if k.startswith(_MOMENTUM_PREFIX)}
     params = net.check_params(arrays, name=f"parameters in {path}")
-    return params, state, step
+    return params, state, step, digest
 
 
 @_ckpt.managed_run
@@ -341,10 +345,10 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
         if eval_early:
             config["eval_early"] = eval_early
         if resume and os.path.exists(os.path.join(out_dir, CHECKPOINT_FILE)):
-            params, state, start = _read_checkpoint(out_dir, net, config)
+            params, state, start, digest = _read_checkpoint(out_dir, net, config)
             if os.path.exists(os.path.join(out_dir, HISTORY_FILE)):
                 history = [r for r in load_history(out_dir) if r["step"] <= start]
-            _ckpt.check_resumed_history(history, start, steps, out_dir)
+            _ckpt.check_resumed_history(history, start, steps, out_dir, digest)
         atomic_write(os.path.join(out_dir, CONFIG_FILE),
                      lambda fh: fh.write(json.dumps(config, indent=2, default=str).encode()))
 
@@ -388,7 +392,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
         history = [record(0, params, [], [], [])]
         if out_dir is not None:
             _write_history(out_dir, history)
-            _write_checkpoint(out_dir, params, state, 0, config, dtype)
+            _write_checkpoint(out_dir, params, state, 0, config, dtype, history)
     trainer = Trainer(engine, params, state, X, y, optimizer, l2=l2, gc_reg=gc_reg, gc_rows=gc_rows)
     losses, objectives, flats = [], [], []
     status, message = "completed", ""
@@ -421,7 +425,7 @@ def fit(net, params, data, *, lr: float, batch_size: int, steps: int | None = No
                 losses, objectives, flats = [], [], []
                 if out_dir is not None:
                     _write_history(out_dir, history)
-                    _write_checkpoint(out_dir, params, state, step, config, dtype)
+                    _write_checkpoint(out_dir, params, state, step, config, dtype, history)
             if progress is not None:
                 progress(step, steps, rec)
             if rec is not None and rec.get("converged"):
