@@ -12,7 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 from typer.core import TyperGroup
 
 try:                       # typer >= 0.2x carries its own copy of click
@@ -22,6 +22,7 @@ except ImportError:        # pragma: no cover - typer on the installed click
 
 from .lab.commands import error_line
 from .lab.commands import register as _register_lab_commands
+from .lab.tables import fitted_table
 
 
 class _OneLineErrors(TyperGroup):
@@ -80,18 +81,15 @@ def _root(
 
 
 def _print_results(results, show_all: bool) -> None:
-    table = Table(title="gcref verification", show_lines=False)
-    table.add_column("check")
-    table.add_column("max rel. error", justify="right")
-    table.add_column("tolerance", justify="right")
-    table.add_column("result")
+    rows = []
     for r in results:
         if r.skipped:
-            table.add_row(r.name, "-", "-", f"[yellow]SKIPPED[/yellow] {r.detail}")
+            rows.append((escape(r.name), "-", "-", f"[yellow]SKIPPED[/yellow] {escape(r.detail)}"))
         elif show_all or not r.passed:
-            table.add_row(r.name, f"{r.error:.2e}", f"{r.tolerance:.0e}",
-                          "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {r.detail}")
-    console.print(table)
+            rows.append((escape(r.name), f"{r.error:.2e}", f"{r.tolerance:.0e}",
+                         "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {escape(r.detail)}"))
+    console.print(fitted_table("gcref verification", [("check", False), ("max rel. error", True),
+                                                      ("tolerance", True), ("result", False)], rows))
 
 
 @app.command()

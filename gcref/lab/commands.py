@@ -38,6 +38,7 @@ from ..nn.params_io import FolderLocked
 from ..train.checkpoint import record_line, training_columns
 from . import config as lab_config
 from .config import PROTOCOL_DEFAULTS
+from .tables import fitted_table as _table
 from .transfer import DEFAULT_TRANSFER_SEEDS, TRANSFER_DEFAULTS
 
 __all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
@@ -377,27 +378,12 @@ def _console():
     return Console()
 
 
-def _table(title, columns, rows):
-    """A table whose cells are never cut: numeric columns keep their full width (headers may
-    wrap), text columns fold; compact borders so a sweep fits 80 columns."""
-    from rich import box
-    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for i, (head, numeric) in enumerate(columns):
-        width = max([len(str(r[i])) for r in rows] + [1])
-        if numeric:
-            t.add_column(head, justify="right", no_wrap=True, min_width=width, overflow="fold")
-        else:
-            t.add_column(head, overflow="fold", min_width=min(width, 12))
-    for r in rows:
-        t.add_row(*[str(c) for c in r])
-    return t
-
-
 def _print_run(summary):
     console = _console()
     rows = [(_METRIC_LABELS.get(k, k), _fmt(v), BETTER.get(k, "")) for k, v in summary["final"].items()]
     console.print(_table(f"gcref train: {summary['dir']}",
-                         [("quantity", False), ("final value", True), ("better", False)], rows))
+                         [("quantity", False), ("final value", True), ("better", False, 1)], rows,
+                         where="--json prints every value"))
     wall = summary.get("wall_time_s")
     note = " (already finished: not run again; --overwrite to redo)" if summary.get("skipped") else ""
     if summary.get("resumed_from"):
@@ -535,6 +521,8 @@ def _print_sweep(summary):
         cols = ["gc", "nc", "target_nc", "few_shot_accuracy"]
         heads = ["source GC", "source NC", "target NC", "few-shot acc. \u00b1 95% CI"]
     heads = [f"{h} {_ARROW[BETTER[c]]}" for h, c in zip(heads, cols)]
+    # left out first when the table does not fit: the higher, the sooner
+    drop = [4, 1, 2, 5, 3] if not transfer else [1, 3, 2, 0]
     rows = []
     for r in summary["runs"]:
         f = r["final"]
@@ -542,8 +530,10 @@ def _print_sweep(summary):
         if transfer and f.get("few_shot_accuracy") is not None:
             cells[-1] = f"{f['few_shot_accuracy']:.3f} \u00b1 {f.get('few_shot_ci95') or 0:.3f}"
         rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [_status_cell(r)] + cells)
-    columns = [(k, True) for k in setting_keys] + [("status", False)] + [(h, True) for h in heads]
-    console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows))
+    columns = ([(k, True) for k in setting_keys] + [("status", False)]
+               + [(h, True, d) for h, d in zip(heads, drop)])
+    console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows,
+                         where=f"{os.path.join(summary['dir'], 'summary.csv')}, or --json"))
     console.print(_BETTER_NOTE, highlight=False)
     console.print(_STATUS_NOTE, highlight=False)
     corr = summary["correlations"]
