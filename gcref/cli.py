@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 try:                       # typer >= 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException
@@ -25,7 +25,23 @@ from .lab.commands import register as _register_lab_commands
 from .lab.tables import fitted_table
 
 
-class _OneLineErrors(TyperGroup):
+class _FlagsUntyped:
+    """Help that shows a type only for options that take a value: ``--json`` is a flag, not
+    ``--json <bool>``."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class _Command(_FlagsUntyped, TyperCommand):
+    """A ``gcref`` command (help without a type for flags)."""
+
+
+class _OneLineErrors(_FlagsUntyped, TyperGroup):
     """gcref's command group: a usage error (``--steps 1.5``, an unknown option, a bad
     ``check --group``) prints one ``Error:`` line and exits 2, like every other bad input,
     instead of click's multi-line box."""
@@ -92,7 +108,7 @@ def _print_results(results, show_all: bool) -> None:
                                                       ("tolerance", True), ("result", False)], rows))
 
 
-@app.command()
+@app.command(cls=_Command)
 def check(
     json_path: str = typer.Option(None, "--json", help="Also write the results as JSON to this file ('-' for stdout)."),
     group: list[str] = typer.Option(None, "--group", "-g", help="Run only these check groups (repeatable)."),
@@ -152,7 +168,7 @@ def check(
     raise typer.Exit(code=1 if failed else 0)
 
 
-_register_lab_commands(app)
+_register_lab_commands(app, cls=_Command)
 
 
 def main():  # pragma: no cover - entry point

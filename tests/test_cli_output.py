@@ -110,3 +110,113 @@ def test_train_table_never_cuts_a_number(tmp_path):
         assert "\u2026" not in r.stdout and max(map(len, r.stdout.splitlines())) <= width
         for key, value in summary["final"].items():
             assert f"{value:.4g}" in _tokens(r.stdout), (width, key)
+
+
+def _defaults(command):
+    """``{option: default}`` of a ``gcref`` command, as typer builds it."""
+    import typer.main
+    group = typer.main.get_command(app)
+    return {p.name: p.default for p in group.commands[command].params}
+
+
+def test_train_sweep_and_transfer_share_the_protocol_defaults():
+    """One protocol for the three commands: weight decay 5e-4 at the base, each run trained to
+    99% training accuracy, the step budget a cap (transfer's data and cap are its own)."""
+    train, sweep, transfer = (_defaults(c) for c in ("train", "sweep", "transfer"))
+    for key in ("lr", "batch_size", "l2", "until_train_acc", "until_loss", "momentum", "gc_reg",
+                "eval_size", "arch", "width"):
+        assert train[key] == sweep[key] == transfer[key], key
+    assert train["l2"] == 5e-4 and train["until_train_acc"] == 0.99
+    assert train["steps"] == sweep["steps"] == 6000 and transfer["steps"] == 40000
+    help_text = " ".join(invoke("train", "--help", columns=200).stdout.split())
+    assert "L2 0.005" not in help_text and "3000 steps" not in help_text
+
+
+def test_train_defaults_resume_folders_made_with_explicit_settings(tmp_path):
+    """Changing the defaults moves no fingerprint: a folder made with explicit settings is
+    found finished by the same command, and one made with the old defaults (L2 0.005, no
+    criterion) is refused by the new ones with both values named, not mixed."""
+    old = ["--l2", "0.005", "--until-train-acc", "0", *RUN[:-2]]
+    assert invoke("train", *old, "--out", tmp_path / "r").exit_code == 0
+    again = json.loads(invoke("train", *old, "--out", tmp_path / "r", "--json").stdout)
+    assert again["skipped"] is True
+    r = invoke("train", *RUN[:-2], "--out", tmp_path / "r")
+    assert r.exit_code == 2
+    assert "--l2: 0.005 there, 0.0005 now" in " ".join(r.stderr.split())
+    r = invoke("train", *RUN[:-2], "--steps", "600", "--out", tmp_path / "new", "--json")
+    s = json.loads(r.stdout)
+    assert s["config"]["l2"] == 5e-4 and s["config"]["until_train_acc"] == 0.99
+    assert s["status"] in ("converged", "cap")
+
+
+def test_a_diverged_run_says_where_it_stopped(tmp_path):
+    r = invoke("train", *RUN, "--lr", "50", "--steps", "100", "--out", tmp_path / "d", columns=200)
+    assert r.exit_code == 1
+    text = " ".join(r.stdout.split())
+    assert "0 steps (0 epochs)" not in text
+    assert "status diverged at step 3 (the values above are its last record before it: step 0, 0 epochs)" in text
+
+
+def test_a_converged_run_says_its_criterion_and_cap(tmp_path):
+    r = invoke("train", *RUN[:-2], "--until-train-acc", "0.15", "--out", tmp_path / "c", columns=200)
+    assert r.exit_code == 0, r.output
+    assert "status converged (train accuracy >= 0.15, cap 20 steps)" in " ".join(r.stdout.split())
+
+
+def test_cli_errors_name_the_cli_flag(tmp_path):
+    out = tmp_path / "r"
+    assert invoke("train", *RUN, "--out", out).exit_code == 0
+    r = invoke("train", *RUN, "--lr", "0.2", "--out", out)
+    assert r.exit_code == 2
+    error = " ".join(r.stderr.split())
+    assert "overwrite=True" not in error and "pass --overwrite to start it afresh" in error
+    (out / "checkpoint.npz").write_bytes(b"broken")
+    (out / "done.json").unlink()
+    error = " ".join(invoke("train", *RUN, "--out", out).stderr.split())
+    assert "damaged checkpoint" in error and "overwrite=True" not in error and "(--overwrite)" in error
+
+
+def test_help_shows_no_type_for_flags():
+    for args in ([], ["train"], ["sweep"], ["check"]):
+        text = invoke(*args, "--help", columns=200).stdout
+        assert "<bool>" not in text, args
+        assert "--version" in text or args
+    assert "<float>" in invoke("train", "--help", columns=200).stdout      # values keep theirs
+
+
+def test_an_mlp_given_images_hints_input_shape():
+    import numpy as np
+
+    import gcref
+    net = gcref.zoo.mlp([64, 16], num_classes=3)
+    with pytest.raises(ValueError, match=r"input_shape=\(1, 8, 8\)"):
+        net.forward(net.init(0), np.zeros((2, 1, 8, 8)))
+    with pytest.raises(ValueError, match=r"must have shape \(n, 64\)") as err:
+        net.forward(net.init(0), np.zeros((2, 63)))
+    assert "input_shape=" not in str(err.value)           # no hint where it would not help
+
+
+def _markdown_tables(path):
+    """``[(first line number, lines)]`` of each run of table lines (``| ...``) of a file."""
+    groups, current = [], []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.lstrip().startswith("|"):
+                current.append((number, line.strip()))
+            elif current:
+                groups.append(current)
+                current = []
+    return groups + ([current] if current else [])
+
+
+def test_every_markdown_table_has_its_header():
+    """A blank line inside a table starts another table without a header, which Markdown
+    draws as text (docs/conventions.md after the NC4 rows)."""
+    import glob
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files = [os.path.join(root, "README.md"), *glob.glob(os.path.join(root, "docs", "*.md"))]
+    for path in files:
+        for group in _markdown_tables(path):
+            assert len(group) >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", group[1][1]), \
+                f"{os.path.relpath(path, root)} line {group[0][0]}: a table without its header line"

@@ -23,6 +23,7 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 import threading
 import warnings
@@ -221,10 +222,18 @@ def error_line(message) -> None:
                soft_wrap=True)
 
 
+#: The library's spelling of a remedy (``overwrite=True``, with or without the flag after it)
+#: and the command line's.
+_PYTHON_SPELLING = (re.compile(r"overwrite=True(?: \(--overwrite\)|, --overwrite)?"), "--overwrite")
+
+
 def _message(message) -> str:
-    if isinstance(message, lab_config.SettingError):
-        return message.for_cli()
-    return str(message)
+    """An error's message as the command line says it: settings as their options
+    (:class:`~gcref.lab.config.SettingError`), ``--overwrite`` where the library says
+    ``overwrite=True``."""
+    text = message.for_cli() if isinstance(message, lab_config.SettingError) else str(message)
+    pattern, flag = _PYTHON_SPELLING
+    return pattern.sub(flag, text)
 
 
 @contextlib.contextmanager
@@ -305,7 +314,13 @@ _METRIC_LABELS = {"loss": "training loss", "gc": "embedding GC", "nc": "NC (CDNV
                   "train_loss": "train cross-entropy (eval subset)", "epoch": "epochs trained"}
 
 
-@_with_config_options
+#: The defaults of ``gcref train`` and ``gcref sweep`` (``gcref transfer``: its
+#: :data:`~gcref.lab.transfer.TRANSFER_DEFAULTS`, the same protocol on the glyphs with a cap of
+#: 40000): the paper's protocol (:data:`~gcref.lab.config.PROTOCOL_DEFAULTS`), 6000 steps the cap.
+COMMAND_DEFAULTS = {**PROTOCOL_DEFAULTS, "steps": 6000}
+
+
+@_with_config_options(defaults=COMMAND_DEFAULTS)
 def train(
     out: str = typer.Option("runs/train", "--out", "-o", help="Run folder (config, history, checkpoint, params, done marker)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh, deleting the run files in --out."),
@@ -314,7 +329,7 @@ def train(
 ):
     """Train one network and record GC, NC, geometric collapse and accuracies over the steps.
 
-    Defaults: the digits (8x8, bundled with scikit-learn), MLP 64-128-128-32-10, lr 0.05, batch 32, L2 0.005, 3000 steps. A finished run in --out with the same settings is not run again; an interrupted one resumes from its checkpoint.
+    Defaults: the digits (8x8, bundled with scikit-learn), MLP 64-128-128-32-10, lr 0.05, batch 32, and the protocol of gcref sweep and transfer: L2 5e-4, trained until 99% training accuracy (--until-train-acc 0: the whole budget), --steps 6000 the cap. A finished run in --out with the same settings is not run again; an interrupted one resumes from its checkpoint.
     """
     from .run import TRAINED, run_training
     from .config import load_run_data, validate_config
@@ -390,12 +405,30 @@ def _print_run(summary):
         note += f" (resumed from step {summary['resumed_from']})"
     if summary.get("redone"):
         note += f" (redone: {summary['redone']})"
-    epochs = f" ({summary['epochs']:.3g} epochs)" if summary.get("epochs") is not None else ""
-    console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps{epochs}, "
-                  f"status [bold]{summary['status']}[/bold]"
+    console.print(f"{summary['network']}, {summary['num_params']} parameters, {_run_status(summary)}"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
     if summary.get("message"):
         console.print(f"[yellow]{escape(summary['message'])}[/yellow]")
+
+
+def _run_status(summary) -> str:
+    """How a run ended, for the line under its table: the steps it trained and its status,
+    with the criterion and cap it ran under (``600 steps (14.3 epochs), status converged
+    (train_accuracy >= 0.99, cap 6000 steps)``); a diverged run says at which step, and that
+    the table holds its last record before it."""
+    from ..train.fit import UNTIL_KEYS
+    steps, epochs = summary["steps"], summary.get("epochs")
+    if summary["status"] == "diverged":
+        from ..train import load_history
+        at = [r["step"] for r in load_history(summary["dir"]) if r.get("diverged")]
+        last = f"step {steps}" + (f", {epochs:.3g} epochs" if epochs is not None else "")
+        return (f"status [bold]diverged[/bold]{f' at step {at[-1]}' if at else ''} (the values "
+                f"above are its last record before it: {last})")
+    config = summary.get("config") or {}
+    until = ", ".join(f"{k.replace('_', ' ')} {UNTIL_KEYS[k]} {v:g}" for k, v in _until_of(config).items())
+    budget = f"{config['epochs']:g} epochs" if config.get("epochs") else f"{config.get('steps')} steps"
+    return (f"{steps} steps" + (f" ({epochs:.3g} epochs)" if epochs is not None else "")
+            + f", status [bold]{summary['status']}[/bold]" + (f" ({until}, cap {budget})" if until else ""))
 
 
 # ---------------------------------------------------------------------------- sweep / transfer
@@ -583,11 +616,11 @@ def _until_of(config: dict) -> dict:
 _PARAM_HELP = ("Swept setting: name=v1,v2,... (repeatable; the runs are the Cartesian product), "
                "e.g. --param lr=0.01,0.05,0.2 --param batch_size=8,32,128.")
 _BACKEND_HELP = ("joblib backend: loky (processes, default), multiprocessing, threading, sequential; "
-                 "dask (needs dask[distributed]; --dask-scheduler ADDRESS, else a local cluster) or ray "
+                 "dask (needs dask\\[distributed]; --dask-scheduler ADDRESS, else a local cluster) or ray "
                  "(needs ray; RAY_ADDRESS picks the cluster, else a local one) send the runs to a cluster.")
 
 
-@_with_config_options(defaults={**PROTOCOL_DEFAULTS, "steps": 6000})
+@_with_config_options(defaults=COMMAND_DEFAULTS)
 def sweep(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
     seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
@@ -662,7 +695,8 @@ def plot(
             Console().print(f"wrote {p}", highlight=False)
 
 
-def register(app) -> None:
-    """Attach ``train``, ``sweep``, ``transfer`` and ``plot`` to the typer ``app``."""
+def register(app, cls=None) -> None:
+    """Attach ``train``, ``sweep``, ``transfer`` and ``plot`` to the typer ``app`` (as commands
+    of the click class ``cls``, if given)."""
     for command in (train, sweep, transfer, plot):
-        app.command()(command)
+        app.command(cls=cls)(command)
