@@ -220,3 +220,26 @@ def test_every_markdown_table_has_its_header():
         for group in _markdown_tables(path):
             assert len(group) >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", group[1][1]), \
                 f"{os.path.relpath(path, root)} line {group[0][0]}: a table without its header line"
+
+
+CAPPED = ["--eval-every", "5", "--eval-size", "64", "--hidden", "16,8", "--batch-size", "16",
+          "--max-per-class", "30", "--seeds", "0", "-j", "1"]
+
+
+def test_a_table_over_capped_runs_says_why_it_is_empty(tmp_path):
+    r = invoke("sweep", *CAPPED, "--steps", "20", "--param", "lr=0.001,0.01,0.02", "--out", tmp_path / "s",
+               columns=100)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "x vs y" not in text                               # no table of headers without rows
+    assert ("No correlations: all 3 runs reached the cap of 20 steps before train accuracy >= 0.99; "
+            "to let them converge, raise --steps (now 20) or lower --until-train-acc (now 0.99)") in text
+
+
+def test_capped_runs_are_said_to_be_unfinished(tmp_path):
+    r = invoke("sweep", *CAPPED, "--steps", "60", "--until-train-acc", "0.2", "--param", "lr=0.0001,0.3",
+               "--out", tmp_path / "s", columns=100)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert ("1 of 2 runs reached the cap of 60 steps before train accuracy >= 0.2: their values are "
+            "of unfinished training") in text

@@ -416,7 +416,6 @@ def _run_status(summary) -> str:
     with the criterion and cap it ran under (``600 steps (14.3 epochs), status converged
     (train_accuracy >= 0.99, cap 6000 steps)``); a diverged run says at which step, and that
     the table holds its last record before it."""
-    from ..train.fit import UNTIL_KEYS
     steps, epochs = summary["steps"], summary.get("epochs")
     if summary["status"] == "diverged":
         from ..train import load_history
@@ -425,7 +424,7 @@ def _run_status(summary) -> str:
         return (f"status [bold]diverged[/bold]{f' at step {at[-1]}' if at else ''} (the values "
                 f"above are its last record before it: {last})")
     config = summary.get("config") or {}
-    until = ", ".join(f"{k.replace('_', ' ')} {UNTIL_KEYS[k]} {v:g}" for k, v in _until_of(config).items())
+    until = _criterion(_until_of(config))
     budget = f"{config['epochs']:g} epochs" if config.get("epochs") else f"{config.get('steps')} steps"
     return (f"{steps} steps" + (f" ({epochs:.3g} epochs)" if epochs is not None else "")
             + f", status [bold]{summary['status']}[/bold]" + (f" ({until}, cap {budget})" if until else ""))
@@ -579,7 +578,10 @@ def _print_sweep(summary):
                      _fmt(v["pvalue"], 2), str(v["n"])))
     c = _table("Spearman rank correlations (done or converged runs; cap and diverged runs left out)",
                [("x vs y", False), ("rho", False), ("p-value", True), ("n", True)], rows)
-    console.print(c)
+    capped = _capped_note(summary, bool(rows))
+    console.print(c if rows else capped, highlight=False)
+    if rows and capped:
+        console.print(capped, highlight=False)
     for key, words in (("gc_vs_nc", "GC and NC"), ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy"),
                        ("gc_vs_target_nc", "source GC and target NC")):
         v = corr.get(key)
@@ -594,6 +596,42 @@ def _print_sweep(summary):
                   + f"{counts['diverged']} diverged, {counts['error']} failed; "
                   f"{summary.get('ran', 0)} run now, {summary.get('skipped', 0)} already finished (skipped). "
                   f"Summary: {os.path.join(summary['dir'], 'summary.json')} and summary.csv", highlight=False)
+
+
+#: What loosens each criterion of :meth:`TrainConfig.until`, as the command line says it.
+_LOOSER = {"train_accuracy": "lower --until-train-acc", "train_loss": "raise --until-loss"}
+
+
+def _criterion(until: dict) -> str:
+    """``train accuracy >= 0.99``: a criterion of :meth:`TrainConfig.until` in words."""
+    from ..train.fit import UNTIL_KEYS
+    return " and ".join(f"{k.replace('_', ' ')} {UNTIL_KEYS[k]} {v:g}" for k, v in until.items())
+
+
+def _capped_note(summary, correlated: bool) -> str:
+    """The line that says runs stopped at their cap before the criterion (their values are of
+    unfinished training, left out of the correlations) and what to change; where no
+    correlation could be computed, why (``""``: nothing to say)."""
+    counts, runs = summary["counts"], len(summary["runs"])
+    cap = counts.get("cap", 0)
+    base = summary.get("base_config") or {}
+    until = _until_of(base)
+    if cap and until:
+        unit = "epochs" if base.get("epochs") else "steps"
+        if {"steps", "epochs"} & {k for r in summary["runs"] for k in r["settings"]}:
+            budget, now = "their caps", ""
+        else:
+            budget, now = f"the cap of {base[unit]:g} {unit}", f" (now {base[unit]:g})"
+        remedy = (f"to let them converge, raise --{unit}{now} or "
+                  + " or ".join(f"{_LOOSER[k]} (now {v:g})" for k, v in until.items()))
+        if cap == runs:
+            return f"No correlations: all {runs} runs reached {budget} before {_criterion(until)}; {remedy}."
+        return (f"{cap} of {runs} runs reached {budget} before {_criterion(until)}: their values are of "
+                f"unfinished training, left out of the correlations; {remedy}.")
+    if not correlated:
+        return (f"No correlations: they need at least 3 runs trained as asked, and {counts.get('diverged', 0)} "
+                f"of {runs} diverged, {counts.get('error', 0)} failed.")
+    return ""
 
 
 #: How a run ended, in the sweep table's narrow ``status`` column (``conv@41.2``: @ the epochs trained).
