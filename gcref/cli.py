@@ -12,8 +12,8 @@ import sys
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from typer.core import TyperGroup
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 try:                       # typer >= 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException
@@ -22,9 +22,26 @@ except ImportError:        # pragma: no cover - typer on the installed click
 
 from .lab.commands import error_line
 from .lab.commands import register as _register_lab_commands
+from .lab.tables import fitted_table
 
 
-class _OneLineErrors(TyperGroup):
+class _FlagsUntyped:
+    """Help that shows a type only for options that take a value: ``--json`` is a flag, not
+    ``--json <bool>``."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_flag", False) and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class _Command(_FlagsUntyped, TyperCommand):
+    """A ``gcref`` command (help without a type for flags)."""
+
+
+class _OneLineErrors(_FlagsUntyped, TyperGroup):
     """gcref's command group: a usage error (``--steps 1.5``, an unknown option, a bad
     ``check --group``) prints one ``Error:`` line and exits 2, like every other bad input,
     instead of click's multi-line box."""
@@ -80,21 +97,18 @@ def _root(
 
 
 def _print_results(results, show_all: bool) -> None:
-    table = Table(title="gcref verification", show_lines=False)
-    table.add_column("check")
-    table.add_column("max rel. error", justify="right")
-    table.add_column("tolerance", justify="right")
-    table.add_column("result")
+    rows = []
     for r in results:
         if r.skipped:
-            table.add_row(r.name, "-", "-", f"[yellow]SKIPPED[/yellow] {r.detail}")
+            rows.append((escape(r.name), "-", "-", f"[yellow]SKIPPED[/yellow] {escape(r.detail)}"))
         elif show_all or not r.passed:
-            table.add_row(r.name, f"{r.error:.2e}", f"{r.tolerance:.0e}",
-                          "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {r.detail}")
-    console.print(table)
+            rows.append((escape(r.name), f"{r.error:.2e}", f"{r.tolerance:.0e}",
+                         "[green]pass[/green]" if r.passed else f"[red]FAIL[/red] {escape(r.detail)}"))
+    console.print(fitted_table("gcref verification", [("check", False), ("max rel. error", True),
+                                                      ("tolerance", True), ("result", False)], rows))
 
 
-@app.command()
+@app.command(cls=_Command)
 def check(
     json_path: str = typer.Option(None, "--json", help="Also write the results as JSON to this file ('-' for stdout)."),
     group: list[str] = typer.Option(None, "--group", "-g", help="Run only these check groups (repeatable)."),
@@ -154,7 +168,7 @@ def check(
     raise typer.Exit(code=1 if failed else 0)
 
 
-_register_lab_commands(app)
+_register_lab_commands(app, cls=_Command)
 
 
 def main():  # pragma: no cover - entry point

@@ -177,7 +177,8 @@ def test_resumed_run_says_from_which_step(tmp_path):
     def interrupt(step, steps, rec):
         if step == 15:
             raise Stop
-    cfg = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16}
+    cfg = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16,
+           "l2": 5e-4}                                # gcref train's default (the protocol's)
     with pytest.raises(Stop):
         lab.run_training(cfg, tmp_path / "run", progress=interrupt)
     result = invoke("train", *TINY, "--out", tmp_path / "run")

@@ -13,8 +13,10 @@ from gcref import lab
 from gcref.cli import app
 
 TINY = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16}
+# TINY on the command line (TrainConfig's L2 and no criterion spelled out: gcref train's
+# defaults are the protocol's)
 TINY_CLI = ["--steps", "20", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
-            "--batch-size", "16"]
+            "--batch-size", "16", "--l2", "0.005", "--until-train-acc", "0"]
 runner = CliRunner()
 
 

@@ -25,7 +25,8 @@ SHELL = ("bash", "sh", "shell", "console")
 #: Substrings that make a block take more than ~20 s on two cores.
 SLOW = ("gcref check", "gcref sweep", "gcref transfer", "lab.run_sweep", "lab.run_transfer")
 #: Optional packages a block may import (the README says so next to it): without them installed
-#: the block is skipped, visibly, with the reason.
+#: the block is skipped, visibly, with the reason; a failure where the test extra installs them
+#: (tests/conftest.py).
 OPTIONAL = ("torch", "jax", "ray")
 
 
@@ -80,8 +81,8 @@ def _cases():
         marks = [pytest.mark.slow] if any(s in code for s in SLOW) else []
         missing = [m for m in optional_imports(code) if importlib.util.find_spec(m) is None]
         if kind == "python" and missing:
-            marks.append(pytest.mark.skip(reason=f"README block at line {line} needs {', '.join(missing)} "
-                                                 f"(optional; e.g. pip install torch==2.13.0)"))
+            marks.append(pytest.mark.skip(reason=f"README block at line {line}: could not import "
+                                                 f"{missing[0]!r} (pip install -e '.[test]' installs it)"))
         cases.append(pytest.param(kind, code, id=f"{kind}-line{line}", marks=marks))
     return cases
 

@@ -145,7 +145,8 @@ def test_cli_option(tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["train", "--out", str(out), "--steps", "40", "--eval-every", "10",
                                    "--eval-early", "1", "--hidden", "16,8", "--batch-size", "16",
-                                   "--eval-size", "64", "--max-per-class", "30", "--json"])
+                                   "--eval-size", "64", "--max-per-class", "30", "--until-train-acc", "0",
+                                   "--json"])
     assert res.exit_code == 0, res.output
     assert [r["step"] for r in load_history(out)] == [0, 1, 2, 4, 8, 10, 16, 20, 30, 40]
     bad = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "bad"), "--eval-early", "-1"])

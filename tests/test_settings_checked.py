@@ -13,8 +13,10 @@ from gcref.cli import app
 from gcref.lab.config import SettingError
 
 runner = CliRunner()
+# TINY_CFG on the command line (TrainConfig's L2 and no criterion spelled out: gcref train's
+# defaults are the protocol's)
 TINY = ["--steps", "20", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
-        "--batch-size", "16"]
+        "--batch-size", "16", "--l2", "0.005", "--until-train-acc", "0"]
 TINY_CFG = {"steps": 20, "eval_every": 10, "eval_size": 64, "hidden": [16, 8], "batch_size": 16}
 
 

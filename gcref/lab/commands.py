@@ -23,6 +23,7 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 import threading
 import warnings
@@ -39,6 +40,7 @@ from ..train.checkpoint import record_line, training_columns
 from . import config as lab_config
 from .config import PROTOCOL_DEFAULTS
 from .stats import describe_association
+from .tables import fitted_table as _table
 from .transfer import DEFAULT_TRANSFER_SEEDS, TRANSFER_DEFAULTS
 
 __all__ = ["register", "train", "sweep", "transfer", "plot", "error_line"]
@@ -221,10 +223,18 @@ def error_line(message) -> None:
                soft_wrap=True)
 
 
+#: The library's spelling of a remedy (``overwrite=True``, with or without the flag after it)
+#: and the command line's.
+_PYTHON_SPELLING = (re.compile(r"overwrite=True(?: \(--overwrite\)|, --overwrite)?"), "--overwrite")
+
+
 def _message(message) -> str:
-    if isinstance(message, lab_config.SettingError):
-        return message.for_cli()
-    return str(message)
+    """An error's message as the command line says it: settings as their options
+    (:class:`~gcref.lab.config.SettingError`), ``--overwrite`` where the library says
+    ``overwrite=True``."""
+    text = message.for_cli() if isinstance(message, lab_config.SettingError) else str(message)
+    pattern, flag = _PYTHON_SPELLING
+    return pattern.sub(flag, text)
 
 
 @contextlib.contextmanager
@@ -305,7 +315,13 @@ _METRIC_LABELS = {"loss": "training loss", "gc": "embedding GC", "nc": "NC (CDNV
                   "train_loss": "train cross-entropy (eval subset)", "epoch": "epochs trained"}
 
 
-@_with_config_options
+#: The defaults of ``gcref train`` and ``gcref sweep`` (``gcref transfer``: its
+#: :data:`~gcref.lab.transfer.TRANSFER_DEFAULTS`, the same protocol on the glyphs with a cap of
+#: 40000): the paper's protocol (:data:`~gcref.lab.config.PROTOCOL_DEFAULTS`), 6000 steps the cap.
+COMMAND_DEFAULTS = {**PROTOCOL_DEFAULTS, "steps": 6000}
+
+
+@_with_config_options(defaults=COMMAND_DEFAULTS)
 def train(
     out: str = typer.Option("runs/train", "--out", "-o", help="Run folder (config, history, checkpoint, params, done marker)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh, deleting the run files in --out."),
@@ -314,7 +330,7 @@ def train(
 ):
     """Train one network and record GC, NC, geometric collapse and accuracies over the steps.
 
-    Defaults: the digits (8x8, bundled with scikit-learn), MLP 64-128-128-32-10, lr 0.05, batch 32, L2 0.005, 3000 steps. A finished run in --out with the same settings is not run again; an interrupted one resumes from its checkpoint.
+    Defaults: the digits (8x8, bundled with scikit-learn), MLP 64-128-128-32-10, lr 0.05, batch 32, and the protocol of gcref sweep and transfer: L2 5e-4, trained until 99% training accuracy (--until-train-acc 0: the whole budget), --steps 6000 the cap. A finished run in --out with the same settings is not run again; an interrupted one resumes from its checkpoint.
     """
     from .run import TRAINED, run_training
     from .config import load_run_data, validate_config
@@ -378,39 +394,41 @@ def _console():
     return Console()
 
 
-def _table(title, columns, rows):
-    """A table whose cells are never cut: numeric columns keep their full width (headers may
-    wrap), text columns fold; compact borders so a sweep fits 80 columns."""
-    from rich import box
-    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for i, (head, numeric) in enumerate(columns):
-        width = max([len(str(r[i])) for r in rows] + [1])
-        if numeric:
-            t.add_column(head, justify="right", no_wrap=True, min_width=width, overflow="fold")
-        else:
-            t.add_column(head, overflow="fold", min_width=min(width, 12))
-    for r in rows:
-        t.add_row(*[str(c) for c in r])
-    return t
-
-
 def _print_run(summary):
     console = _console()
     rows = [(_METRIC_LABELS.get(k, k), _fmt(v), BETTER.get(k, "")) for k, v in summary["final"].items()]
     console.print(_table(f"gcref train: {summary['dir']}",
-                         [("quantity", False), ("final value", True), ("better", False)], rows))
+                         [("quantity", False), ("final value", True), ("better", False, 1)], rows,
+                         where="--json prints every value"))
     wall = summary.get("wall_time_s")
     note = " (already finished: not run again; --overwrite to redo)" if summary.get("skipped") else ""
     if summary.get("resumed_from"):
         note += f" (resumed from step {summary['resumed_from']})"
     if summary.get("redone"):
         note += f" (redone: {summary['redone']})"
-    epochs = f" ({summary['epochs']:.3g} epochs)" if summary.get("epochs") is not None else ""
-    console.print(f"{summary['network']}, {summary['num_params']} parameters, {summary['steps']} steps{epochs}, "
-                  f"status [bold]{summary['status']}[/bold]"
+    console.print(f"{summary['network']}, {summary['num_params']} parameters, {_run_status(summary)}"
                   + (f", {wall:.1f} s" if wall is not None else "") + note, highlight=False)
     if summary.get("message"):
         console.print(f"[yellow]{escape(summary['message'])}[/yellow]")
+
+
+def _run_status(summary) -> str:
+    """How a run ended, for the line under its table: the steps it trained and its status,
+    with the criterion and cap it ran under (``600 steps (14.3 epochs), status converged
+    (train_accuracy >= 0.99, cap 6000 steps)``); a diverged run says at which step, and that
+    the table holds its last record before it."""
+    steps, epochs = summary["steps"], summary.get("epochs")
+    if summary["status"] == "diverged":
+        from ..train import load_history
+        at = [r["step"] for r in load_history(summary["dir"]) if r.get("diverged")]
+        last = f"step {steps}" + (f", {epochs:.3g} epochs" if epochs is not None else "")
+        return (f"status [bold]diverged[/bold]{f' at step {at[-1]}' if at else ''} (the values "
+                f"above are its last record before it: {last})")
+    config = summary.get("config") or {}
+    until = _criterion(_until_of(config))
+    budget = f"{config['epochs']:g} epochs" if config.get("epochs") else f"{config.get('steps')} steps"
+    return (f"{steps} steps" + (f" ({epochs:.3g} epochs)" if epochs is not None else "")
+            + f", status [bold]{summary['status']}[/bold]" + (f" ({until}, cap {budget})" if until else ""))
 
 
 # ---------------------------------------------------------------------------- sweep / transfer
@@ -536,6 +554,8 @@ def _print_sweep(summary):
         cols = ["gc", "nc", "target_nc", "few_shot_accuracy"]
         heads = ["source GC", "source NC", "target NC", "few-shot acc. \u00b1 95% CI"]
     heads = [f"{h} {_ARROW[BETTER[c]]}" for h, c in zip(heads, cols)]
+    # left out first when the table does not fit: the higher, the sooner
+    drop = [4, 1, 2, 5, 3] if not transfer else [1, 3, 2, 0]
     rows = []
     for r in summary["runs"]:
         f = r["final"]
@@ -543,8 +563,10 @@ def _print_sweep(summary):
         if transfer and f.get("few_shot_accuracy") is not None:
             cells[-1] = f"{f['few_shot_accuracy']:.3f} \u00b1 {f.get('few_shot_ci95') or 0:.3f}"
         rows.append([_fmt(r["settings"].get(k)) for k in setting_keys] + [_status_cell(r)] + cells)
-    columns = [(k, True) for k in setting_keys] + [("status", False)] + [(h, True) for h in heads]
-    console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows))
+    columns = ([(k, True) for k in setting_keys] + [("status", False)]
+               + [(h, True, d) for h, d in zip(heads, drop)])
+    console.print(_table(f"gcref {summary['kind']}: {summary['dir']}", columns, rows,
+                         where=f"{os.path.join(summary['dir'], 'summary.csv')}, or --json"))
     console.print(_BETTER_NOTE, highlight=False)
     console.print(_STATUS_NOTE, highlight=False)
     corr = summary["correlations"]
@@ -558,7 +580,10 @@ def _print_sweep(summary):
     c = _table("Spearman rank correlations within seeds, within-seed permutation p (done or converged runs; "
                "cap and diverged runs left out)",
                [("x vs y", False), ("rho", False), ("p-value", True), ("n", True)], rows)
-    console.print(c)
+    capped = _capped_note(summary, bool(rows))
+    console.print(c if rows else capped, highlight=False)
+    if rows and capped:
+        console.print(capped, highlight=False)
     for key, words, sign in (("gc_vs_nc", "GC and NC", +1),
                              ("gc_vs_few_shot_accuracy", "source GC and few-shot accuracy", -1),
                              ("gc_vs_target_nc", "source GC and target NC", +1)):
@@ -572,6 +597,42 @@ def _print_sweep(summary):
                   + f"{counts['diverged']} diverged, {counts['error']} failed; "
                   f"{summary.get('ran', 0)} run now, {summary.get('skipped', 0)} already finished (skipped). "
                   f"Summary: {os.path.join(summary['dir'], 'summary.json')} and summary.csv", highlight=False)
+
+
+#: What loosens each criterion of :meth:`TrainConfig.until`, as the command line says it.
+_LOOSER = {"train_accuracy": "lower --until-train-acc", "train_loss": "raise --until-loss"}
+
+
+def _criterion(until: dict) -> str:
+    """``train accuracy >= 0.99``: a criterion of :meth:`TrainConfig.until` in words."""
+    from ..train.fit import UNTIL_KEYS
+    return " and ".join(f"{k.replace('_', ' ')} {UNTIL_KEYS[k]} {v:g}" for k, v in until.items())
+
+
+def _capped_note(summary, correlated: bool) -> str:
+    """The line that says runs stopped at their cap before the criterion (their values are of
+    unfinished training, left out of the correlations) and what to change; where no
+    correlation could be computed, why (``""``: nothing to say)."""
+    counts, runs = summary["counts"], len(summary["runs"])
+    cap = counts.get("cap", 0)
+    base = summary.get("base_config") or {}
+    until = _until_of(base)
+    if cap and until:
+        unit = "epochs" if base.get("epochs") else "steps"
+        if {"steps", "epochs"} & {k for r in summary["runs"] for k in r["settings"]}:
+            budget, now = "their caps", ""
+        else:
+            budget, now = f"the cap of {base[unit]:g} {unit}", f" (now {base[unit]:g})"
+        remedy = (f"to let them converge, raise --{unit}{now} or "
+                  + " or ".join(f"{_LOOSER[k]} (now {v:g})" for k, v in until.items()))
+        if cap == runs:
+            return f"No correlations: all {runs} runs reached {budget} before {_criterion(until)}; {remedy}."
+        return (f"{cap} of {runs} runs reached {budget} before {_criterion(until)}: their values are of "
+                f"unfinished training, left out of the correlations; {remedy}.")
+    if not correlated:
+        return (f"No correlations: they need at least 3 runs trained as asked, and {counts.get('diverged', 0)} "
+                f"of {runs} diverged, {counts.get('error', 0)} failed.")
+    return ""
 
 
 #: How a run ended, in the sweep table's narrow ``status`` column (``conv@41.2``: @ the epochs trained).
@@ -594,11 +655,11 @@ def _until_of(config: dict) -> dict:
 _PARAM_HELP = ("Swept setting: name=v1,v2,... (repeatable; the runs are the Cartesian product), "
                "e.g. --param lr=0.01,0.05,0.2 --param batch_size=8,32,128.")
 _BACKEND_HELP = ("joblib backend: loky (processes, default), multiprocessing, threading, sequential; "
-                 "dask (needs dask[distributed]; --dask-scheduler ADDRESS, else a local cluster) or ray "
+                 "dask (needs dask\\[distributed]; --dask-scheduler ADDRESS, else a local cluster) or ray "
                  "(needs ray; RAY_ADDRESS picks the cluster, else a local one) send the runs to a cluster.")
 
 
-@_with_config_options(defaults={**PROTOCOL_DEFAULTS, "steps": 6000})
+@_with_config_options(defaults=COMMAND_DEFAULTS)
 def sweep(
     param: List[str] = typer.Option(None, "--param", "-p", help=_PARAM_HELP + " Default: lr=0.01,0.05,0.2."),
     seeds: str = typer.Option("0,1", "--seeds", help="Seeds of every setting, comma-separated."),
@@ -674,7 +735,8 @@ def plot(
     _say_notes(paths.notes)             # what the final values left out, and why
 
 
-def register(app) -> None:
-    """Attach ``train``, ``sweep``, ``transfer`` and ``plot`` to the typer ``app``."""
+def register(app, cls=None) -> None:
+    """Attach ``train``, ``sweep``, ``transfer`` and ``plot`` to the typer ``app`` (as commands
+    of the click class ``cls``, if given)."""
     for command in (train, sweep, transfer, plot):
-        app.command()(command)
+        app.command(cls=cls)(command)

@@ -129,8 +129,13 @@ class Network:
         """Validate a batch of inputs: finite reals of shape ``(n, *input_shape)``."""
         X = as_float_array(X, name)
         if X.shape[1:] != self.input_shape:
+            hint = ""
+            if len(self.input_shape) == 1 and X.ndim > 2 and int(np.prod(X.shape[1:])) == self.input_shape[0]:
+                hint = (f"; for inputs of shape {X.shape[1:]}, build the network with "
+                        f"input_shape={X.shape[1:]} (it then flattens them), or pass "
+                        f"{name}.reshape(len({name}), -1)")
             raise ValueError(f"{name} must have shape (n, {', '.join(map(str, self.input_shape))}) "
-                             f"for {self.name}, got {X.shape}")
+                             f"for {self.name}, got {X.shape}{hint}")
         return X
 
     def _check_output(self, output: str) -> None:
