@@ -266,7 +266,7 @@ def test_cli_train_sweep_plot_on_a_done_json_that_is_not_utf8(tmp_path):
     from typer.testing import CliRunner
     from gcref.cli import app
     opts = ["--steps", "20", "--eval-every", "10", "--eval-size", "64", "--hidden", "16,8",
-            "--batch-size", "16"]
+            "--batch-size", "16", "--until-train-acc", "0"]
     runner = CliRunner()
     assert runner.invoke(app, ["train", *opts, "--out", str(tmp_path / "r")]).exit_code == 0
     (tmp_path / "r" / "done.json").write_bytes(b"\xff\xfe")

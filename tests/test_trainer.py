@@ -298,7 +298,7 @@ def test_lab_and_cli_train_in_float32_with_the_cuda_backend(tmp_path):
     with pytest.raises(SettingError, match="float32 needs backend cuda"):
         run_training({**base, "dtype": "float32"}, tmp_path / "ref32", progress=False)
     res = CliRunner().invoke(app, ["train", "--steps", "4", "--eval-every", "2", "--eval-size", "20",
-                                   "--hidden", "16", "--max-per-class", "10", "--backend", "cuda",
+                                   "--hidden", "16", "--max-per-class", "10", "--backend", "cuda", "--until-train-acc", "0",
                                    "--dtype", "float32", "--out", str(tmp_path / "cli")])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "cli" / "config.json").read_text())["dtype"] == "float32"
