@@ -71,3 +71,19 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _fail_instead_of_skip(outcome.get_result())
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The figures ``gcref.lab.plots`` draws, by file name, kept open for a test to read."""
+    import os
+    from gcref.lab import plots
+    figures = {}
+    real_save = plots._save
+
+    def keep(fig, path):
+        figures[os.path.basename(path)] = fig
+        real_save(fig, path)
+    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots._pyplot(), "close", lambda fig=None: None)
+    return figures

@@ -198,28 +198,14 @@ def transfer_sweep(tmp_path_factory):
     return out, summary
 
 
-def _drawn(monkeypatch):
-    """The figures plot_run_or_sweep draws, by file name (kept open)."""
-    from gcref.lab import plots
-    figures = {}
-    real_save = plots._save
-
-    def keep(fig, path):
-        figures[os.path.basename(path)] = fig
-        real_save(fig, path)
-    monkeypatch.setattr(plots, "_save", keep)
-    monkeypatch.setattr(plots._pyplot(), "close", lambda fig=None: None)
-    return figures
-
-
-def test_unfinished_run_is_not_drawn_as_a_result(tmp_path, transfer_sweep, monkeypatch):
+def test_unfinished_run_is_not_drawn_as_a_result(tmp_path, transfer_sweep, monkeypatch, drawn_figures):
     ref_dir, ref = transfer_sweep
     out = _copy_sweep(ref_dir, tmp_path / "t")
     cut = out / "lr=0.2_seed=1"
     os.unlink(cut / "done.json")
     lines = (cut / "history.jsonl").read_text().splitlines(keepends=True)
     (cut / "history.jsonl").write_text("".join(lines[:2]))          # stopped at step 10 of 20
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures
     paths = lab.plot_run_or_sweep(out)
     assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "fig4.png", "final.png",
                                                           "transfer.png"]
@@ -236,11 +222,11 @@ def test_unfinished_run_is_not_drawn_as_a_result(tmp_path, transfer_sweep, monke
     assert len(figures["transfer.png"].axes[0].collections) == 3 + 1     # 3 runs, 1 open marker
 
 
-def test_every_run_at_the_cap_says_nothing_to_draw(tmp_path, monkeypatch):
+def test_every_run_at_the_cap_says_nothing_to_draw(tmp_path, drawn_figures):
     out = tmp_path / "t"
     lab.run_transfer(dict(TRANSFER, until_train_acc=1.0), {"lr": [0.05, 0.2]}, seeds=[0],
                      out_dir=out, backend="sequential")
-    figures = _drawn(monkeypatch)
+    figures = drawn_figures
     paths = lab.plot_run_or_sweep(out)
     assert sorted(os.path.basename(p) for p in paths) == ["curves.png", "fig4.png", "final.png",
                                                           "transfer.png"]

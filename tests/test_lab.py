@@ -268,16 +268,8 @@ def test_fit_progress_bar_on_request_and_off_otherwise(capsys):
                for k in a.params)
 
 
-def test_final_figure_has_a_legend_and_names_diverged_runs(tmp_path, monkeypatch):
-    from gcref.lab import plots
-    figures = {}
-    real_save = plots._save
-
-    def keep(fig, path):
-        figures[os.path.basename(path)] = fig
-        real_save(fig, path)
-    monkeypatch.setattr(plots, "_save", keep)
-    monkeypatch.setattr(plots._pyplot(), "close", lambda fig=None: None)
+def test_final_figure_has_a_legend_and_names_diverged_runs(tmp_path, drawn_figures):
+    figures = drawn_figures
     lab.run_sweep(TINY, {"lr": [0.05, 1e4, 0.2]}, seeds=[0, 1], out_dir=tmp_path / "s", backend="sequential")
     lab.plot_run_or_sweep(tmp_path / "s")
     final = figures["final.png"]
